@@ -1,0 +1,1 @@
+//! Grafolean netflow bot: protocol code on the collector framework.

@@ -1,0 +1,1 @@
+//! Grafolean ping bot: protocol code on the collector framework.

@@ -1,0 +1,3 @@
+fn main() {
+    println!("pingbot: not built yet");
+}

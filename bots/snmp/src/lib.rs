@@ -1,0 +1,1 @@
+//! Grafolean snmp bot: protocol code on the collector framework.

@@ -1,0 +1,224 @@
+//! Job configs: what the backend (or a local jobs file) says about one entity, in the shape of the
+//! Python collector's `fetch_job_configs` result (contract §5.2), and the skip rules that build them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use std::collections::HashMap;
+
+/// One monitored entity with everything a bot needs to poll it: the result of contract §5.2.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntityConfig {
+    pub entity_id: u64,
+    pub account_id: u64,
+    pub name: String,
+    pub entity_type: String,
+    pub parent: Option<u64>,
+    /// `details` verbatim, e.g. `{"ipv4": "192.0.2.1"}`.
+    pub details: Json,
+    /// The attached credential's `details` verbatim.
+    pub credential_details: Json,
+    /// The entity's sensors, in stored order.
+    pub sensors: Vec<SensorConfig>,
+}
+
+/// One sensor attached to an entity, with its interval already resolved (contract §5.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensorConfig {
+    pub sensor_id: u64,
+    pub details: Json,
+    /// The entity's interval for this sensor, else the sensor's default, else `None`.
+    pub interval: Option<u64>,
+}
+
+impl EntityConfig {
+    /// `details.ipv4` as text, the address field every Grafolean protocol uses.
+    pub fn address(&self) -> Option<&str> {
+        self.details.get("ipv4").and_then(Json::as_str)
+    }
+}
+
+/// An entity as the backend lists it (contract §4.5).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct EntityRecord {
+    pub id: u64,
+    pub name: String,
+    pub entity_type: String,
+    #[serde(default)]
+    pub parent: Option<u64>,
+    #[serde(default)]
+    pub details: Json,
+    #[serde(default)]
+    pub protocols: HashMap<String, ProtocolBinding>,
+}
+
+/// The `protocols.<name>` object of an entity: which credential, sensors and bot serve it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct ProtocolBinding {
+    #[serde(default)]
+    pub credential: Option<Json>,
+    #[serde(default)]
+    pub sensors: Vec<SensorBinding>,
+    #[serde(default)]
+    pub bot: Option<Json>,
+}
+
+/// One `{"sensor": id, "interval": seconds|null}` entry of a protocol binding.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct SensorBinding {
+    pub sensor: Json,
+    #[serde(default)]
+    pub interval: Option<Json>,
+}
+
+/// A credential as the backend lists it (contract §4.6).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct CredentialRecord {
+    pub id: u64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub protocol: String,
+    #[serde(default)]
+    pub details: Json,
+}
+
+/// A sensor as the backend lists it (contract §4.7).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct SensorRecord {
+    pub id: u64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub protocol: String,
+    #[serde(default)]
+    pub default_interval: Option<Json>,
+    #[serde(default)]
+    pub details: Json,
+}
+
+/// Everything one account holds that matters for job configs: the three list endpoints' answers.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+pub struct AccountData {
+    pub entities: Vec<EntityRecord>,
+    pub credentials: Vec<CredentialRecord>,
+    pub sensors: Vec<SensorRecord>,
+}
+
+/// Why an entity or one of its sensors was left out of the job configs. Skips that the contract
+/// defines as normal (not a device, another bot's entity...) are not reported; these are the ones
+/// where the data is inconsistent and a user would want to know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigProblem {
+    pub account_id: u64,
+    pub entity_id: u64,
+    pub message: String,
+}
+
+/// An id as the backend may send it: a number, or a string holding one (the entity schema accepts both).
+pub fn json_id(value: &Json) -> Option<u64> {
+    match value {
+        Json::Number(n) => n.as_u64(),
+        Json::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A JSON value that Python would consider truthy, for the "credential is falsy" rule.
+fn truthy(value: &Json) -> bool {
+    match value {
+        Json::Null => false,
+        Json::Bool(b) => *b,
+        Json::Number(n) => n.as_f64() != Some(0.0),
+        Json::String(s) => !s.is_empty(),
+        Json::Array(a) => !a.is_empty(),
+        Json::Object(o) => !o.is_empty(),
+    }
+}
+
+/// An interval in whole seconds from a JSON number or numeric string; `None` for null or nonsense.
+fn interval_secs(value: Option<&Json>) -> Option<u64> {
+    let secs = match value? {
+        Json::Number(n) => n.as_f64()?,
+        Json::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    (secs.is_finite() && secs >= 1.0).then_some(secs as u64)
+}
+
+/// Builds the job configs of one account for `protocol`, applying the skip rules of contract §5.2:
+/// only `device` entities, with the protocol key, served by `bot_id` (or legacy null), a truthy
+/// credential and at least one sensor. The original aborted the whole refresh when a credential
+/// or sensor could not be fetched; here such an entity (or sensor) is left out and reported.
+pub fn build_configs(
+    protocol: &str,
+    bot_id: Option<u64>,
+    account_id: u64,
+    data: &AccountData,
+) -> (Vec<EntityConfig>, Vec<ConfigProblem>) {
+    let credentials: HashMap<u64, &CredentialRecord> =
+        data.credentials.iter().map(|c| (c.id, c)).collect();
+    let sensors: HashMap<u64, &SensorRecord> = data.sensors.iter().map(|s| (s.id, s)).collect();
+    let mut configs = Vec::new();
+    let mut problems = Vec::new();
+    let mut problem = |entity_id: u64, message: String| {
+        problems.push(ConfigProblem {
+            account_id,
+            entity_id,
+            message,
+        })
+    };
+
+    for entity in data.entities.iter().filter(|e| e.entity_type == "device") {
+        let Some(binding) = entity.protocols.get(protocol) else {
+            continue;
+        };
+        if let (Some(bot), Some(me)) = (binding.bot.as_ref(), bot_id) {
+            if !bot.is_null() && json_id(bot) != Some(me) {
+                continue;
+            }
+        }
+        let Some(credential_ref) = binding.credential.as_ref().filter(|c| truthy(c)) else {
+            continue;
+        };
+        if binding.sensors.is_empty() {
+            continue;
+        }
+        let Some(credential) = json_id(credential_ref).and_then(|id| credentials.get(&id)) else {
+            problem(
+                entity.id,
+                format!("credential {credential_ref} is not among the account's credentials"),
+            );
+            continue;
+        };
+        let mut entity_sensors = Vec::with_capacity(binding.sensors.len());
+        for binding in &binding.sensors {
+            let Some(sensor) = json_id(&binding.sensor).and_then(|id| sensors.get(&id)) else {
+                problem(
+                    entity.id,
+                    format!("sensor {} is not among the account's sensors", binding.sensor),
+                );
+                continue;
+            };
+            entity_sensors.push(SensorConfig {
+                sensor_id: sensor.id,
+                details: sensor.details.clone(),
+                interval: interval_secs(binding.interval.as_ref())
+                    .or_else(|| interval_secs(sensor.default_interval.as_ref())),
+            });
+        }
+        if entity_sensors.is_empty() {
+            continue;
+        }
+        configs.push(EntityConfig {
+            entity_id: entity.id,
+            account_id,
+            name: entity.name.clone(),
+            entity_type: entity.entity_type.clone(),
+            parent: entity.parent,
+            details: entity.details.clone(),
+            credential_details: credential.details.clone(),
+            sensors: entity_sensors,
+        });
+    }
+    (configs, problems)
+}

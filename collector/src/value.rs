@@ -1,0 +1,97 @@
+//! Values: what a job measured, before delivery gives them a timestamp and a destination.
+
+use serde::Serialize;
+
+/// One measurement: a Grafolean path and a number.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Value {
+    #[serde(rename = "p")]
+    pub path: String,
+    #[serde(rename = "v")]
+    pub value: f64,
+}
+
+impl Value {
+    pub fn new(path: impl Into<String>, value: f64) -> Self {
+        Value {
+            path: path.into(),
+            value,
+        }
+    }
+}
+
+/// Why the backend would reject a path (contract §4.8), or `None` if it would accept it:
+/// dot-separated segments of `A-Z a-z 0-9 _ -` or the lowercase escapes `%2e` / `%3a`,
+/// not starting with `system.`.
+pub fn path_problem(path: &str) -> Option<&'static str> {
+    if path.is_empty() {
+        return Some("empty path");
+    }
+    if path.starts_with("system.") {
+        return Some("path starts with 'system.'");
+    }
+    for segment in path.split('.') {
+        if segment.is_empty() {
+            return Some("empty path segment");
+        }
+        let bytes = segment.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => i += 1,
+                b'%' if bytes[i + 1..].starts_with(b"2e") || bytes[i + 1..].starts_with(b"3a") => {
+                    i += 3
+                }
+                _ => return Some("character not allowed in a path"),
+            }
+        }
+    }
+    None
+}
+
+/// Encodes text for use inside one path segment the way the NetFlow bot does: `.` -> `%2e`,
+/// `:` -> `%3a` (IP addresses), nothing else.
+pub fn escape_segment(text: &str) -> String {
+    text.replace('.', "%2e").replace(':', "%3a")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_path_rule() {
+        for ok in [
+            "entity.1.snmp.x",
+            "a",
+            "netflow.1min.egress.entity.5.topip.10%2e0%2e0%2e1",
+            "a-b_C.9",
+            "x.%3a%3a1",
+        ] {
+            assert_eq!(path_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "",
+            "a..b",
+            ".a",
+            "a.",
+            "system.x",
+            "a b",
+            "a/b",
+            "a:b",
+            "a.%2E",
+            "a.%20",
+            "a.%2",
+            "a%",
+        ] {
+            assert!(path_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn segment_escape() {
+        assert_eq!(escape_segment("192.0.2.1"), "192%2e0%2e2%2e1");
+        assert_eq!(escape_segment("2001:db8::1"), "2001%3adb8%3a%3a1");
+        assert_eq!(path_problem(&escape_segment("fe80::1.x")), None);
+    }
+}
