@@ -195,7 +195,10 @@ pub fn build_configs(
             let Some(sensor) = json_id(&binding.sensor).and_then(|id| sensors.get(&id)) else {
                 problem(
                     entity.id,
-                    format!("sensor {} is not among the account's sensors", binding.sensor),
+                    format!(
+                        "sensor {} is not among the account's sensors",
+                        binding.sensor
+                    ),
                 );
                 continue;
             };

@@ -24,3 +24,4 @@ pub use runtime::run;
 pub use settings::Settings;
 pub use store::Store;
 pub use value::Value;
+pub mod executor;
