@@ -61,6 +61,9 @@ fn init_logging(format: LogFormat) {
     };
 }
 
+/// Wanted jobs from one refresh, with the accounts whose jobs must be kept as they are.
+type JobUpdate<P> = (Vec<JobSpec<P>>, HashSet<u64>);
+
 /// Where job configs come from.
 enum Source {
     Backend {
@@ -192,7 +195,7 @@ where
         metrics.clone(),
         clock,
     );
-    let (updates, mut updates_rx) = mpsc::channel::<(Vec<JobSpec<C::Params>>, HashSet<u64>)>(2);
+    let (updates, mut updates_rx) = mpsc::channel::<JobUpdate<C::Params>>(2);
     let refresher = tokio::spawn(refresh_loop(
         source,
         bot.clone(),
@@ -262,7 +265,7 @@ async fn refresh_loop<C: Collector>(
     source: Source,
     bot: Arc<C>,
     every: Duration,
-    updates: mpsc::Sender<(Vec<JobSpec<C::Params>>, HashSet<u64>)>,
+    updates: mpsc::Sender<JobUpdate<C::Params>>,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
