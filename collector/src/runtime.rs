@@ -54,7 +54,8 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -227,6 +228,8 @@ where
     if !executor.drain(grace).await {
         tracing::warn!("some jobs were still running after {grace:?}; their values are lost");
     }
+    // The executor holds a sender of the delivery queue: drop it so the queue can close.
+    drop(executor);
     background_stop.cancel();
     if let Some(task) = background {
         let _ = tokio::time::timeout(grace, task).await;
