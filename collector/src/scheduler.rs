@@ -3,12 +3,12 @@
 
 use crate::bot::Firing;
 use crate::job::{Anchor, JobSpec};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
-use tokio_util::time::delay_queue::{DelayQueue, Key};
+use tokio_util::time::delay_queue::DelayQueue;
 
 /// Wall-clock time read through tokio's clock, so that tests with a paused clock see Unix time
 /// advance exactly as tokio's timers do.
@@ -81,21 +81,6 @@ pub struct UpdateSummary {
     pub kept_unreadable: usize,
 }
 
-struct Entry<P> {
-    spec: Arc<JobSpec<P>>,
-    anchor: u64,
-    next: u64,
-    key: Key,
-    state: Arc<JobState>,
-}
-
-/// The set of scheduled jobs and their timers.
-pub struct Scheduler<P> {
-    clock: Clock,
-    queue: DelayQueue<String>,
-    jobs: HashMap<String, Entry<P>>,
-}
-
 /// Sorted, de-duplicated, non-zero intervals.
 fn normalized(intervals: &[u64]) -> Vec<u64> {
     let mut intervals: Vec<u64> = intervals.iter().copied().filter(|&i| i > 0).collect();
@@ -142,31 +127,75 @@ pub fn affecting_intervals(anchor: u64, intervals: &[u64], at: u64) -> Vec<u64> 
         .collect()
 }
 
+struct Entry<P> {
+    spec: Arc<JobSpec<P>>,
+    anchor: u64,
+    next: u64,
+    /// Bumped when the slot is reused, so stale bucket entries are recognised and skipped.
+    generation: u64,
+    state: Arc<JobState>,
+}
+
+/// A job's place in a due-second bucket: its slot and the generation it was filed under.
+type Ticket = (usize, u64);
+
+/// The set of scheduled jobs and their timers.
+///
+/// Jobs anchored in the same second fall due together (every job created by one refresh does),
+/// so timers are kept per due second, not per job: one `DelayQueue` entry per distinct second,
+/// holding a bucket of jobs. A due second is handed out job by job from `ready` with O(1) work
+/// each, and cancelled jobs are skipped lazily by generation.
+pub struct Scheduler<P> {
+    clock: Clock,
+    timers: DelayQueue<u64>,
+    buckets: HashMap<u64, Vec<Ticket>>,
+    /// The jobs of the due second being handed out.
+    ready: VecDeque<Ticket>,
+    ready_second: u64,
+    /// The second after which the handed-out jobs are re-filed.
+    ready_after: u64,
+    slots: Vec<Option<Entry<P>>>,
+    free: Vec<usize>,
+    ids: HashMap<String, usize>,
+    generations: u64,
+}
+
 impl<P: PartialEq> Scheduler<P> {
     pub fn new(clock: Clock) -> Self {
         Scheduler {
             clock,
-            queue: DelayQueue::new(),
-            jobs: HashMap::new(),
+            timers: DelayQueue::new(),
+            buckets: HashMap::new(),
+            ready: VecDeque::new(),
+            ready_second: 0,
+            ready_after: 0,
+            slots: Vec::new(),
+            free: Vec::new(),
+            ids: HashMap::new(),
+            generations: 0,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.jobs.len()
+        self.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
+        self.ids.is_empty()
     }
 
     /// The ids of the scheduled jobs, in no particular order.
     pub fn job_ids(&self) -> impl Iterator<Item = &str> {
-        self.jobs.keys().map(String::as_str)
+        self.ids.keys().map(String::as_str)
+    }
+
+    fn entry(&self, id: &str) -> Option<&Entry<P>> {
+        self.ids.get(id).and_then(|&slot| self.slots[slot].as_ref())
     }
 
     /// The anchor and next firing of a job, for inspection and tests.
     pub fn timing(&self, id: &str) -> Option<(u64, u64)> {
-        self.jobs.get(id).map(|e| (e.anchor, e.next))
+        self.entry(id).map(|e| (e.anchor, e.next))
     }
 
     /// Replaces the wanted jobs. A job with the same id and equal spec keeps its timer; a changed
@@ -185,18 +214,14 @@ impl<P: PartialEq> Scheduler<P> {
             if !wanted.insert(spec.id.clone()) {
                 tracing::warn!(job = %spec.id, "two jobs with the same id; the later one wins");
             }
-            let state = match self.jobs.get(&spec.id) {
+            let state = match self.entry(&spec.id) {
                 Some(entry) if *entry.spec == spec => {
                     summary.unchanged += 1;
                     continue;
                 }
                 Some(_) => {
                     summary.changed += 1;
-                    let old = self.jobs.remove(&spec.id).map(|e| {
-                        self.queue.remove(&e.key);
-                        e.state
-                    });
-                    old.unwrap_or_default()
+                    self.remove(&spec.id).map(|e| e.state).unwrap_or_default()
                 }
                 None => {
                     summary.added += 1;
@@ -206,25 +231,26 @@ impl<P: PartialEq> Scheduler<P> {
             self.insert(spec, state, now);
         }
         let gone: Vec<String> = self
-            .jobs
+            .ids
             .iter()
             .filter(|(id, _)| !wanted.contains(*id))
-            .filter(|(_, e)| {
-                let keep = e.spec.account_id.is_some_and(|a| unreadable.contains(&a));
-                if keep {
-                    summary.kept_unreadable += 1;
-                }
-                !keep
-            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in gone {
-            if let Some(entry) = self.jobs.remove(&id) {
-                self.queue.remove(&entry.key);
+            let account = self.entry(&id).and_then(|e| e.spec.account_id);
+            if account.is_some_and(|a| unreadable.contains(&a)) {
+                summary.kept_unreadable += 1;
+            } else if self.remove(&id).is_some() {
                 summary.removed += 1;
             }
         }
         summary
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Entry<P>> {
+        let slot = self.ids.remove(id)?;
+        self.free.push(slot);
+        self.slots[slot].take()
     }
 
     fn insert(&mut self, spec: JobSpec<P>, state: Arc<JobState>, now: u64) {
@@ -232,54 +258,81 @@ impl<P: PartialEq> Scheduler<P> {
         let Some(next) = next_firing(anchor, &spec.intervals, now) else {
             return;
         };
-        let key = self
-            .queue
-            .insert_at(spec.id.clone(), self.clock.instant_at(next));
-        self.jobs.insert(
-            spec.id.clone(),
-            Entry {
-                spec: Arc::new(spec),
-                anchor,
-                next,
-                key,
-                state,
-            },
-        );
+        self.generations += 1;
+        let generation = self.generations;
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        self.ids.insert(spec.id.clone(), slot);
+        self.slots[slot] = Some(Entry {
+            spec: Arc::new(spec),
+            anchor,
+            next,
+            generation,
+            state,
+        });
+        self.file(next, (slot, generation));
     }
 
-    /// Waits for the next job to fall due and re-arms its timer. Never returns while no job is
-    /// scheduled: guard the call with [`Scheduler::is_empty`] in a `select!`.
+    /// Files a job under its due second, arming that second's timer if it is the first one.
+    fn file(&mut self, second: u64, ticket: Ticket) {
+        let bucket = self.buckets.entry(second).or_insert_with(|| {
+            self.timers.insert_at(second, self.clock.instant_at(second));
+            Vec::new()
+        });
+        bucket.push(ticket);
+    }
+
+    /// Waits for the next job to fall due. Never returns while no job is scheduled: guard the
+    /// call with [`Scheduler::is_empty`] in a `select!`.
     pub async fn next_due(&mut self) -> Due<P> {
         loop {
-            let expired = std::future::poll_fn(|cx| self.queue.poll_expired(cx)).await;
-            let Some(expired) = expired else {
-                std::future::pending::<()>().await;
-                continue;
-            };
-            let id = expired.into_inner();
-            let now = self.clock.now_secs();
-            let Some(entry) = self.jobs.get_mut(&id) else {
-                continue;
-            };
-            let at = entry.next;
-            let affecting = affecting_intervals(entry.anchor, &entry.spec.intervals, at);
-            // A late scheduler fires once, then skips the firings it missed.
-            let after = at.max(now);
-            if let Some(next) = next_firing(entry.anchor, &entry.spec.intervals, after) {
-                entry.next = next;
-                entry.key = self
-                    .queue
-                    .insert_at(id.clone(), self.clock.instant_at(next));
+            if let Some(due) = self.hand_out() {
+                return due;
             }
-            return Due {
+            let expired = std::future::poll_fn(|cx| self.timers.poll_expired(cx)).await;
+            match expired {
+                Some(expired) => {
+                    let second = expired.into_inner();
+                    let tickets = self.buckets.remove(&second).unwrap_or_default();
+                    self.ready = tickets.into();
+                    self.ready_second = second;
+                    // A late scheduler fires once, then skips the firings it missed.
+                    self.ready_after = second.max(self.clock.now_secs());
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    /// The next live job of the opened due second, re-filed under its next firing.
+    fn hand_out(&mut self) -> Option<Due<P>> {
+        let second = self.ready_second;
+        while let Some((slot, generation)) = self.ready.pop_front() {
+            let Some(entry) = self.slots[slot].as_mut() else {
+                continue;
+            };
+            if entry.generation != generation || entry.next != second {
+                continue;
+            }
+            let intervals = &entry.spec.intervals;
+            let Some(next) = next_firing(entry.anchor, intervals, self.ready_after) else {
+                continue;
+            };
+            entry.next = next;
+            let due = Due {
                 spec: entry.spec.clone(),
                 firing: Firing {
-                    scheduled: at,
-                    affecting,
+                    scheduled: second,
+                    affecting: affecting_intervals(entry.anchor, intervals, second),
                 },
                 state: entry.state.clone(),
             };
+            self.file(next, (slot, generation));
+            return Some(due);
         }
+        None
     }
 }
 
