@@ -142,3 +142,116 @@ impl<C: Collector> Executor<C> {
         tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bot::{Firing, JobError};
+    use crate::delivery::{Batch, Delivery, Sink};
+    use crate::entity::EntityConfig;
+    use crate::job::JobSpec;
+    use crate::scheduler::JobState;
+    use crate::value::Value;
+    use futures::future::BoxFuture;
+    use std::sync::Mutex;
+
+    /// A bot whose jobs behave as their params say.
+    struct Scripted;
+
+    impl Collector for Scripted {
+        type Params = &'static str;
+        fn protocol(&self) -> &'static str {
+            "scripted"
+        }
+        fn jobs(&self, _: &[EntityConfig]) -> Vec<JobSpec<&'static str>> {
+            Vec::new()
+        }
+        async fn perform(
+            &self,
+            job: &JobSpec<&'static str>,
+            _: &Firing,
+        ) -> Result<Vec<Value>, JobError> {
+            match job.params {
+                "slow" => tokio::time::sleep(Duration::from_secs(3600)).await,
+                "fail" => return Err(JobError::new("device said no")),
+                "panic" => panic!("bug in a bot"),
+                _ => {}
+            }
+            Ok(vec![Value::new(format!("entity.{}.ok", job.id), 1.0)])
+        }
+    }
+
+    #[derive(Default)]
+    struct Capture(Mutex<Vec<Batch>>);
+
+    impl Sink for Capture {
+        fn deliver(&self, batch: Batch) -> BoxFuture<'_, ()> {
+            Box::pin(async move { self.0.lock().unwrap().push(batch) })
+        }
+    }
+
+    fn due(id: &str, behaviour: &'static str, state: &Arc<JobState>) -> Due<&'static str> {
+        Due {
+            spec: Arc::new(JobSpec::new(id, vec![10], behaviour).account(1)),
+            firing: Firing {
+                scheduled: 0,
+                affecting: vec![10],
+            },
+            state: state.clone(),
+        }
+    }
+
+    fn count(metrics: &Metrics, outcome: &str) -> u64 {
+        metrics
+            .framework
+            .runs
+            .get_or_create(&label("outcome", outcome))
+            .get()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overlap_timeout_failure_and_panic_stay_with_their_job() {
+        let metrics = Metrics::new();
+        let capture = Arc::new(Capture::default());
+        let delivery = Delivery::start(capture.clone(), metrics.clone(), 100, 4);
+        let executor = Executor::new(
+            Arc::new(Scripted),
+            8,
+            None,
+            delivery.handle(),
+            metrics.clone(),
+            Clock::new(),
+        );
+        let slow = Arc::new(JobState::default());
+        executor.fire(due("slow", "slow", &slow));
+        tokio::task::yield_now().await;
+        executor.fire(due("slow", "slow", &slow));
+        assert_eq!(
+            count(&metrics, "skip"),
+            1,
+            "a running job is not started again"
+        );
+        for (id, behaviour) in [("p", "panic"), ("f", "fail"), ("ok", "ok")] {
+            executor.fire(due(id, behaviour, &Arc::new(JobState::default())));
+        }
+        assert!(executor.drain(Duration::from_secs(60)).await);
+        assert_eq!(
+            count(&metrics, "timeout"),
+            1,
+            "the slow job is cut at its interval"
+        );
+        assert_eq!(count(&metrics, "panic"), 1);
+        assert_eq!(count(&metrics, "failure"), 1);
+        assert_eq!(count(&metrics, "success"), 1);
+        assert!(
+            !slow.running.load(Ordering::Acquire),
+            "a timed-out job may run again"
+        );
+        drop(executor);
+        assert!(delivery.close(Duration::from_secs(5)).await);
+        let batches = capture.0.lock().unwrap();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].values, vec![Value::new("entity.ok.ok", 1.0)]);
+        assert_eq!(batches[0].account_id, Some(1));
+    }
+}
