@@ -13,6 +13,7 @@ pub mod redact;
 pub mod runtime;
 pub mod scheduler;
 pub mod settings;
+pub mod spool;
 pub mod standalone;
 pub mod store;
 pub mod telemetry;

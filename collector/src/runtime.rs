@@ -10,6 +10,7 @@ use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
 use crate::scheduler::{Clock, Scheduler};
 use crate::settings::{LogFormat, Mode, Settings, ValuesOutput};
+use crate::spool::Spool;
 use crate::standalone::parse_jobs_file;
 use crate::store::Store;
 use crate::telemetry::{self, LastValues, Readiness};
@@ -120,7 +121,7 @@ where
         Mode::Standalone { .. } => None,
     };
     let context = Context {
-        store,
+        store: store.clone(),
         backend: backend.clone(),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
@@ -134,6 +135,8 @@ where
     };
     let protocol = bot.protocol();
     let readiness = Readiness::default();
+    let replay_stop = CancellationToken::new();
+    let mut replayer = None;
     let standalone = matches!(mode, Mode::Standalone { .. });
     let last_values =
         (standalone && settings.values_output == ValuesOutput::Metrics).then(LastValues::default);
@@ -179,11 +182,24 @@ where
                 }
             };
             tracing::info!(protocol, bot_id, "backend ready");
+            let spool = match Spool::open(store.clone(), settings.spool_max_bytes, metrics.clone())
+            {
+                Ok(spool) => spool,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
+            replayer = Some(tokio::spawn(
+                spool.clone().replay(client.clone(), replay_stop.clone()),
+            ));
             let sink = Arc::new(BackendSink {
                 client: client.clone(),
                 attempts: settings.delivery_attempts,
                 first_backoff: Duration::from_secs(1),
                 metrics: metrics.clone(),
+                spool,
+                shutdown: shutdown.clone(),
             });
             (Source::Backend { client, bot_id }, sink)
         }
@@ -276,6 +292,10 @@ where
     }
     if !delivery.close(grace).await {
         tracing::warn!("delivery did not finish within {grace:?}");
+    }
+    replay_stop.cancel();
+    if let Some(task) = replayer {
+        let _ = tokio::time::timeout(grace, task).await;
     }
     if let Some(task) = telemetry {
         let _ = tokio::time::timeout(grace, task).await;
