@@ -10,9 +10,10 @@ pub mod backend;
 pub mod fixture;
 
 pub use backend::{
-    Fault, FaultId, FaultRequest, RequestRecord, StoredValue, TestBackend, WriteMethod, CONNECTION_CLOSED,
+    Fault, FaultId, FaultRequest, RequestRecord, StoredValue, TestBackend, WriteMethod,
+    CONNECTION_CLOSED,
 };
 pub use fixture::{
-    default_credential_details, default_sensor_details, Account, Bot, Credential, Entity, Fixture, Id, Permission,
-    ProtocolBinding, SeededIds, Sensor, SensorBinding, StatusInfo, GENERATED_BOT,
+    default_credential_details, default_sensor_details, Account, Bot, Credential, Entity, Fixture,
+    Id, Permission, ProtocolBinding, SeededIds, Sensor, SensorBinding, StatusInfo, GENERATED_BOT,
 };
