@@ -132,7 +132,7 @@ impl Bot {
 
 /// A sensor attached to an entity for one protocol, with the entity's own interval (None = the sensor's
 /// default interval).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct SensorBinding {
     pub sensor: Id,
     pub interval: Option<i64>,

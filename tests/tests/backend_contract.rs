@@ -464,6 +464,11 @@ async fn reads_have_the_backends_shapes() {
         .await;
     assert_eq!(list.content_type.as_deref(), Some("application/json"));
     assert_eq!(list.ids(), vec![ROUTER, ETH0, ETH0_VLAN, SWITCH]);
+    // Compact JSON in the backend's field order.
+    let head = format!(
+        r#"{{"list":[{{"id":{ROUTER},"name":"core-router","entity_type":"device","parent":null,"details":{{"ipv4":"192.0.2.1"}},"protocols":{{"ping":{{"credential":{PING_CREDENTIAL},"sensors":[{{"sensor":{PING_SENSOR},"interval":60}}],"bot":{PING_BOT}}}"#
+    );
+    assert!(list.text.starts_with(&head), "{}", list.text);
     let router = h
         .get(&format!("/accounts/{ACME}/entities/{ROUTER}"), SNMP_BOT)
         .await

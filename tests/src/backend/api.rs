@@ -1,6 +1,7 @@
 //! The request pipeline of the backend: `/api/status/info` without auth, then authentication,
 //! permission check and only then routing, with FastAPI's 404/405/422 answers (contract §1-§4).
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use percent_encoding::percent_decode_str;
@@ -11,7 +12,7 @@ use super::auth::{self, AuthFailure};
 use super::reply::Reply;
 use super::values::{self, ValuesRequest, WriteMethod};
 use super::{entities, Shared};
-use crate::fixture::{Bot, Credential, Entity, Fixture, Id, Sensor};
+use crate::fixture::{Bot, Credential, Entity, Fixture, Id, Sensor, SensorBinding};
 
 /// The parts of an HTTP request the backend looks at.
 pub(crate) struct ApiRequest<'a> {
@@ -187,14 +188,14 @@ fn route(
                 .enumerate()
                 .map(|(i, p)| json!({"id": i + 1, "resource_prefix": p.resource_prefix, "methods": p.methods}))
                 .collect();
-            Reply::json(200, &json!({ "list": list }))
+            Reply::json(200, &List { list })
         }
         (Accounts, _) => {
             let list: Vec<Value> = auth::visible_accounts(fixture, bot)
                 .into_iter()
                 .map(|a| json!({"id": a.id, "name": a.name}))
                 .collect();
-            Reply::json(200, &json!({ "list": list }))
+            Reply::json(200, &List { list })
         }
         (Bots, _) => {
             let list: Vec<BotRecord<'_>> = fixture
@@ -203,7 +204,7 @@ fn route(
                 .filter(|b| b.tied_to_account.is_none())
                 .map(BotRecord::from)
                 .collect();
-            Reply::json(200, &json!({ "list": list }))
+            Reply::json(200, &List { list })
         }
         (Account, _) => match fixture.accounts.get(&account) {
             Some(a) => Reply::json(200, &json!({"id": a.id, "name": a.name})),
@@ -214,7 +215,7 @@ fn route(
                 .entities_of(account)
                 .map(EntityRecord::from)
                 .collect();
-            Reply::json(200, &json!({ "list": list }))
+            Reply::json(200, &List { list })
         }
         (Entities, _) => entities::create(fixture, account, request.body, json_content_type),
         (Entity, "GET") => match fixture.entities.get(&item).filter(|e| e.account == account) {
@@ -232,7 +233,7 @@ fn route(
                 .filter(|c| c.account == account)
                 .map(CredentialRecord::from)
                 .collect();
-            Reply::json(200, &json!({ "list": list }))
+            Reply::json(200, &List { list })
         }
         (Credential, _) => match fixture
             .credentials
@@ -249,7 +250,7 @@ fn route(
                 .filter(|s| s.account == account)
                 .map(SensorRecord::from)
                 .collect();
-            Reply::json(200, &json!({ "list": list }))
+            Reply::json(200, &List { list })
         }
         (Sensor, _) => match fixture.sensors.get(&item).filter(|s| s.account == account) {
             Some(s) => Reply::json(200, &SensorRecord::from(s)),
@@ -327,6 +328,12 @@ impl<'a> From<&'a Bot> for BotRecord<'a> {
     }
 }
 
+/// `{"list": [...]}` with the items' field order kept.
+#[derive(Serialize)]
+struct List<T: Serialize> {
+    list: Vec<T>,
+}
+
 #[derive(Serialize)]
 struct EntityRecord<'a> {
     id: Id,
@@ -334,7 +341,14 @@ struct EntityRecord<'a> {
     entity_type: &'a str,
     parent: Option<Id>,
     details: &'a Value,
-    protocols: serde_json::Map<String, Value>,
+    protocols: BTreeMap<&'a str, BindingRecord<'a>>,
+}
+
+#[derive(Serialize)]
+struct BindingRecord<'a> {
+    credential: Option<Id>,
+    sensors: &'a [SensorBinding],
+    bot: Option<Id>,
 }
 
 impl<'a> From<&'a Entity> for EntityRecord<'a> {
@@ -343,9 +357,12 @@ impl<'a> From<&'a Entity> for EntityRecord<'a> {
             .protocols
             .iter()
             .map(|(name, binding)| {
-                let sensors: Vec<Value> =
-                    binding.sensors.iter().map(|s| json!({"sensor": s.sensor, "interval": s.interval})).collect();
-                (name.clone(), json!({"credential": binding.credential, "sensors": sensors, "bot": binding.bot}))
+                let record = BindingRecord {
+                    credential: binding.credential,
+                    sensors: &binding.sensors,
+                    bot: binding.bot,
+                };
+                (name.as_str(), record)
             })
             .collect();
         EntityRecord {
