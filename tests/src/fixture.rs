@@ -450,6 +450,14 @@ impl Fixture {
         }
     }
 
+    /// Mutable access to a bot (permissions, token, protocol); panics when absent.
+    pub fn bot_mut(&mut self, id: Id) -> &mut Bot {
+        match self.bots.get_mut(&id) {
+            Some(b) => b,
+            None => panic!("fixture: no bot {id}"),
+        }
+    }
+
     /// Mutable access to one protocol binding of an entity; panics when absent.
     pub fn binding_mut(&mut self, entity: Id, protocol: &str) -> &mut ProtocolBinding {
         match self.entity_mut(entity).protocols.get_mut(protocol) {

@@ -46,8 +46,9 @@
 //! # }
 //! ```
 //!
-//! Notes: the backend runs on the tokio runtime that starts it, on real time (a paused test clock
-//! would make its waiting helpers time out at once while a bot process is working). Do not call the
+//! Notes: the backend runs on the tokio runtime that starts it, so a test must not block that
+//! runtime's threads (use `tokio::process` and async waits for bot processes), and on real time (a
+//! paused test clock would make its waiting helpers time out at once while a bot process works). Do not call the
 //! backend from inside [`TestBackend::update`]'s closure (it holds the fixture lock). POSTed values are
 //! stored at the wall-clock time of the request, PUT values at their `t`.
 //!
