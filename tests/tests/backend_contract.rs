@@ -1408,3 +1408,58 @@ async fn generated_fixture_serves_every_device() {
         .iter()
         .all(|a| a.starts_with("127.") && !a.ends_with(".0") && !a.ends_with(".255")));
 }
+
+#[tokio::test]
+async fn the_binary_serves_a_generated_fixture() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_test-backend"))
+        .args([
+            "--accounts",
+            "2",
+            "--entities-per-account",
+            "3",
+            "--protocol",
+            "snmp",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the test-backend binary starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let mut url = None;
+    let mut token = None;
+    while url.is_none() || token.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("the binary prints its settings")
+            .expect("readable stdout")
+            .expect("the settings come before stdout closes");
+        if let Some(value) = line.strip_prefix("BACKEND_URL=") {
+            url = Some(value.to_string());
+        } else if let Some(value) = line.strip_prefix("BOT_TOKEN=") {
+            token = Some(value.to_string());
+        }
+    }
+    let (url, token) = (url.unwrap_or_default(), token.unwrap_or_default());
+    let accounts: Value = reqwest::get(format!("{url}/accounts/?b={token}"))
+        .await
+        .expect("it answers")
+        .json()
+        .await
+        .expect("JSON");
+    let account = accounts["list"][0]["id"].as_i64().expect("an account");
+    assert_eq!(accounts["list"].as_array().map(Vec::len), Some(2));
+    let sensors: Value = reqwest::get(format!("{url}/accounts/{account}/sensors/?b={token}"))
+        .await
+        .expect("it answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        sensors["list"][0]["details"]["output_path"],
+        json!("sysuptime")
+    );
+    child.kill().await.expect("the child is ours to stop");
+}
