@@ -15,12 +15,14 @@ pub mod scheduler;
 pub mod settings;
 pub mod standalone;
 pub mod store;
+pub mod telemetry;
 pub mod value;
 
-pub use bot::{Collector, Context, JobError};
+pub use bot::{Collector, Context, Firing, JobError};
 pub use entity::{EntityConfig, SensorConfig};
 pub use job::{Anchor, JobSpec};
 pub use runtime::run;
 pub use settings::Settings;
 pub use store::Store;
 pub use value::Value;
+pub mod executor;

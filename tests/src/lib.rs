@@ -48,14 +48,15 @@
 //!
 //! Notes: the backend runs on the tokio runtime that starts it, so a test must not block that
 //! runtime's threads (use `tokio::process` and async waits for bot processes), and on real time (a
-//! paused test clock would make its waiting helpers time out at once while a bot process works). Do not call the
-//! backend from inside [`TestBackend::update`]'s closure (it holds the fixture lock). POSTed values are
-//! stored at the wall-clock time of the request, PUT values at their `t`.
+//! paused test clock would make its waiting helpers time out at once while a bot process works).
+//! Do not call the backend from inside [`TestBackend::update`]'s closure (it holds the fixture
+//! lock). POSTed values are stored at the wall-clock time of the request, PUT values at their `t`.
 //!
 //! The `test-backend` binary serves [`Fixture::generated`] for manual runs and benchmarks.
 
 pub mod backend;
 pub mod fixture;
+pub mod process;
 
 pub use backend::{
     Fault, FaultId, FaultRequest, RequestRecord, StoredValue, TestBackend, WriteMethod,
