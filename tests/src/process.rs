@@ -62,6 +62,8 @@ pub struct BotProcess {
     child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// The tasks reading stdout and stderr; they end at the process's exit.
+    readers: Vec<tokio::task::JoinHandle<()>>,
     /// The data directory the bot was given (removed on drop).
     pub data_dir: tempfile::TempDir,
 }
@@ -111,16 +113,18 @@ impl BotProcess {
         let mut child = command.spawn().expect("start bot binary");
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(collect(BufReader::new(out), stdout.clone()));
+            readers.push(tokio::spawn(collect(BufReader::new(out), stdout.clone())));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(collect(BufReader::new(err), stderr.clone()));
+            readers.push(tokio::spawn(collect(BufReader::new(err), stderr.clone())));
         }
         BotProcess {
             child,
             stdout,
             stderr,
+            readers,
             data_dir,
         }
     }
@@ -173,7 +177,10 @@ impl BotProcess {
                 .status();
         }
         match tokio::time::timeout(timeout, self.child.wait()).await {
-            Ok(status) => status.expect("wait for bot"),
+            Ok(status) => {
+                self.drain_output().await;
+                status.expect("wait for bot")
+            }
             Err(_) => {
                 let _ = self.child.kill().await;
                 panic!(
@@ -194,10 +201,19 @@ impl BotProcess {
 
     /// Waits for the process to exit by itself.
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        tokio::time::timeout(timeout, self.child.wait())
+        let status = tokio::time::timeout(timeout, self.child.wait())
             .await
             .unwrap_or_else(|_| panic!("bot still running after {timeout:?}\n{}", self.stderr()))
-            .expect("wait for bot")
+            .expect("wait for bot");
+        self.drain_output().await;
+        status
+    }
+
+    /// Waits (briefly) until everything the exited process printed has been read.
+    async fn drain_output(&mut self) {
+        for reader in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+        }
     }
 }
 
