@@ -16,6 +16,7 @@ pub mod settings;
 pub mod spool;
 pub mod standalone;
 pub mod store;
+pub mod task_record;
 pub mod telemetry;
 pub mod value;
 

@@ -13,6 +13,7 @@ use crate::settings::{LogFormat, Mode, Settings, ValuesOutput};
 use crate::spool::Spool;
 use crate::standalone::parse_jobs_file;
 use crate::store::Store;
+use crate::task_record::TaskRecords;
 use crate::telemetry::{self, LastValues, Readiness};
 use futures::StreamExt;
 use std::collections::HashSet;
@@ -250,6 +251,10 @@ where
         delivery.handle(),
         metrics.clone(),
         clock,
+        TaskRecords {
+            log: settings.task_records,
+            prefix: settings.task_records_prefix.clone(),
+        },
     );
     let (updates, mut updates_rx) = mpsc::channel::<JobUpdate<C::Params>>(2);
     let refresher = tokio::spawn(refresh_loop(

@@ -74,6 +74,16 @@ pub struct Settings {
     #[arg(long, env = "VALUES_OUTPUT", value_enum, default_value_t = ValuesOutput::Stdout)]
     pub values_output: ValuesOutput,
 
+    /// Log a task record (job, entity, trigger, start, end, wait/run/total cost, status) for
+    /// every firing at INFO level (otherwise at DEBUG).
+    #[arg(long, env = "TASK_RECORDS")]
+    pub task_records: bool,
+
+    /// Also send task records as values under `<prefix>.job.<job id>.{success,wait_cost,run_cost,total_cost}`
+    /// to the job's account, e.g. `bot.snmp`.
+    #[arg(long, env = "TASK_RECORDS_PREFIX", value_parser = valid_prefix)]
+    pub task_records_prefix: Option<String>,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -84,6 +94,13 @@ pub struct Settings {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+fn valid_prefix(prefix: &str) -> Result<String, String> {
+    match crate::value::path_problem(prefix) {
+        None => Ok(prefix.to_string()),
+        Some(problem) => Err(format!("not a valid path prefix: {problem}")),
+    }
 }
 
 /// Where standalone mode puts values.

@@ -329,7 +329,11 @@ protocols.tcpcheck = {{ credential = 1, sensors = [{{ sensor = 2 }}] }}
         ),
     )
     .expect("write jobs");
-    let mut bot = BotProcess::start(&tcpcheck(), &["--jobs", jobs.to_str().expect("utf-8")], &[]);
+    let mut bot = BotProcess::start(
+        &tcpcheck(),
+        &["--jobs", jobs.to_str().expect("utf-8"), "--task-records"],
+        &[("TASK_RECORDS_PREFIX", "bot.tcpcheck")],
+    );
     let path = format!("entity.3.tcpcheck.{port}.ok");
     bot.wait_for(
         "a value line",
@@ -350,6 +354,25 @@ protocols.tcpcheck = {{ credential = 1, sensors = [{{ sensor = 2 }}] }}
         .expect("clock")
         .as_secs_f64();
     assert!((now - value["t"].as_f64().expect("t")).abs() < 30.0);
+    // Task records: a log line per firing and values under the chosen prefix.
+    bot.wait_for(
+        "task record values",
+        |out, _| {
+            out.iter()
+                .any(|l| l.contains("\"bot.tcpcheck.job.3.run_cost\""))
+        },
+        WAIT,
+    )
+    .await;
+    let log = bot.stderr();
+    assert!(
+        log.contains("task record") && log.contains("wait_cost"),
+        "{log}"
+    );
+    assert!(bot
+        .stdout_lines()
+        .iter()
+        .any(|l| l.contains("\"p\":\"bot.tcpcheck.job.3.success\",\"v\":1.0")));
     assert!(bot.terminate(WAIT).await.success());
 }
 
