@@ -35,6 +35,9 @@ where
     C: Collector,
     F: FnOnce(Context) -> Result<C, String>,
 {
+    if settings.health_check {
+        return health_check(settings.metrics_address);
+    }
     init_logging(settings.log_format);
     let mode = match settings.mode() {
         Ok(mode) => mode,
@@ -51,6 +54,39 @@ where
         }
     };
     runtime.block_on(run_async(settings, mode, make))
+}
+
+/// `--health-check`: one GET of /health at the telemetry address.
+fn health_check(address: Option<SocketAddr>) -> ExitCode {
+    use std::io::{Read, Write};
+    let Some(mut address) = address else {
+        eprintln!("error: --health-check needs METRICS_ADDRESS");
+        return ExitCode::from(2);
+    };
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let timeout = Duration::from_secs(3);
+    let answer = std::net::TcpStream::connect_timeout(&address, timeout).and_then(|mut stream| {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    });
+    match answer {
+        Ok(answer) if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") => {
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            eprintln!("unhealthy: {}", answer.lines().next().unwrap_or(""));
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {address}: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {

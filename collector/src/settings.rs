@@ -84,6 +84,11 @@ pub struct Settings {
     #[arg(long, env = "TASK_RECORDS_PREFIX", value_parser = valid_prefix)]
     pub task_records_prefix: Option<String>,
 
+    /// Ask a running bot whether it is healthy (GET /health at METRICS_ADDRESS) and exit 0 if
+    /// so, 1 if not: the container HEALTHCHECK, with no curl in the image.
+    #[arg(long)]
+    pub health_check: bool,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
