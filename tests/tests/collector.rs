@@ -285,7 +285,10 @@ async fn waits_for_the_backend_to_be_ready() {
     let mut f = fixture(port);
     f.status = e2e::StatusInfo::migration_needed();
     let backend = TestBackend::start(f).await;
-    let _bot = start_bot(&backend, &[("BACKEND_WAIT_INTERVAL", "1")]);
+    let bot = start_bot(
+        &backend,
+        &[("BACKEND_WAIT_INTERVAL", "1"), ("LOG_FORMAT", "json")],
+    );
     backend
         .wait_for_requests("GET", "/api/status/info", 2, WAIT)
         .await;
@@ -299,6 +302,16 @@ async fn waits_for_the_backend_to_be_ready() {
     backend
         .wait_for_values(ACCOUNT_A, |v| has(v, &ok_a, 1.0), WAIT)
         .await;
+    // --log-format json: every log line is a JSON object with a level and a message.
+    let log = bot.stderr();
+    assert!(log.lines().count() >= 2);
+    for line in log.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        assert!(
+            record["level"].is_string() && record["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
 }
 
 #[tokio::test]
