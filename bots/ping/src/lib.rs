@@ -1,1 +1,12 @@
-//! Grafolean ping bot: protocol code on the collector framework.
+//! Grafolean ping bot: ICMP echo measurements of the entities that have the `ping` protocol.
+//!
+//! Modules: [`credential`] (how a job pings), [`target`] (where), [`pinger`] (the shared ICMP
+//! engine), [`probe`] (one job run: packets, retries, values).
+
+pub mod credential;
+pub mod pinger;
+pub mod probe;
+pub mod target;
+
+#[cfg(test)]
+mod test_netns;
