@@ -59,6 +59,11 @@ async fn packet(
     destination: Destination,
     settings: &ProbeSettings,
 ) -> PacketOutcome {
+    if settings.retry == 0 {
+        // The common case needs no attempt schedule.
+        let attempt = pinger.echo(destination, settings.timeout).await;
+        return settle(pinger, [attempt]);
+    }
     let slice = settings.attempt_slice();
     let start = tokio::time::Instant::now();
     let mut attempts: FuturesUnordered<_> = (0..=settings.retry)
@@ -73,8 +78,22 @@ async fn packet(
             }
         })
         .collect();
-    let mut problem = None;
+    let mut outcomes = Vec::with_capacity(settings.retry as usize + 1);
     while let Some(attempt) = attempts.next().await {
+        let answered = matches!(attempt, Attempt::Reply(_));
+        outcomes.push(attempt);
+        if answered {
+            break;
+        }
+    }
+    settle(pinger, outcomes)
+}
+
+/// A packet's outcome from its attempts' outcomes: the first reply, else lost with the first
+/// problem seen.
+fn settle(pinger: &Pinger, attempts: impl IntoIterator<Item = Attempt>) -> PacketOutcome {
+    let mut problem = None;
+    for attempt in attempts {
         match attempt {
             Attempt::Reply(rtt) => {
                 return PacketOutcome {
