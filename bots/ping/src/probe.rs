@@ -2,6 +2,7 @@
 //! over `retry + 1` attempts, `sleep_packets` apart; then the values the original bot sent, plus
 //! round-trip statistics and loss.
 
+use collector::Value;
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::time::Duration;
 
@@ -157,27 +158,27 @@ impl ProbeReport {
     /// The values of the run under `entity.{id}.ping.`: per packet `p{i}.ok` (1 or 0) and, when
     /// answered, `p{i}.rtt` (seconds); `success` (answered / sent); and beyond the original,
     /// `rtt.min|avg|max|stddev` (seconds, only when something answered) and `loss` (0..1).
-    pub fn values(&self, entity_id: u64) -> Vec<(String, f64)> {
+    pub fn values(&self, entity_id: u64) -> Vec<Value> {
         let prefix = format!("entity.{entity_id}.ping");
         let mut values = Vec::with_capacity(self.packets.len() * 2 + 6);
         for (i, packet) in self.packets.iter().enumerate() {
             match packet.rtt {
                 Some(rtt) => {
-                    values.push((format!("{prefix}.p{i}.ok"), 1.0));
-                    values.push((format!("{prefix}.p{i}.rtt"), rtt.as_secs_f64()));
+                    values.push(Value::new(format!("{prefix}.p{i}.ok"), 1.0));
+                    values.push(Value::new(format!("{prefix}.p{i}.rtt"), rtt.as_secs_f64()));
                 }
-                None => values.push((format!("{prefix}.p{i}.ok"), 0.0)),
+                None => values.push(Value::new(format!("{prefix}.p{i}.ok"), 0.0)),
             }
         }
         let success = self.success();
-        values.push((format!("{prefix}.success"), success));
+        values.push(Value::new(format!("{prefix}.success"), success));
         if let Some(stats) = self.rtt_stats() {
-            values.push((format!("{prefix}.rtt.min"), stats.min));
-            values.push((format!("{prefix}.rtt.avg"), stats.avg));
-            values.push((format!("{prefix}.rtt.max"), stats.max));
-            values.push((format!("{prefix}.rtt.stddev"), stats.stddev));
+            values.push(Value::new(format!("{prefix}.rtt.min"), stats.min));
+            values.push(Value::new(format!("{prefix}.rtt.avg"), stats.avg));
+            values.push(Value::new(format!("{prefix}.rtt.max"), stats.max));
+            values.push(Value::new(format!("{prefix}.rtt.stddev"), stats.stddev));
         }
-        values.push((format!("{prefix}.loss"), 1.0 - success));
+        values.push(Value::new(format!("{prefix}.loss"), 1.0 - success));
         values
     }
 }
@@ -187,6 +188,7 @@ mod tests {
     use super::*;
     use crate::pinger::{PingCounters, PingerConfig};
     use crate::test_netns::{in_private_netns, runtime, silence_kernel_echo, Behaviour, Responder};
+    use collector::Value;
     use std::net::IpAddr;
     use std::time::Instant;
 
@@ -207,8 +209,8 @@ mod tests {
         }
     }
 
-    fn value(values: &[(String, f64)], path: &str) -> Option<f64> {
-        values.iter().find(|(p, _)| p == path).map(|(_, v)| *v)
+    fn value(values: &[Value], path: &str) -> Option<f64> {
+        values.iter().find(|v| v.path == path).map(|v| v.value)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,7 +226,7 @@ mod tests {
                 "{ip}: {elapsed:?}"
             );
             let values = report.values(42);
-            let paths: Vec<&str> = values.iter().map(|(p, _)| p.as_str()).collect();
+            let paths: Vec<&str> = values.iter().map(|v| v.path.as_str()).collect();
             assert_eq!(
                 paths,
                 [
@@ -280,10 +282,10 @@ mod tests {
                     assert_eq!(
                         report.values(7),
                         vec![
-                            ("entity.7.ping.p0.ok".to_string(), 0.0),
-                            ("entity.7.ping.p1.ok".to_string(), 0.0),
-                            ("entity.7.ping.success".to_string(), 0.0),
-                            ("entity.7.ping.loss".to_string(), 1.0),
+                            Value::new("entity.7.ping.p0.ok", 0.0),
+                            Value::new("entity.7.ping.p1.ok", 0.0),
+                            Value::new("entity.7.ping.success", 0.0),
+                            Value::new("entity.7.ping.loss", 1.0),
                         ],
                         "{ip}"
                     );
