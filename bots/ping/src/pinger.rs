@@ -337,7 +337,15 @@ impl Family {
     fn open(kind: ICMP, config: &PingerConfig) -> Result<Family, String> {
         // surge-ping tries a datagram socket first and falls back to a raw one.
         let surge_config = Config::builder().kind(kind).build();
-        let client = Client::new(&surge_config).map_err(|err| first_line(&err.to_string()))?;
+        let client = Client::new(&surge_config).map_err(|err| {
+            if err.kind() == io::ErrorKind::PermissionDenied {
+                "permission denied".to_string()
+            } else if err.raw_os_error() == Some(libc::EAFNOSUPPORT) {
+                "the kernel does not support this address family".to_string()
+            } else {
+                first_line(&err.to_string())
+            }
+        })?;
         let fd = client.get_socket().get_native_sock();
         let kind_opened = match getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) {
             Ok(libc::SOCK_RAW) => SocketKind::Raw,
@@ -588,8 +596,7 @@ mod tests {
             "CAP_NET_RAW",
             "net.ipv4.ping_group_range=\"0 0\"",
             "currently \"1 0\"",
-            "IPv4:",
-            "IPv6:",
+            "(IPv4: permission denied; IPv6: permission denied)",
         ] {
             assert!(message.contains(needed), "{message}\nlacks {needed}");
         }
