@@ -38,6 +38,10 @@ struct Args {
     /// Skip the fping comparison.
     #[arg(long)]
     no_fping: bool,
+    /// Also run the real `pingbot` binary (built next to this one) in standalone mode on the
+    /// same targets, pinned to CPU 0 with `taskset`, and measure it from outside.
+    #[arg(long)]
+    whole_bot: bool,
 }
 
 /// CPU time and peak RSS of this process or of its waited-for children.
@@ -233,6 +237,152 @@ fn run_fping(addresses: &[Ipv4Addr]) -> Result<Figures, String> {
     })
 }
 
+/// CPU seconds (user, user + system) of process `pid` so far, from /proc.
+fn process_cpu(pid: u32) -> Result<(Duration, Duration), String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let (user, system) = (ticks(11), ticks(12));
+    Ok((
+        Duration::from_secs_f64(user as f64 / per_second),
+        Duration::from_secs_f64((user + system) as f64 / per_second),
+    ))
+}
+
+fn peak_rss_kib(pid: u32) -> i64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The real bot in standalone mode: a jobs file with one entity per target, 1 s interval,
+/// one packet per run; its stdout (8 values per run) read here; its CPU from /proc.
+fn run_whole_bot(args: &Args, addresses: &[Ipv4Addr]) -> Result<Figures, String> {
+    use std::io::BufRead;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let binary = std::env::current_exe()
+        .map_err(|e| e.to_string())?
+        .with_file_name("pingbot");
+    if !binary.exists() {
+        return Err(format!(
+            "{} not found: build it with `cargo build --release -p pingbot`",
+            binary.display()
+        ));
+    }
+    let jobs = tempfile_path("pingbench-jobs");
+    let data_dir = tempfile_path("pingbench-data");
+    {
+        let mut file = std::fs::File::create(&jobs).map_err(|e| e.to_string())?;
+        writeln!(
+            file,
+            "[[credentials]]\nid = 1\nprotocol = \"ping\"\ndetails = {{ n_packets = 1, timeout = {} }}\n\n\
+             [[sensors]]\nid = 10\nprotocol = \"ping\"\ndefault_interval = 1\n",
+            args.timeout
+        )
+        .map_err(|e| e.to_string())?;
+        for (i, address) in addresses.iter().enumerate() {
+            writeln!(
+                file,
+                "[[entities]]\nid = {}\nname = \"{address}\"\ndetails = {{ ipv4 = \"{address}\" }}\n\
+                 protocols.ping = {{ credential = 1, sensors = [{{ sensor = 10 }}] }}",
+                i + 1
+            )
+            .map_err(|e| e.to_string())?;
+        }
+    }
+    let mut child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(&binary)
+        .args(["--jobs", &jobs, "--data-dir", &data_dir])
+        .env("JOB_CONCURRENCY", (addresses.len() * 2).to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run taskset {}: {e}", binary.display()))?;
+    let pid = child.id();
+    let answered = Arc::new(AtomicU64::new(0));
+    let unanswered = Arc::new(AtomicU64::new(0));
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let reader = {
+        let (answered, unanswered) = (answered.clone(), unanswered.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains(".ping.p0.ok\"") {
+                    if line.contains("\"v\":1.0") {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        unanswered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
+    // Warm up until the runs of two whole seconds have been printed.
+    let warm = Instant::now();
+    while answered.load(Ordering::Relaxed) + unanswered.load(Ordering::Relaxed)
+        < 2 * addresses.len() as u64
+    {
+        if warm.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            return Err("the bot printed too few values in 60 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let printed = || answered.load(Ordering::Relaxed) + unanswered.load(Ordering::Relaxed);
+    let (ok0, lost0) = (
+        answered.load(Ordering::Relaxed),
+        unanswered.load(Ordering::Relaxed),
+    );
+    let (user0, cpu0) = process_cpu(pid)?;
+    let started = Instant::now();
+    // The window ends when `seconds` worth of runs have been printed: if the bot keeps up,
+    // that takes `seconds`; if it falls behind, longer, and the rate shows it.
+    let wanted = ok0 + lost0 + args.seconds * addresses.len() as u64;
+    while printed() < wanted && started.elapsed() < Duration::from_secs(3 * args.seconds) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (user1, cpu1) = process_cpu(pid)?;
+    let wall = started.elapsed();
+    let (ok1, lost1) = (
+        answered.load(Ordering::Relaxed),
+        unanswered.load(Ordering::Relaxed),
+    );
+    let max_rss_kib = peak_rss_kib(pid);
+    // SAFETY: kill with a valid pid of our own child.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let _ = child.wait();
+    let _ = reader.join();
+    let _ = std::fs::remove_file(&jobs);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let replies = ok1 - ok0;
+    Ok(Figures {
+        window: wall,
+        sent: replies + (lost1 - lost0),
+        replies,
+        wall,
+        user: user1.saturating_sub(user0),
+        cpu: cpu1.saturating_sub(cpu0),
+        max_rss_kib,
+    })
+}
+
 fn tempfile_path(stem: &str) -> String {
     format!(
         "{}/{stem}-{}.txt",
@@ -270,11 +420,34 @@ fn main() {
         }
     };
     ours.print("pingbot");
+    let whole = args
+        .whole_bot
+        .then(|| match run_whole_bot(&args, &addresses) {
+            Ok(figures) => figures,
+            Err(err) => {
+                eprintln!("pingbench: whole bot: {err}");
+                std::process::exit(1);
+            }
+        });
+    if let Some(whole) = &whole {
+        whole.print("bot");
+        println!(
+            "         (bot: the pingbot binary, standalone, pinned to one CPU, measured from \
+             warm-up until {} runs were printed; each run prints 8 values as JSON lines)",
+            u64::from(args.targets) * args.seconds
+        );
+    }
     if let Some(fping) = fping {
         fping.print("fping");
         println!(
             "ratio    pingbot cpu per ping / fping cpu per ping = {:.2}",
             ours.cpu_per_1000() / fping.cpu_per_1000()
         );
+        if let Some(whole) = &whole {
+            println!(
+                "ratio    bot cpu per ping / fping cpu per ping = {:.2}",
+                whole.cpu_per_1000() / fping.cpu_per_1000()
+            );
+        }
     }
 }
