@@ -57,9 +57,22 @@ pub struct Settings {
     #[arg(long, env = "BACKEND_WAIT_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub backend_wait_interval: u64,
 
-    /// Attempts to deliver one batch of values when the backend fails (connection error or 5xx).
-    #[arg(long, env = "DELIVERY_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Tries to POST one batch of values (connection errors and 5xx) before it goes to the spool.
+    #[arg(long, env = "DELIVERY_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub delivery_attempts: u64,
+
+    /// Bytes the on-disk spool of undelivered values may hold; when full the oldest are dropped.
+    #[arg(long, env = "SPOOL_MAX_BYTES", default_value_t = 256 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..))]
+    pub spool_max_bytes: u64,
+
+    /// Address for /metrics, /health and /ready (e.g. 0.0.0.0:9100); none by default.
+    #[arg(long, env = "METRICS_ADDRESS")]
+    pub metrics_address: Option<std::net::SocketAddr>,
+
+    /// Standalone mode: print values to stdout, or show the last value of each path on the
+    /// /metrics page (at METRICS_ADDRESS, default 127.0.0.1:9100).
+    #[arg(long, env = "VALUES_OUTPUT", value_enum, default_value_t = ValuesOutput::Stdout)]
+    pub values_output: ValuesOutput,
 
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -71,6 +84,15 @@ pub struct Settings {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// Where standalone mode puts values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValuesOutput {
+    /// JSON lines `{"p", "v", "t"}` on stdout.
+    Stdout,
+    /// Gauges `grafolean_value{path=...}` on the /metrics page.
+    Metrics,
 }
 
 /// Where jobs come from and values go, resolved from the settings.
