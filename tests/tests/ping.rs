@@ -30,18 +30,30 @@ fn pingbot() -> PathBuf {
     build("pingbot", "--bin", "pingbot")
 }
 
-fn start_bot(backend: &TestBackend) -> BotProcess {
+fn start_bot(backend: &TestBackend, extra: &[(&str, &str)]) -> BotProcess {
     let url = backend.url();
     let token = backend.token(BOT);
-    BotProcess::start(
-        &pingbot(),
-        &[],
-        &[
-            ("BACKEND_URL", url.as_str()),
-            ("BOT_TOKEN", token.as_str()),
-            ("JOBS_REFRESH_INTERVAL", "1"),
-        ],
-    )
+    let mut env = vec![
+        ("BACKEND_URL", url.as_str()),
+        ("BOT_TOKEN", token.as_str()),
+        ("JOBS_REFRESH_INTERVAL", "1"),
+    ];
+    env.extend_from_slice(extra);
+    BotProcess::start(&pingbot(), &[], &env)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The value of an unlabelled counter on a /metrics page.
+fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn value_of(values: &[StoredValue], path: &str) -> Option<f64> {
@@ -266,7 +278,7 @@ async fn loopback_hosts_get_the_original_values_and_the_extras() {
     f.bind(1103, "ping", 11, &[(21, Some(1))], OTHER_BOT);
 
     let backend = TestBackend::start(f).await;
-    let mut bot = start_bot(&backend);
+    let mut bot = start_bot(&backend, &[]);
     let values = backend
         .wait_for_values(
             ACCOUNT,
@@ -344,7 +356,8 @@ async fn a_host_that_never_answers_gets_ok_0_no_rtt_success_0_after_all_attempts
         f.bind(id, "ping", 11, &[(21, Some(6))], BOT);
     }
     let backend = TestBackend::start(f).await;
-    let mut bot = start_bot(&backend);
+    let metrics_address = format!("127.0.0.1:{}", free_port());
+    let mut bot = start_bot(&backend, &[("METRICS_ADDRESS", metrics_address.as_str())]);
     let values = backend
         .wait_for_values(
             ACCOUNT,
@@ -393,6 +406,21 @@ async fn a_host_that_never_answers_gets_ok_0_no_rtt_success_0_after_all_attempts
         (1.6..2.6).contains(&extra),
         "a silent host's run lasts 2 x timeout longer: {extra:.3} s"
     );
+
+    // The engine's counters after the first firing: 3 hosts x 2 packets x 3 attempts unanswered,
+    // the loopback's 2 packets answered at the first attempt.
+    let page = reqwest::get(format!("http://{metrics_address}/metrics"))
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .expect("/metrics body");
+    let counter = |name: &str| {
+        metric(&page, name).unwrap_or_else(|| panic!("{name} missing from /metrics:\n{page}"))
+    };
+    assert_eq!(counter("collector_ping_echo_requests_sent_total"), 20.0);
+    assert_eq!(counter("collector_ping_echo_replies_total"), 2.0);
+    assert_eq!(counter("collector_ping_timeouts_total"), 6.0);
     let status = bot.terminate(WAIT).await;
     assert!(status.success(), "{status:?}");
 }
