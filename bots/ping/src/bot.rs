@@ -199,6 +199,9 @@ impl Collector for PingBot {
             .resolve()
             .await
             .map_err(|e| JobError::new(e.to_string()))?;
+        self.pinger
+            .check_family(destination.ip)
+            .map_err(|e| JobError::new(format!("cannot ping {destination}: {e}")))?;
         let report = probe(&self.pinger, destination, settings).await;
         if report.replies() < report.packets.len() {
             if let Some(problem) = report.first_problem() {
@@ -340,6 +343,31 @@ mod tests {
         let err = bot.perform(&job, &firing(&[10])).await.unwrap_err();
         assert!(err.to_string().contains("no-such-host.invalid"), "{err}");
         assert_eq!(pinger.counters().sent.get(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_address_of_a_family_without_socket_is_an_error_of_that_entity() {
+        let pinger = Pinger::open(&PingerConfig::default(), PingCounters::default())
+            .expect("open pinger")
+            .without_ipv6("the kernel does not support this address family");
+        let bot = PingBot::with_pinger(Arc::new(pinger));
+        let job = job_of(&entity(4, "::1", json!({}), &[Some(10)])).unwrap();
+        let err = bot.perform(&job, &firing(&[10])).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot ping ::1: IPv6 is unavailable: the kernel does not support this address family"
+        );
+        let job = job_of(&entity(
+            5,
+            "127.0.0.1",
+            json!({"n_packets": 1}),
+            &[Some(10)],
+        ))
+        .unwrap();
+        assert!(
+            bot.perform(&job, &firing(&[10])).await.is_ok(),
+            "IPv4 still works"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

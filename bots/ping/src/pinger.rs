@@ -229,6 +229,18 @@ impl Pinger {
         &self.counters
     }
 
+    /// Makes IPv6 unavailable, as on a kernel without IPv6 (tests).
+    #[cfg(test)]
+    pub(crate) fn without_ipv6(mut self, reason: &str) -> Pinger {
+        self.v6 = Err(reason.to_string());
+        self
+    }
+
+    /// Whether requests to `ip` can be sent at all: `Err` says why its family has no socket.
+    pub fn check_family(&self, ip: IpAddr) -> Result<(), String> {
+        self.family(ip).map(|_| ())
+    }
+
     fn family(&self, ip: IpAddr) -> Result<&Family, String> {
         match ip {
             IpAddr::V4(_) => self
