@@ -40,6 +40,8 @@ const SEQUENCE_CLOCK_EVERY: u64 = 4096;
 /// How many times a send that the kernel refuses for lack of buffer space is retried.
 const SEND_RETRIES: u32 = 20;
 const SEND_RETRY_PAUSE: Duration = Duration::from_millis(1);
+/// How many taken sequence numbers an echo request skips before giving up.
+const MAX_COLLISIONS: u32 = 64;
 
 /// Which kind of ICMP socket a family uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,6 +286,7 @@ impl Pinger {
         let payload = [0u8; ECHO_PAYLOAD_LEN];
         let started = Instant::now();
         let mut send_retries = 0;
+        let mut collisions = 0;
         loop {
             let seq = PingSequence(self.next_sequence(destination.ip));
             let result = pinger.ping(seq, &payload).await;
@@ -296,9 +299,11 @@ impl Pinger {
                     self.counters.sent.inc();
                     return Attempt::NoReply;
                 }
-                // Another request to this host holds this sequence number (65,536 in flight,
-                // or two engines' worth); take the next one.
-                Err(SurgeError::IdenticalRequests { .. }) => continue,
+                // Another request to this host holds this sequence number (a wrapped counter
+                // with that many requests in flight); take the next one, a bounded number of times.
+                Err(SurgeError::IdenticalRequests { .. }) if collisions < MAX_COLLISIONS => {
+                    collisions += 1;
+                }
                 Err(SurgeError::IOError(err))
                     if is_transient_send_error(&err)
                         && send_retries < SEND_RETRIES
@@ -323,25 +328,32 @@ impl Pinger {
     /// Accepts only an echo reply from the host the request went to; anything else that
     /// surge-ping matched by (address, identifier, sequence) is an ICMP error about our request.
     fn classify(&self, destination: Destination, packet: IcmpPacket, rtt: Duration) -> Attempt {
-        let (is_echo_reply, from, kind) = match &packet {
-            IcmpPacket::V4(p) => {
-                let t = p.get_icmp_type().0;
-                let code = p.get_icmp_code().0;
-                (t == 0, IpAddr::V4(p.get_source()), icmpv4_kind(t, code))
-            }
-            IcmpPacket::V6(p) => {
-                let t = p.get_icmpv6_type().0;
-                let code = p.get_icmpv6_code().0;
-                (t == 129, IpAddr::V6(p.get_source()), icmpv6_kind(t, code))
-            }
+        let (family_v4, icmp_type, code, from) = match &packet {
+            IcmpPacket::V4(p) => (
+                true,
+                p.get_icmp_type().0,
+                p.get_icmp_code().0,
+                IpAddr::V4(p.get_source()),
+            ),
+            IcmpPacket::V6(p) => (
+                false,
+                p.get_icmpv6_type().0,
+                p.get_icmpv6_code().0,
+                IpAddr::V6(p.get_source()),
+            ),
         };
-        if is_echo_reply && from == destination.ip {
+        let echo_reply = if family_v4 { 0 } else { 129 };
+        if icmp_type == echo_reply && from == destination.ip {
             self.counters.replies.inc();
-            Attempt::Reply(rtt)
-        } else {
-            self.counters.errors.inc();
-            Attempt::IcmpError { from, kind }
+            return Attempt::Reply(rtt);
         }
+        self.counters.errors.inc();
+        let kind = if family_v4 {
+            icmpv4_kind(icmp_type, code)
+        } else {
+            icmpv6_kind(icmp_type, code)
+        };
+        Attempt::IcmpError { from, kind }
     }
 }
 
