@@ -38,7 +38,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
 
     /// Maximum number of jobs running at once.
-    #[arg(long, env = "JOB_CONCURRENCY", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "JOB_CONCURRENCY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub job_concurrency: u64,
 
     /// Seconds a job may run before it is cancelled (default: the job's smallest interval).

@@ -42,7 +42,15 @@ pub fn build(package: &str, kind: &str, name: &str) -> PathBuf {
     };
     if !built.contains(&key) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
+        let mut command = std::process::Command::new(cargo);
+        // Variables cargo sets for the running test would change the build's fingerprint and
+        // make it rebuild dependencies on every test run.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("CARGO_") && name != "CARGO_HOME" {
+                command.env_remove(&name);
+            }
+        }
+        let status = command
             .current_dir(workspace_root())
             .args(["build", "-q", "-p", package, kind, name])
             .env("CARGO_TARGET_DIR", &target)
