@@ -3,7 +3,8 @@
 
 use crate::bot::Firing;
 use crate::job::{Anchor, JobSpec};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -136,6 +137,27 @@ struct Entry<P> {
     state: Arc<JobState>,
 }
 
+/// Hashes the Unix seconds that key the buckets: a multiply is enough for integers that differ
+/// in their low bits, and much cheaper than SipHash on the hand-out path.
+#[derive(Default)]
+struct SecondHasher(u64);
+
+impl Hasher for SecondHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// A job's place in a due-second bucket: its slot and the generation it was filed under.
 type Ticket = (usize, u64);
 
@@ -148,9 +170,13 @@ type Ticket = (usize, u64);
 pub struct Scheduler<P> {
     clock: Clock,
     timers: DelayQueue<u64>,
-    buckets: HashMap<u64, Vec<Ticket>>,
+    buckets: HashMap<u64, Vec<Ticket>, BuildHasherDefault<SecondHasher>>,
+    /// Emptied bucket vectors, reused so a big due second does not grow a new one from scratch.
+    spare: Vec<Vec<Ticket>>,
     /// The jobs of the due second being handed out.
-    ready: VecDeque<Ticket>,
+    ready: Vec<Ticket>,
+    /// The next ticket of `ready` to hand out.
+    cursor: usize,
     ready_second: u64,
     /// The second after which the handed-out jobs are re-filed.
     ready_after: u64,
@@ -165,8 +191,10 @@ impl<P: PartialEq> Scheduler<P> {
         Scheduler {
             clock,
             timers: DelayQueue::new(),
-            buckets: HashMap::new(),
-            ready: VecDeque::new(),
+            buckets: HashMap::default(),
+            spare: Vec::new(),
+            ready: Vec::new(),
+            cursor: 0,
             ready_second: 0,
             ready_after: 0,
             slots: Vec::new(),
@@ -277,9 +305,10 @@ impl<P: PartialEq> Scheduler<P> {
 
     /// Files a job under its due second, arming that second's timer if it is the first one.
     fn file(&mut self, second: u64, ticket: Ticket) {
+        let spare = &mut self.spare;
         let bucket = self.buckets.entry(second).or_insert_with(|| {
             self.timers.insert_at(second, self.clock.instant_at(second));
-            Vec::new()
+            spare.pop().unwrap_or_default()
         });
         bucket.push(ticket);
     }
@@ -296,7 +325,10 @@ impl<P: PartialEq> Scheduler<P> {
                 Some(expired) => {
                     let second = expired.into_inner();
                     let tickets = self.buckets.remove(&second).unwrap_or_default();
-                    self.ready = tickets.into();
+                    let mut done = std::mem::replace(&mut self.ready, tickets);
+                    done.clear();
+                    self.spare.push(done);
+                    self.cursor = 0;
                     self.ready_second = second;
                     // A late scheduler fires once, then skips the firings it missed.
                     self.ready_after = second.max(self.clock.now_secs());
@@ -309,7 +341,8 @@ impl<P: PartialEq> Scheduler<P> {
     /// The next live job of the opened due second, re-filed under its next firing.
     fn hand_out(&mut self) -> Option<Due<P>> {
         let second = self.ready_second;
-        while let Some((slot, generation)) = self.ready.pop_front() {
+        while let Some(&(slot, generation)) = self.ready.get(self.cursor) {
+            self.cursor += 1;
             let Some(entry) = self.slots[slot].as_mut() else {
                 continue;
             };
