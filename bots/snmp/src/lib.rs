@@ -1,1 +1,7 @@
-//! Grafolean snmp bot: protocol code on the collector framework.
+//! Grafolean SNMP bot: protocol code on the collector framework.
+
+pub mod expression;
+pub mod output_path;
+pub mod session;
+pub mod slug;
+pub mod walk;
