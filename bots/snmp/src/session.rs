@@ -11,6 +11,8 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -503,6 +505,7 @@ impl SnmpEngine {
             client,
             target,
             credential: credential.clone(),
+            answered: AtomicBool::new(false),
         })
     }
 }
@@ -521,6 +524,8 @@ pub struct Session {
     client: UdpClient,
     target: String,
     credential: Credential,
+    /// Set once the agent answered any request of this session.
+    answered: AtomicBool,
 }
 
 impl Session {
@@ -545,7 +550,7 @@ impl Session {
     }
 
     /// Waits for a free request slot; hold the permit while the request is in flight.
-    pub(crate) async fn request_slot(&self) -> SemaphorePermit<'_> {
+    async fn request_slot(&self) -> SemaphorePermit<'_> {
         self.engine.counters.requests.inc();
         // The semaphore is never closed, so acquiring cannot fail.
         self.engine
@@ -553,6 +558,39 @@ impl Session {
             .acquire()
             .await
             .unwrap_or_else(|_| unreachable!("the in-flight semaphore is never closed"))
+    }
+
+    /// Whether this is a v3 session that never got an answer although the agent answered
+    /// engine discovery. net-snmp answers a wrong password with unauthenticated reports
+    /// (usmStatsWrongDigests, usmStatsDecryptionErrors) that async-snmp rightly ignores, so
+    /// the request times out; this tells that case apart from an agent that is down.
+    fn answered_discovery_only(&self) -> bool {
+        matches!(self.credential, Credential::Usm(_))
+            && !self.answered.load(Ordering::Relaxed)
+            && self
+                .engine
+                .engine_cache
+                .get(&self.client.peer_addr())
+                .is_some()
+    }
+
+    /// Runs one request within the in-flight bound and notes whether the agent answered.
+    pub(crate) async fn request<T>(
+        &self,
+        request: impl Future<Output = async_snmp::Result<T>>,
+    ) -> async_snmp::Result<T> {
+        let result = {
+            let _slot = self.request_slot().await;
+            request.await
+        };
+        let answered = match &result {
+            Ok(_) => true,
+            Err(error) => matches!(error.exchange_source(), async_snmp::Error::Snmp { .. }),
+        };
+        if answered {
+            self.answered.store(true, Ordering::Relaxed);
+        }
+        result
     }
 
     /// Turns an async-snmp error into an [`SnmpError`] and counts it.
@@ -565,6 +603,17 @@ impl Session {
         };
         let source = error.exchange_source();
         let classified = match source {
+            async_snmp::Error::Timeout { .. } if self.answered_discovery_only() => {
+                SnmpError::Authentication {
+                    target,
+                    user,
+                    reason:
+                        "the agent answers SNMPv3 discovery but not our authenticated requests: \
+                             wrong authentication password (snmpv3_authKey), privacy password \
+                             (snmpv3_privKey) or protocol, or the agent does not know this user"
+                            .to_string(),
+                }
+            }
             async_snmp::Error::Timeout { retries, .. } => {
                 counters.timeouts.inc();
                 return SnmpError::Timeout {

@@ -92,11 +92,10 @@ pub fn parse_oid(text: &str) -> Result<Oid, String> {
 
 /// GET of one OID. A missing object or instance is [`SnmpError::NoSuchObject`].
 pub async fn get(session: &Session, oid: &Oid) -> Result<SnmpValue, SnmpError> {
-    let response = {
-        let _slot = session.request_slot().await;
-        session.client().get(oid).await
-    };
-    let response = response.map_err(|e| session.classify(&e))?;
+    let response = session
+        .request(session.client().get(oid))
+        .await
+        .map_err(|e| session.classify(&e))?;
     let varbind = response
         .varbinds
         .into_iter()
@@ -123,24 +122,25 @@ pub async fn walk(session: &Session, base: &Oid) -> Result<Vec<WalkRow>, SnmpErr
     let mut rows = Vec::new();
     let mut cursor = base.clone();
     loop {
-        let varbinds = {
-            let _slot = session.request_slot().await;
-            if use_getnext {
-                session.client().get_next(&cursor).await.map(|r| r.varbinds)
-            } else {
-                session
-                    .client()
-                    .get_bulk(std::slice::from_ref(&cursor), 0, max_repetitions)
-                    .await
-            }
+        let varbinds = if use_getnext {
+            session
+                .request(session.client().get_next(&cursor))
+                .await
+                .map(|response| response.varbinds)
+        } else {
+            session
+                .request(session.client().get_bulk(
+                    std::slice::from_ref(&cursor),
+                    0,
+                    max_repetitions,
+                ))
+                .await
         };
         let varbinds = match varbinds {
             Ok(varbinds) => varbinds,
-            Err(error) => match session.classify(&error) {
-                // SNMPv1 agents answer noSuchName at the end of their MIB.
-                SnmpError::NoSuchObject { .. } if use_getnext => return Ok(rows),
-                other => return Err(other),
-            },
+            // SNMPv1 agents answer noSuchName at the end of their MIB.
+            Err(error) if use_getnext && is_no_such_name(&error) => return Ok(rows),
+            Err(error) => return Err(session.classify(&error)),
         };
         if varbinds.is_empty() {
             return Ok(rows);
@@ -170,6 +170,16 @@ pub async fn walk(session: &Session, base: &Oid) -> Result<Vec<WalkRow>, SnmpErr
             cursor = varbind.oid;
         }
     }
+}
+
+fn is_no_such_name(error: &async_snmp::Error) -> bool {
+    matches!(
+        error.exchange_source(),
+        async_snmp::Error::Snmp {
+            status: async_snmp::ErrorStatus::NoSuchName,
+            ..
+        }
+    )
 }
 
 fn index_text(arcs: &[u32]) -> String {
