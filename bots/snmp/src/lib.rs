@@ -1,5 +1,6 @@
 //! Grafolean SNMP bot: protocol code on the collector framework.
 
+pub mod counters;
 pub mod expression;
 pub mod output_path;
 pub mod session;
