@@ -1,5 +1,5 @@
 //! A real net-snmp `snmpd` for tests: started on a free loopback port with its own config in a
-//! temporary directory, a v2c community and a v3 authPriv user, and a `pass` script serving
+//! temporary directory, a v2c community and a v3 authPriv user, and a `pass_persist` script serving
 //! objects the test controls under `.1.3.6.1.4.1.99999` (values fixed, or counters that grow
 //! at a known rate with wall-clock time, so that two polls give a known per-second rate).
 //!
@@ -107,6 +107,25 @@ NR == 1 { start = $1; next }
 }
 "#;
 
+/// The `pass_persist` protocol on stdin/stdout (plain `pass` output is cached by snmpd, which
+/// would freeze the counters), each request answered by `pass.awk` from the table file.
+const PASS_PERSIST_SH: &str = r#"#!/bin/sh
+while read -r command; do
+    case "$command" in
+        PING) echo PONG ;;
+        get|getnext)
+            read -r oid
+            mode=-g
+            [ "$command" = getnext ] && mode=-n
+            now_ms=$(($(date +%s%N) / 1000000))
+            answer=$(awk -v mode="$mode" -v req="$oid" -v now_ms="$now_ms" -f @AWK@ @TABLE@)
+            if [ -n "$answer" ]; then printf '%s\n' "$answer"; else echo NONE; fi ;;
+        set) read -r oid; read -r value; echo not-writable ;;
+        *) exit 0 ;;
+    esac
+done
+"#;
+
 fn find_snmpd() -> PathBuf {
     for candidate in ["/usr/sbin/snmpd", "/usr/local/sbin/snmpd", "/sbin/snmpd"] {
         if Path::new(candidate).exists() {
@@ -146,11 +165,9 @@ impl Snmpd {
             port,
         };
         std::fs::write(snmpd.path("pass.awk"), PASS_AWK).expect("write pass.awk");
-        let script = format!(
-            "#!/bin/sh\nexec awk -v mode=\"$1\" -v req=\"$2\" -v now_ms=\"$(($(date +%s%N) / 1000000))\" -f {} {}\n",
-            snmpd.path("pass.awk").display(),
-            snmpd.path("table.txt").display()
-        );
+        let script = PASS_PERSIST_SH
+            .replace("@AWK@", &snmpd.path("pass.awk").display().to_string())
+            .replace("@TABLE@", &snmpd.path("table.txt").display().to_string());
         let script_path = snmpd.path("pass.sh");
         std::fs::write(&script_path, script).expect("write pass.sh");
         set_executable(&script_path);
@@ -160,7 +177,7 @@ impl Snmpd {
              rocommunity {COMMUNITY} 127.0.0.1\n\
              createUser {V3_USER} SHA \"{V3_AUTH_KEY}\" AES \"{V3_PRIV_KEY}\"\n\
              rouser {V3_USER} authpriv\n\
-             pass {PASS_BASE} {}\n\
+             pass_persist {PASS_BASE} {}\n\
              dontLogTCPWrappersConnects yes\n",
             script_path.display()
         );
