@@ -1,0 +1,297 @@
+//! The SNMP bot on the collector framework: job specs from entity configs, and what a firing
+//! of each job does.
+
+use crate::counters::CounterStore;
+use crate::interfaces::{InterfaceCounters, InterfaceJob, InterfaceSync};
+use crate::sensor::{parse_sensor, EntityPoll, Poller, SensorCounters};
+use crate::session::{des_salt_state, Credential, SnmpCounters, SnmpEngine, SnmpSettings};
+use collector::{Collector, Context, EntityConfig, Firing, JobError, JobSpec, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Interface sync runs every 5 minutes (contract §5.5).
+pub const INTERFACE_SYNC_INTERVAL: u64 = 300;
+
+/// How often counter samples are synced to disk; between syncs they are committed without fsync.
+const COUNTER_SYNC_EVERY: Duration = Duration::from_secs(30);
+/// Counter samples not updated for this long belong to removed entities or sensors.
+const COUNTER_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The parameters of one SNMP job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SnmpJob {
+    /// `"{entity_id}"`: poll the entity's sensors.
+    Poll(EntityPoll),
+    /// `"{entity_id}-interfaces"`: sync the device's interface entities.
+    Interfaces(InterfaceJob),
+}
+
+/// The SNMP bot.
+pub struct SnmpBot {
+    engine: Arc<SnmpEngine>,
+    poller: Poller,
+    interfaces: Option<InterfaceSync>,
+}
+
+struct Store(collector::Store);
+
+impl crate::counters::DatabaseHandle for Store {
+    fn database(&self) -> &redb::Database {
+        self.0.database()
+    }
+}
+
+impl SnmpBot {
+    /// Builds the bot: binds the shared SNMP socket, opens the counter state and registers the
+    /// bot's metrics. Must run inside the framework's runtime (it spawns the socket's receiver).
+    pub fn new(settings: SnmpSettings, context: Context) -> Result<SnmpBot, String> {
+        let des_salt = match des_salt_state(context.store.database()) {
+            Ok(state) => Some(state),
+            Err(error) => {
+                tracing::warn!("SNMPv3 DES privacy is unavailable: {error}");
+                None
+            }
+        };
+        let snmp_counters = SnmpCounters::default();
+        let sensor_counters = SensorCounters::default();
+        let interface_counters = InterfaceCounters::default();
+        let metrics = &context.metrics;
+        metrics.register(
+            "snmp_requests",
+            "SNMP requests sent (GET, GETNEXT, GETBULK)",
+            snmp_counters.requests.clone(),
+        );
+        metrics.register(
+            "snmp_timeouts",
+            "SNMP requests without an answer after all retries",
+            snmp_counters.timeouts.clone(),
+        );
+        metrics.register(
+            "snmp_errors",
+            "SNMP requests that failed otherwise (error status, authentication, malformed)",
+            snmp_counters.errors.clone(),
+        );
+        metrics.register(
+            "snmp_sensor_failures",
+            "Sensors that gave no values in a firing (failing OID, bad config)",
+            sensor_counters.sensor_failures.clone(),
+        );
+        metrics.register(
+            "snmp_rows_skipped",
+            "Rows left out (expression failed, path invalid or repeated)",
+            sensor_counters.rows_skipped.clone(),
+        );
+        metrics.register(
+            "snmp_interface_changes",
+            "Interface entities created, updated or deleted",
+            interface_counters.changes.clone(),
+        );
+        metrics.register(
+            "snmp_interface_forbidden",
+            "Interface syncs refused by the backend (403)",
+            interface_counters.forbidden.clone(),
+        );
+
+        // Binding never waits (the address is literal), so blocking on it is instant; the
+        // framework builds bots synchronously.
+        let engine = Arc::new(futures::executor::block_on(SnmpEngine::new(
+            settings,
+            des_salt,
+            snmp_counters,
+        ))?);
+        let counters =
+            CounterStore::new(Arc::new(Store(context.store.clone())), COUNTER_SYNC_EVERY);
+        match counters.prune(COUNTER_MAX_AGE) {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "old counter samples removed"),
+            Err(error) => tracing::warn!("cannot prune old counter samples: {error}"),
+        }
+        let flush = counters.clone();
+        let shutdown = context.shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            if let Err(error) = flush.flush() {
+                tracing::warn!("counter samples not synced at shutdown: {error}");
+            }
+        });
+        let interfaces = context
+            .backend
+            .map(|backend| InterfaceSync::new(backend, interface_counters));
+        Ok(SnmpBot {
+            poller: Poller {
+                engine: engine.clone(),
+                counters,
+                metrics: sensor_counters,
+            },
+            engine,
+            interfaces,
+        })
+    }
+}
+
+/// Polling and interface jobs of one entity (contract §5.5), without any I/O.
+pub fn entity_jobs(entity: &EntityConfig, with_interfaces: bool) -> Vec<JobSpec<SnmpJob>> {
+    let credential = Credential::from_details(&entity.credential_details);
+    let address = entity.address().map(str::to_string);
+    let poll = EntityPoll {
+        entity_id: entity.entity_id,
+        address: address.clone(),
+        credential: credential.clone(),
+        sensors: entity.sensors.iter().map(parse_sensor).collect(),
+    };
+    let mut jobs = Vec::with_capacity(2);
+    let intervals = poll.intervals();
+    // Sensors without any interval cannot be scheduled; an entity with only those has no
+    // polling job, but its interface job still runs (as in the original).
+    if !intervals.is_empty() {
+        jobs.push(
+            JobSpec::new(entity.entity_id.to_string(), intervals, SnmpJob::Poll(poll))
+                .account(entity.account_id)
+                .entity(entity.entity_id),
+        );
+    }
+    if with_interfaces {
+        jobs.push(
+            JobSpec::new(
+                format!("{}-interfaces", entity.entity_id),
+                vec![INTERFACE_SYNC_INTERVAL],
+                SnmpJob::Interfaces(InterfaceJob {
+                    entity_id: entity.entity_id,
+                    account_id: entity.account_id,
+                    address,
+                    credential,
+                }),
+            )
+            .account(entity.account_id)
+            .entity(entity.entity_id),
+        );
+    }
+    jobs
+}
+
+impl Collector for SnmpBot {
+    type Params = SnmpJob;
+
+    fn protocol(&self) -> &'static str {
+        "snmp"
+    }
+
+    fn jobs(&self, configs: &[EntityConfig]) -> Vec<JobSpec<SnmpJob>> {
+        // Without a backend (standalone) there are no interface entities to sync.
+        let with_interfaces = self.interfaces.is_some();
+        configs
+            .iter()
+            .flat_map(|entity| entity_jobs(entity, with_interfaces))
+            .collect()
+    }
+
+    async fn perform(
+        &self,
+        job: &JobSpec<SnmpJob>,
+        firing: &Firing,
+    ) -> Result<Vec<Value>, JobError> {
+        match &job.params {
+            SnmpJob::Poll(entity) => self
+                .poller
+                .poll(entity, |interval| firing.runs(interval))
+                .await
+                .map_err(JobError::from),
+            SnmpJob::Interfaces(interface_job) => match &self.interfaces {
+                Some(sync) => sync
+                    .run(&self.engine, interface_job)
+                    .await
+                    .map(|_| Vec::new())
+                    .map_err(JobError::from),
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+
+    fn default_jobs(&self) -> Option<&'static str> {
+        Some(DEFAULT_JOBS)
+    }
+}
+
+/// The standalone example: polls sysUpTime and the interface traffic counters of a local
+/// snmpd (`apt-get install snmpd`; its default config lets 127.0.0.1 read with community
+/// `public`).
+pub const DEFAULT_JOBS: &str = include_str!("../example-jobs.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use collector::SensorConfig;
+    use serde_json::json;
+
+    fn entity(sensor_intervals: &[Option<u64>]) -> EntityConfig {
+        EntityConfig {
+            entity_id: 42,
+            account_id: 7,
+            name: "router".into(),
+            entity_type: "device".into(),
+            parent: None,
+            details: json!({"ipv4": "192.0.2.1:1161"}),
+            credential_details: json!({"version": "snmpv2c", "snmpv12_community": "public"}),
+            sensors: sensor_intervals
+                .iter()
+                .enumerate()
+                .map(|(i, interval)| SensorConfig {
+                    sensor_id: i as u64 + 1,
+                    interval: *interval,
+                    details: json!({"oids": [{"oid": "1.3.6.1.2.1.1.3.0", "fetch_method": "get"}],
+                        "expression": "$1", "output_path": "sysuptime"}),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn polling_and_interface_jobs() {
+        let jobs = entity_jobs(&entity(&[Some(60), Some(30), None, Some(60)]), true);
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs[0].id, "42");
+        assert_eq!(jobs[0].intervals, vec![30, 60]);
+        assert_eq!((jobs[0].account_id, jobs[0].entity_id), (Some(7), Some(42)));
+        assert_eq!(jobs[1].id, "42-interfaces");
+        assert_eq!(jobs[1].intervals, vec![300]);
+        let SnmpJob::Interfaces(interfaces) = &jobs[1].params else {
+            panic!()
+        };
+        assert_eq!(interfaces.address.as_deref(), Some("192.0.2.1:1161"));
+    }
+
+    #[test]
+    fn only_null_intervals_leave_just_the_interface_job() {
+        let jobs = entity_jobs(&entity(&[None]), true);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].id, "42-interfaces");
+        assert!(entity_jobs(&entity(&[None]), false).is_empty());
+    }
+
+    #[test]
+    fn jobs_are_pure() {
+        let config = entity(&[Some(60)]);
+        assert_eq!(entity_jobs(&config, true), entity_jobs(&config, true));
+        let mut changed = config.clone();
+        changed.sensors[0].details["expression"] = json!("$1 / 100");
+        assert_ne!(
+            entity_jobs(&config, true)[0],
+            entity_jobs(&changed, true)[0]
+        );
+    }
+
+    #[test]
+    fn the_default_jobs_file_parses_into_snmp_jobs() {
+        let accounts = collector::standalone::parse_jobs_file(DEFAULT_JOBS).unwrap();
+        let (configs, problems) = collector::entity::build_configs("snmp", None, 1, &accounts[&1]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(configs.len(), 1);
+        let jobs = entity_jobs(&configs[0], false);
+        assert_eq!(jobs.len(), 1);
+        let SnmpJob::Poll(poll) = &jobs[0].params else {
+            panic!()
+        };
+        assert!(poll.credential.is_ok());
+        assert!(poll.sensors.iter().all(Result::is_ok), "{:?}", poll.sensors);
+    }
+}
