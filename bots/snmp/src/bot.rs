@@ -12,6 +12,14 @@ use std::time::Duration;
 /// Interface sync runs every 5 minutes (contract §5.5).
 pub const INTERFACE_SYNC_INTERVAL: u64 = 300;
 
+/// The bot's own settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BotSettings {
+    pub snmp: SnmpSettings,
+    /// Seconds between interface syncs of a device (the original: 300).
+    pub interface_interval: u64,
+}
+
 /// How often counter samples are synced to disk; between syncs they are committed without fsync.
 const COUNTER_SYNC_EVERY: Duration = Duration::from_secs(30);
 /// Counter samples not updated for this long belong to removed entities or sensors.
@@ -31,6 +39,7 @@ pub struct SnmpBot {
     engine: Arc<SnmpEngine>,
     poller: Poller,
     interfaces: Option<InterfaceSync>,
+    interface_interval: u64,
 }
 
 struct Store(collector::Store);
@@ -44,7 +53,10 @@ impl crate::counters::DatabaseHandle for Store {
 impl SnmpBot {
     /// Builds the bot: binds the shared SNMP socket, opens the counter state and registers the
     /// bot's metrics. Must run inside the framework's runtime (it spawns the socket's receiver).
-    pub fn new(settings: SnmpSettings, context: Context) -> Result<SnmpBot, String> {
+    pub fn new(settings: BotSettings, context: Context) -> Result<SnmpBot, String> {
+        if settings.interface_interval == 0 {
+            return Err("the interface sync interval must be at least 1 second".to_string());
+        }
         let des_salt = match des_salt_state(context.store.database()) {
             Ok(state) => Some(state),
             Err(error) => {
@@ -95,7 +107,7 @@ impl SnmpBot {
         // Binding never waits (the address is literal), so blocking on it is instant; the
         // framework builds bots synchronously.
         let engine = Arc::new(futures::executor::block_on(SnmpEngine::new(
-            settings,
+            settings.snmp,
             des_salt,
             snmp_counters,
         ))?);
@@ -106,14 +118,6 @@ impl SnmpBot {
             Ok(removed) => tracing::info!(removed, "old counter samples removed"),
             Err(error) => tracing::warn!("cannot prune old counter samples: {error}"),
         }
-        let flush = counters.clone();
-        let shutdown = context.shutdown.clone();
-        tokio::spawn(async move {
-            shutdown.cancelled().await;
-            if let Err(error) = flush.flush() {
-                tracing::warn!("counter samples not synced at shutdown: {error}");
-            }
-        });
         let interfaces = context
             .backend
             .map(|backend| InterfaceSync::new(backend, interface_counters));
@@ -125,12 +129,26 @@ impl SnmpBot {
             },
             engine,
             interfaces,
+            interface_interval: settings.interface_interval,
         })
     }
 }
 
-/// Polling and interface jobs of one entity (contract §5.5), without any I/O.
-pub fn entity_jobs(entity: &EntityConfig, with_interfaces: bool) -> Vec<JobSpec<SnmpJob>> {
+impl Drop for SnmpBot {
+    /// Counter samples committed since the last sync reach the disk here, at shutdown.
+    fn drop(&mut self) {
+        if let Err(error) = self.poller.counters.flush() {
+            tracing::warn!("counter samples not synced at shutdown: {error}");
+        }
+    }
+}
+
+/// Polling and interface jobs of one entity (contract §5.5), without any I/O. Interface jobs
+/// run every `interface_interval` seconds; `None` leaves them out.
+pub fn entity_jobs(
+    entity: &EntityConfig,
+    interface_interval: Option<u64>,
+) -> Vec<JobSpec<SnmpJob>> {
     let credential = Credential::from_details(&entity.credential_details);
     let address = entity.address().map(str::to_string);
     let poll = EntityPoll {
@@ -150,11 +168,11 @@ pub fn entity_jobs(entity: &EntityConfig, with_interfaces: bool) -> Vec<JobSpec<
                 .entity(entity.entity_id),
         );
     }
-    if with_interfaces {
+    if let Some(interval) = interface_interval {
         jobs.push(
             JobSpec::new(
                 format!("{}-interfaces", entity.entity_id),
-                vec![INTERFACE_SYNC_INTERVAL],
+                vec![interval],
                 SnmpJob::Interfaces(InterfaceJob {
                     entity_id: entity.entity_id,
                     account_id: entity.account_id,
@@ -178,10 +196,10 @@ impl Collector for SnmpBot {
 
     fn jobs(&self, configs: &[EntityConfig]) -> Vec<JobSpec<SnmpJob>> {
         // Without a backend (standalone) there are no interface entities to sync.
-        let with_interfaces = self.interfaces.is_some();
+        let interface_interval = self.interfaces.as_ref().map(|_| self.interface_interval);
         configs
             .iter()
-            .flat_map(|entity| entity_jobs(entity, with_interfaces))
+            .flat_map(|entity| entity_jobs(entity, interface_interval))
             .collect()
     }
 
@@ -247,7 +265,10 @@ mod tests {
 
     #[test]
     fn polling_and_interface_jobs() {
-        let jobs = entity_jobs(&entity(&[Some(60), Some(30), None, Some(60)]), true);
+        let jobs = entity_jobs(
+            &entity(&[Some(60), Some(30), None, Some(60)]),
+            Some(INTERFACE_SYNC_INTERVAL),
+        );
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs[0].id, "42");
         assert_eq!(jobs[0].intervals, vec![30, 60]);
@@ -262,21 +283,24 @@ mod tests {
 
     #[test]
     fn only_null_intervals_leave_just_the_interface_job() {
-        let jobs = entity_jobs(&entity(&[None]), true);
+        let jobs = entity_jobs(&entity(&[None]), Some(300));
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].id, "42-interfaces");
-        assert!(entity_jobs(&entity(&[None]), false).is_empty());
+        assert!(entity_jobs(&entity(&[None]), None).is_empty());
     }
 
     #[test]
     fn jobs_are_pure() {
         let config = entity(&[Some(60)]);
-        assert_eq!(entity_jobs(&config, true), entity_jobs(&config, true));
+        assert_eq!(
+            entity_jobs(&config, Some(300)),
+            entity_jobs(&config, Some(300))
+        );
         let mut changed = config.clone();
         changed.sensors[0].details["expression"] = json!("$1 / 100");
         assert_ne!(
-            entity_jobs(&config, true)[0],
-            entity_jobs(&changed, true)[0]
+            entity_jobs(&config, Some(300))[0],
+            entity_jobs(&changed, Some(300))[0]
         );
     }
 
@@ -286,7 +310,7 @@ mod tests {
         let (configs, problems) = collector::entity::build_configs("snmp", None, 1, &accounts[&1]);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(configs.len(), 1);
-        let jobs = entity_jobs(&configs[0], false);
+        let jobs = entity_jobs(&configs[0], None);
         assert_eq!(jobs.len(), 1);
         let SnmpJob::Poll(poll) = &jobs[0].params else {
             panic!()

@@ -1,6 +1,7 @@
 //! snmpbot: the Grafolean SNMP bot. `snmpbot --help` lists every setting.
 
 use clap::Parser;
+use snmpbot::bot::BotSettings;
 use snmpbot::session::SnmpSettings;
 use snmpbot::SnmpBot;
 use std::process::ExitCode;
@@ -28,6 +29,10 @@ struct Cli {
     #[arg(long, env = "SNMP_MAX_REPETITIONS", default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=1000))]
     snmp_max_repetitions: u32,
 
+    /// Seconds between two interface syncs of a device (the original bot: 300).
+    #[arg(long, env = "SNMP_INTERFACE_INTERVAL", default_value_t = snmpbot::bot::INTERFACE_SYNC_INTERVAL, value_parser = clap::value_parser!(u64).range(1..))]
+    snmp_interface_interval: u64,
+
     /// A walk returning more rows than this fails (protects against broken agents).
     #[arg(long, env = "SNMP_MAX_WALK_ROWS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     snmp_max_walk_rows: u64,
@@ -39,12 +44,15 @@ fn main() -> ExitCode {
         eprintln!("error: SNMP_TIMEOUT must be a number of seconds above 0 (at most 600)");
         return ExitCode::from(2);
     }
-    let snmp = SnmpSettings {
-        timeout: Duration::from_secs_f64(cli.snmp_timeout),
-        retries: cli.snmp_retries,
-        max_in_flight: cli.snmp_max_in_flight as usize,
-        max_repetitions: cli.snmp_max_repetitions,
-        max_walk_rows: cli.snmp_max_walk_rows as usize,
+    let settings = BotSettings {
+        snmp: SnmpSettings {
+            timeout: Duration::from_secs_f64(cli.snmp_timeout),
+            retries: cli.snmp_retries,
+            max_in_flight: cli.snmp_max_in_flight as usize,
+            max_repetitions: cli.snmp_max_repetitions,
+            max_walk_rows: cli.snmp_max_walk_rows as usize,
+        },
+        interface_interval: cli.snmp_interface_interval,
     };
-    collector::run(cli.settings, |context| SnmpBot::new(snmp, context))
+    collector::run(cli.settings, |context| SnmpBot::new(settings, context))
 }
