@@ -146,6 +146,11 @@ pub async fn walk(session: &Session, base: &Oid) -> Result<Vec<WalkRow>, SnmpErr
             return Ok(rows);
         }
         for varbind in varbinds {
+            // endOfMibView (and the other exceptions) end the walk whatever name they carry:
+            // agents repeat the last name in it.
+            let Some(value) = SnmpValue::from_value(varbind.value) else {
+                return Ok(rows);
+            };
             if !varbind.oid.starts_with(base) || varbind.oid.len() == base.len() {
                 return Ok(rows);
             }
@@ -155,9 +160,6 @@ pub async fn walk(session: &Session, base: &Oid) -> Result<Vec<WalkRow>, SnmpErr
                     varbind.oid
                 )));
             }
-            let Some(value) = SnmpValue::from_value(varbind.value) else {
-                return Ok(rows);
-            };
             if rows.len() >= max_rows {
                 return Err(walk_error(format!(
                     "more than {max_rows} rows under {base} (raise the walk row limit if this is real)"

@@ -128,6 +128,31 @@ async fn v1_walks_with_getnext() {
 }
 
 #[tokio::test]
+async fn walks_stop_at_the_end_of_the_mib_view() {
+    let agent = Snmpd::start(&objects());
+    let engine = engine(SnmpSettings {
+        max_repetitions: 5,
+        ..SnmpSettings::default()
+    })
+    .await;
+    // SNMPv1 cannot carry the Counter64 object: the agent skips it.
+    for (version, in_last_subtree) in [("snmpv2c", 2), ("snmpv1", 1)] {
+        let limited = Credential::from_details(
+            &json!({"version": version, "snmpv12_community": snmpd::LIMITED_COMMUNITY}),
+        )
+        .unwrap();
+        let session = engine.session(&agent.address(), &limited).await.unwrap();
+        // The last subtree of the view: the agent answers endOfMibView (v2c) or noSuchName (v1).
+        let rows = walk(&session, &oid(&format!("{PASS_BASE}.3")))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), in_last_subtree, "{version}: {rows:?}");
+        let all = walk(&session, &oid(PASS_BASE)).await.unwrap();
+        assert_eq!(all.len(), 4 + in_last_subtree, "{version}: {all:?}");
+    }
+}
+
+#[tokio::test]
 async fn v3_auth_priv() {
     let agent = Snmpd::start(&objects());
     let engine = engine(SnmpSettings::default()).await;

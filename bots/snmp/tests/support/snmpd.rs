@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The community of the v2c (and v1) access.
 pub const COMMUNITY: &str = "public";
+/// A community that sees only [`PASS_BASE`], so walks there reach the end of the MIB view.
+pub const LIMITED_COMMUNITY: &str = "limited";
 /// The v3 user: SHA authentication and AES privacy.
 pub const V3_USER: &str = "monitor";
 pub const V3_AUTH_KEY: &str = "authpass123";
@@ -175,6 +177,8 @@ impl Snmpd {
         let config = format!(
             "agentaddress udp:127.0.0.1:{port}\n\
              rocommunity {COMMUNITY} 127.0.0.1\n\
+             view passonly included {PASS_BASE}\n\
+             rocommunity {LIMITED_COMMUNITY} 127.0.0.1 -V passonly\n\
              createUser {V3_USER} SHA \"{V3_AUTH_KEY}\" AES \"{V3_PRIV_KEY}\"\n\
              rouser {V3_USER} authpriv\n\
              pass_persist {PASS_BASE} {}\n\
