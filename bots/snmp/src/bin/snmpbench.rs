@@ -5,12 +5,16 @@
 //! ifXTable of 48 ports (1,968 OIDs). The bot's code (`session` + `walk`, GETBULK on one shared
 //! socket) walks both tables of every device; then `snmpbulkwalk` walks the same tables of the
 //! same devices. Printed: CPU seconds per 1000 devices, devices per second, peak RSS and the CPU
-//! ratio.
+//! ratio. A second measurement runs whole firings as the bot does (two traffic sensors per
+//! device: walks joined by index, expressions, paths, counters to rates in the redb store).
 //!
 //! `cargo run --release -p snmpbot --bin snmpbench -- --devices 1000`
 
 use clap::Parser;
+use collector::SensorConfig;
 use futures::StreamExt;
+use snmpbot::counters::CounterStore;
+use snmpbot::sensor::{parse_sensor, EntityPoll, Poller, SensorCounters};
 use snmpbot::session::{Credential, SnmpCounters, SnmpEngine, SnmpSettings};
 use snmpbot::walk::{parse_oid, walk};
 use std::io::{BufRead, BufReader};
@@ -101,8 +105,32 @@ fn main() {
         assert_eq!(rows, cli.devices * oids_per_device, "every row must arrive");
         bot_round = result;
     }
+
+    // The whole firing as the bot runs it: two traffic sensors per device (ifDescr joined with
+    // ifHCInOctets / ifHCOutOctets), counters to rates through the redb counter store.
+    let state = std::env::temp_dir().join(format!("snmpbench-{}.redb", std::process::id()));
+    let database = redb::Database::create(&state).expect("counter store");
+    let poller = Poller {
+        engine: engine.clone(),
+        counters: CounterStore::new(Arc::new(database), Duration::from_secs(30)),
+        metrics: SensorCounters::default(),
+    };
+    for round in 1..=2 {
+        let started = Measure::start();
+        let values = runtime.block_on(poll_sensors(&poller, base, &cli));
+        let result = started.finish(cli.devices);
+        println!(
+            "snmpbot  sensors round {round} ({}): {} values, {:.2} s wall, {:.2} CPU s => {:.2} CPU s per 1000 devices",
+            if round == 1 { "first counter samples" } else { "rates" },
+            values, result.wall, result.cpu, result.cpu_per_1000
+        );
+    }
+    drop(poller);
+    let _ = std::fs::remove_file(&state);
     let peak_rss_mb = peak_rss_kb() as f64 / 1024.0;
-    println!("snmpbot  peak RSS: {peak_rss_mb:.1} MB (whole benchmark process)");
+    println!(
+        "snmpbot  peak RSS: {peak_rss_mb:.1} MB (whole benchmark process, both kinds of rounds)"
+    );
     drop(engine);
     drop(runtime);
 
@@ -184,6 +212,45 @@ async fn poll_all(engine: &Arc<SnmpEngine>, base: u16, cli: &Cli) -> (usize, usi
         }
     }
     (rows, failures)
+}
+
+async fn poll_sensors(poller: &Poller, base: u16, cli: &Cli) -> usize {
+    let credential = Credential::from_details(
+        &serde_json::json!({"version": "snmpv2c", "snmpv12_community": "public"}),
+    );
+    let traffic = |id: u64, column: u32, name: &str| {
+        parse_sensor(&SensorConfig {
+            sensor_id: id,
+            interval: Some(60),
+            details: serde_json::json!({
+                "oids": [{"oid": "1.3.6.1.2.1.2.2.1.2", "fetch_method": "walk"},
+                         {"oid": format!("1.3.6.1.2.1.31.1.1.1.{column}"), "fetch_method": "walk"}],
+                "expression": "$2 * 8",
+                "output_path": format!("if.{name}.{{$index}}.{{$1}}"),
+            }),
+        })
+    };
+    let sensors = vec![traffic(1, 6, "in-bps"), traffic(2, 10, "out-bps")];
+    let values: Vec<usize> = futures::stream::iter(0..cli.devices)
+        .map(|i| {
+            let entity = EntityPoll {
+                entity_id: 1_000_000 + i as u64,
+                address: Some(format!("127.0.0.1:{}", base as usize + i)),
+                credential: credential.clone(),
+                sensors: sensors.clone(),
+            };
+            async move {
+                poller
+                    .poll(&entity, |_| true)
+                    .await
+                    .map(|v| v.len())
+                    .unwrap_or(0)
+            }
+        })
+        .buffer_unordered(cli.concurrency)
+        .collect()
+        .await;
+    values.into_iter().sum()
 }
 
 fn net_snmp_round(base: u16, cli: &Cli) -> Option<Round> {
