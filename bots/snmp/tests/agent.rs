@@ -169,6 +169,39 @@ async fn v3_auth_priv() {
 }
 
 #[tokio::test]
+async fn v3_md5_des_and_sha256_users() {
+    let agent = Snmpd::start(&objects());
+    let dir = tempfile::tempdir().unwrap();
+    let database = redb::Database::create(dir.path().join("state.redb")).unwrap();
+    let des_salt = snmpbot::session::des_salt_state(&database).unwrap();
+    let engine = Arc::new(
+        SnmpEngine::new(
+            SnmpSettings::default(),
+            Some(des_salt),
+            SnmpCounters::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    let des = Credential::from_details(&json!({
+        "version": "snmpv3", "snmpv3_securityName": snmpd::V3_DES_USER, "snmpv3_securityLevel": "authPriv",
+        "snmpv3_authProtocol": "MD5", "snmpv3_authKey": V3_AUTH_KEY,
+        "snmpv3_privProtocol": "DES", "snmpv3_privKey": V3_PRIV_KEY,
+    }))
+    .unwrap();
+    let sha256 = Credential::from_details(&json!({
+        "version": "snmpv3", "snmpv3_securityName": snmpd::V3_SHA2_USER, "snmpv3_securityLevel": "authNoPriv",
+        "snmpv3_authProtocol": "SHA-256", "snmpv3_authKey": V3_AUTH_KEY,
+    }))
+    .unwrap();
+    for credential in [des, sha256] {
+        let session = engine.session(&agent.address(), &credential).await.unwrap();
+        let rows = walk(&session, &oid(&format!("{PASS_BASE}.1"))).await;
+        assert_eq!(rows.map(|r| r.len()), Ok(3), "{credential:?}");
+    }
+}
+
+#[tokio::test]
 async fn wrong_v3_passwords_are_reported_clearly() {
     let agent = Snmpd::start(&objects());
     let engine = engine(SnmpSettings {

@@ -20,6 +20,10 @@ pub const LIMITED_COMMUNITY: &str = "limited";
 /// The v3 user: SHA authentication and AES privacy.
 pub const V3_USER: &str = "monitor";
 pub const V3_AUTH_KEY: &str = "authpass123";
+/// A v3 user with MD5 authentication and DES privacy (same passwords).
+pub const V3_DES_USER: &str = "legacy";
+/// A v3 user with SHA-256 authentication and no privacy (same authentication password).
+pub const V3_SHA2_USER: &str = "modern";
 pub const V3_PRIV_KEY: &str = "privpass123";
 /// Where the pass script serves the test's objects.
 pub const PASS_BASE: &str = ".1.3.6.1.4.1.99999";
@@ -181,6 +185,10 @@ impl Snmpd {
              rocommunity {LIMITED_COMMUNITY} 127.0.0.1 -V passonly\n\
              createUser {V3_USER} SHA \"{V3_AUTH_KEY}\" AES \"{V3_PRIV_KEY}\"\n\
              rouser {V3_USER} authpriv\n\
+             createUser {V3_DES_USER} MD5 \"{V3_AUTH_KEY}\" DES \"{V3_PRIV_KEY}\"\n\
+             rouser {V3_DES_USER} authpriv\n\
+             createUser {V3_SHA2_USER} SHA-256 \"{V3_AUTH_KEY}\"\n\
+             rouser {V3_SHA2_USER} auth\n\
              pass_persist {PASS_BASE} {}\n\
              dontLogTCPWrappersConnects yes\n",
             script_path.display()
