@@ -89,6 +89,8 @@ pub struct CounterStore {
     database: Arc<dyn DatabaseHandle>,
     sync_every: Duration,
     last_sync_secs: Arc<AtomicU64>,
+    /// redb runs one write transaction at a time: async callers queue here, not in threads.
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 const COUNTERS: TableDefinition<&str, &[u8]> = TableDefinition::new("snmp_counters");
@@ -155,7 +157,21 @@ impl CounterStore {
             database,
             sync_every,
             last_sync_secs: Arc::new(AtomicU64::new(unix_now() as u64)),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// [`CounterStore::update`] for async callers: the blocking commit runs on tokio's blocking
+    /// pool, one at a time, so the async workers never wait for the disk.
+    pub async fn update_async(
+        &self,
+        samples: Vec<(String, Sample)>,
+    ) -> Result<Vec<RateOutcome>, String> {
+        let _turn = self.writer.lock().await;
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.update(&samples))
+            .await
+            .unwrap_or_else(|e| Err(format!("counter store task: {e}")))
     }
 
     /// Stores the new samples and returns, for each, the rate against the stored previous

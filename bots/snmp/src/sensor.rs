@@ -452,10 +452,7 @@ impl Poller {
                 (key, sample)
             })
             .collect();
-        // redb commits block; keep them off the async workers.
-        let store = self.counters.clone();
-        let update = tokio::task::spawn_blocking(move || store.update(&samples)).await;
-        let outcomes = match update.unwrap_or_else(|e| Err(format!("counter store task: {e}"))) {
+        let outcomes = match self.counters.update_async(samples).await {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 tracing::error!(
