@@ -12,6 +12,55 @@ use std::time::Duration;
 /// Interface sync runs every 5 minutes (contract §5.5).
 pub const INTERFACE_SYNC_INTERVAL: u64 = 300;
 
+/// The bot's command-line flags and environment variables, flattened next to
+/// `collector::Settings` in `main`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SnmpArgs {
+    /// Seconds to wait for an SNMP answer before retrying.
+    #[arg(long, env = "SNMP_TIMEOUT", default_value_t = 1.0)]
+    pub snmp_timeout: f64,
+
+    /// Retries after an SNMP timeout.
+    #[arg(long, env = "SNMP_RETRIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub snmp_retries: u32,
+
+    /// SNMP requests in flight at once, over all agents.
+    #[arg(long, env = "SNMP_MAX_IN_FLIGHT", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snmp_max_in_flight: u64,
+
+    /// GETBULK max-repetitions of walks (SNMPv2c/v3).
+    #[arg(long, env = "SNMP_MAX_REPETITIONS", default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub snmp_max_repetitions: u32,
+
+    /// Seconds between two interface syncs of a device (the original bot: 300).
+    #[arg(long, env = "SNMP_INTERFACE_INTERVAL", default_value_t = INTERFACE_SYNC_INTERVAL, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snmp_interface_interval: u64,
+
+    /// A walk returning more rows than this fails (protects against broken agents).
+    #[arg(long, env = "SNMP_MAX_WALK_ROWS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snmp_max_walk_rows: u64,
+}
+
+impl SnmpArgs {
+    /// The settings, or which flag is out of range.
+    pub fn settings(&self) -> Result<BotSettings, String> {
+        if !(self.snmp_timeout.is_finite() && self.snmp_timeout > 0.0 && self.snmp_timeout <= 600.0)
+        {
+            return Err("SNMP_TIMEOUT must be a number of seconds above 0 (at most 600)".into());
+        }
+        Ok(BotSettings {
+            snmp: SnmpSettings {
+                timeout: Duration::from_secs_f64(self.snmp_timeout),
+                retries: self.snmp_retries,
+                max_in_flight: self.snmp_max_in_flight as usize,
+                max_repetitions: self.snmp_max_repetitions,
+                max_walk_rows: self.snmp_max_walk_rows as usize,
+            },
+            interface_interval: self.snmp_interface_interval,
+        })
+    }
+}
+
 /// The bot's own settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BotSettings {
@@ -302,6 +351,43 @@ mod tests {
             entity_jobs(&config, Some(300))[0],
             entity_jobs(&changed, Some(300))[0]
         );
+    }
+
+    #[test]
+    fn flags_become_settings() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            snmp: SnmpArgs,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("snmpbot").chain(args.iter().copied()))
+        };
+        let defaults = parse(&[]).unwrap().snmp.settings().unwrap();
+        assert_eq!(defaults.snmp, SnmpSettings::default());
+        assert_eq!(defaults.interface_interval, 300);
+        let custom = parse(&[
+            "--snmp-timeout",
+            "0.25",
+            "--snmp-retries",
+            "0",
+            "--snmp-interface-interval",
+            "5",
+        ])
+        .unwrap()
+        .snmp
+        .settings()
+        .unwrap();
+        assert_eq!(custom.snmp.timeout, Duration::from_millis(250));
+        assert_eq!((custom.snmp.retries, custom.interface_interval), (0, 5));
+        assert!(parse(&["--snmp-timeout", "-1"])
+            .unwrap()
+            .snmp
+            .settings()
+            .is_err());
+        assert!(parse(&["--snmp-retries", "17"]).is_err());
+        assert!(parse(&["--snmp-max-in-flight", "0"]).is_err());
     }
 
     #[test]
