@@ -381,7 +381,7 @@ mod tests {
         .unwrap();
         assert_eq!(custom.snmp.timeout, Duration::from_millis(250));
         assert_eq!((custom.snmp.retries, custom.interface_interval), (0, 5));
-        assert!(parse(&["--snmp-timeout", "-1"])
+        assert!(parse(&["--snmp-timeout=-1"])
             .unwrap()
             .snmp
             .settings()
