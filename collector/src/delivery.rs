@@ -2,8 +2,9 @@
 //! numbers, paths the backend would reject, repeated paths), so one bad value never costs the
 //! rest, then handed to a sink: the backend (with retries) or stdout (standalone mode).
 
-use crate::backend::{BackendClient, BackendError};
+use crate::backend::BackendClient;
 use crate::metrics::{label, Metrics};
+use crate::spool::Spool;
 use crate::value::{path_problem, Value};
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 /// The values of one firing of one job, for one account.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,30 +110,50 @@ impl Sink for StdoutSink {
 }
 
 /// The Grafolean backend: one POST per batch, retried with backoff on connection errors and
-/// 5xx, never on 4xx.
+/// 5xx, never on 4xx. A batch the backend still cannot take goes to the durable spool, and while
+/// the spool holds anything new batches join it, so values reach the backend oldest first.
 pub struct BackendSink {
     pub client: BackendClient,
+    /// Tries before a batch goes to the spool.
     pub attempts: u64,
     pub first_backoff: Duration,
     pub metrics: Metrics,
+    pub spool: Spool,
+    /// Once cancelled (shutdown), failed batches are spooled at once instead of retried.
+    pub shutdown: CancellationToken,
+}
+
+impl BackendSink {
+    fn lost(&self, reason: &'static str, count: u64) {
+        self.metrics
+            .framework
+            .values_dropped
+            .get_or_create(&label("reason", reason))
+            .inc_by(count);
+    }
+
+    async fn to_spool(&self, batch: Batch, account: u64) {
+        let count = batch.values.len() as u64;
+        let job = batch.job_id.clone();
+        if let Err(e) = self.spool.push(batch, account).await {
+            tracing::error!(%job, account, "{count} values lost: {e}");
+            self.lost("spool_error", count);
+        }
+    }
 }
 
 impl Sink for BackendSink {
     fn deliver(&self, batch: Batch) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let count = batch.values.len() as u64;
-            let lost = |reason: &'static str| {
-                self.metrics
-                    .framework
-                    .values_dropped
-                    .get_or_create(&label("reason", reason))
-                    .inc_by(count);
-            };
             let Some(account) = batch.account_id else {
                 tracing::error!(job = %batch.job_id, "job produced values but belongs to no account; {count} values dropped");
-                lost("no_account");
+                self.lost("no_account", count);
                 return;
             };
+            if !self.spool.is_empty() {
+                return self.to_spool(batch, account).await;
+            }
             let mut backoff = self.first_backoff;
             for attempt in 1..=self.attempts {
                 match self.client.post_values(account, &batch.values).await {
@@ -139,34 +161,30 @@ impl Sink for BackendSink {
                         self.metrics.framework.values_delivered.inc_by(count);
                         return;
                     }
-                    Err(e) if e.is_retryable() && attempt < self.attempts => {
+                    Err(e) if e.is_retryable() => {
+                        if attempt == self.attempts || self.shutdown.is_cancelled() {
+                            tracing::warn!(job = %batch.job_id, entity = ?batch.entity_id, account,
+                                "backend unavailable, {count} values go to the spool: {e}");
+                            return self.to_spool(batch, account).await;
+                        }
                         tracing::warn!(job = %batch.job_id, entity = ?batch.entity_id, account,
                             "delivery attempt {attempt} failed, retrying in {backoff:?}: {e}");
                         self.metrics.framework.delivery_retries.inc();
-                        tokio::time::sleep(backoff).await;
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = self.shutdown.cancelled() => {}
+                        }
                         backoff = (backoff * 2).min(Duration::from_secs(60));
                     }
                     Err(e) => {
-                        let why = rejection(&e);
                         tracing::error!(job = %batch.job_id, entity = ?batch.entity_id, account,
-                            "{count} values lost after {attempt} attempt(s): {e}{why}");
-                        lost(if e.is_retryable() {
-                            "backend_unavailable"
-                        } else {
-                            "rejected"
-                        });
+                            "{count} values rejected by the backend, not retried: {e}");
+                        self.lost("rejected", count);
                         return;
                     }
                 }
             }
         })
-    }
-}
-
-fn rejection(e: &BackendError) -> &'static str {
-    match e.status() {
-        Some(s) if (400..500).contains(&s) => " (the backend rejected the batch; not retried)",
-        _ => "",
     }
 }
 

@@ -5,6 +5,7 @@ use crate::bot::Collector;
 use crate::delivery::{Batch, DeliveryHandle};
 use crate::metrics::{label, Metrics};
 use crate::scheduler::{Clock, Due};
+use crate::task_record::{TaskRecord, TaskRecords};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
@@ -44,6 +45,7 @@ pub struct Executor<C: Collector> {
     metrics: Metrics,
     clock: Clock,
     tasks: TaskTracker,
+    records: Arc<TaskRecords>,
 }
 
 impl<C: Collector> Executor<C> {
@@ -55,8 +57,10 @@ impl<C: Collector> Executor<C> {
         delivery: DeliveryHandle,
         metrics: Metrics,
         clock: Clock,
+        records: TaskRecords,
     ) -> Self {
         Executor {
+            records: Arc::new(records),
             bot,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             timeout,
@@ -78,6 +82,24 @@ impl<C: Collector> Executor<C> {
                 .runs
                 .get_or_create(&label("outcome", Outcome::Skip.as_str()))
                 .inc();
+            let now = self.clock.now_unix();
+            let record = TaskRecord {
+                job: &due.spec.id,
+                entity: due.spec.entity_id,
+                trigger: due.firing.scheduled,
+                start: now,
+                end: now,
+                outcome: Outcome::Skip,
+            };
+            let mut values = Vec::new();
+            self.records.emit(&record, &mut values);
+            self.delivery.submit(Batch {
+                account_id: due.spec.account_id,
+                job_id: due.spec.id.clone(),
+                entity_id: due.spec.entity_id,
+                time: now,
+                values,
+            });
             return;
         }
         let bot = self.bot.clone();
@@ -85,6 +107,7 @@ impl<C: Collector> Executor<C> {
         let delivery = self.delivery.clone();
         let metrics = self.metrics.clone();
         let clock = self.clock;
+        let records = self.records.clone();
         let limit = self
             .timeout
             .or_else(|| due.spec.min_interval().map(Duration::from_secs))
@@ -103,34 +126,38 @@ impl<C: Collector> Executor<C> {
             let finished = clock.now_unix();
             metrics.framework.run_seconds.observe(finished - started);
             state.running.store(false, Ordering::Release);
-            let outcome = match result {
-                Ok(Ok(Ok(values))) => {
-                    delivery.submit(Batch {
-                        account_id: spec.account_id,
-                        job_id: spec.id.clone(),
-                        entity_id: spec.entity_id,
-                        time: finished,
-                        values,
-                    });
-                    Outcome::Success
-                }
+            let (outcome, mut values) = match result {
+                Ok(Ok(Ok(values))) => (Outcome::Success, values),
                 Ok(Ok(Err(e))) => {
                     tracing::error!(job = %spec.id, entity = ?spec.entity_id, "job failed: {e}");
-                    Outcome::Failure
+                    (Outcome::Failure, Vec::new())
                 }
                 Ok(Err(_panic)) => {
                     tracing::error!(job = %spec.id, entity = ?spec.entity_id, "job panicked; other jobs go on");
-                    Outcome::Panic
+                    (Outcome::Panic, Vec::new())
                 }
                 Err(_) => {
                     tracing::error!(job = %spec.id, entity = ?spec.entity_id,
                         "job timed out after {limit:?} and was cancelled");
-                    Outcome::Timeout
+                    (Outcome::Timeout, Vec::new())
                 }
             };
-            tracing::debug!(job = %spec.id, entity = ?spec.entity_id, trigger = firing.scheduled,
-                wait_cost = wait, run_cost = finished - started,
-                total_cost = finished - firing.scheduled as f64, status = outcome.as_str(), "task record");
+            let record = TaskRecord {
+                job: &spec.id,
+                entity: spec.entity_id,
+                trigger: firing.scheduled,
+                start: started,
+                end: finished,
+                outcome,
+            };
+            records.emit(&record, &mut values);
+            delivery.submit(Batch {
+                account_id: spec.account_id,
+                job_id: spec.id.clone(),
+                entity_id: spec.entity_id,
+                time: finished,
+                values,
+            });
             metrics.framework.runs.get_or_create(&label("outcome", outcome.as_str())).inc();
         });
     }
@@ -221,6 +248,7 @@ mod tests {
             delivery.handle(),
             metrics.clone(),
             Clock::new(),
+            TaskRecords::default(),
         );
         let slow = Arc::new(JobState::default());
         executor.fire(due("slow", "slow", &slow));

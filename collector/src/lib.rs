@@ -13,8 +13,10 @@ pub mod redact;
 pub mod runtime;
 pub mod scheduler;
 pub mod settings;
+pub mod spool;
 pub mod standalone;
 pub mod store;
+pub mod task_record;
 pub mod telemetry;
 pub mod value;
 

@@ -39,6 +39,10 @@ pub struct FrameworkMetrics {
     pub accounts_skipped: Counter,
     pub config_problems: Counter,
     pub refresh_seconds: Histogram,
+    pub values_spooled: Counter,
+    pub values_replayed: Counter,
+    pub spool_bytes: Gauge,
+    pub spool_entries: Gauge,
 }
 
 impl Default for Metrics {
@@ -64,6 +68,10 @@ impl Metrics {
             accounts_skipped: Counter::default(),
             config_problems: Counter::default(),
             refresh_seconds: Histogram::new(exponential_buckets(0.01, 3.0, 10)),
+            values_spooled: Counter::default(),
+            values_replayed: Counter::default(),
+            spool_bytes: Gauge::default(),
+            spool_entries: Gauge::default(),
         });
         let mut registry = Registry::with_prefix("collector");
         let f = &framework;
@@ -124,6 +132,22 @@ impl Metrics {
             "refresh_seconds",
             "Duration of a job config refresh",
             f.refresh_seconds.clone(),
+        );
+        registry.register(
+            "values_spooled",
+            "Values written to the spool",
+            f.values_spooled.clone(),
+        );
+        registry.register(
+            "values_replayed",
+            "Values replayed from the spool by PUT",
+            f.values_replayed.clone(),
+        );
+        registry.register("spool_bytes", "Bytes in the spool", f.spool_bytes.clone());
+        registry.register(
+            "spool_batches",
+            "Batches in the spool",
+            f.spool_entries.clone(),
         );
         Metrics {
             registry: Arc::new(Mutex::new(registry)),

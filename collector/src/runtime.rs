@@ -10,8 +10,10 @@ use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
 use crate::scheduler::{Clock, Scheduler};
 use crate::settings::{LogFormat, Mode, Settings, ValuesOutput};
+use crate::spool::Spool;
 use crate::standalone::parse_jobs_file;
 use crate::store::Store;
+use crate::task_record::TaskRecords;
 use crate::telemetry::{self, LastValues, Readiness};
 use futures::StreamExt;
 use std::collections::HashSet;
@@ -33,6 +35,9 @@ where
     C: Collector,
     F: FnOnce(Context) -> Result<C, String>,
 {
+    if settings.health_check {
+        return health_check(settings.metrics_address);
+    }
     init_logging(settings.log_format);
     let mode = match settings.mode() {
         Ok(mode) => mode,
@@ -49,6 +54,39 @@ where
         }
     };
     runtime.block_on(run_async(settings, mode, make))
+}
+
+/// `--health-check`: one GET of /health at the telemetry address.
+fn health_check(address: Option<SocketAddr>) -> ExitCode {
+    use std::io::{Read, Write};
+    let Some(mut address) = address else {
+        eprintln!("error: --health-check needs METRICS_ADDRESS");
+        return ExitCode::from(2);
+    };
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let timeout = Duration::from_secs(3);
+    let answer = std::net::TcpStream::connect_timeout(&address, timeout).and_then(|mut stream| {
+        stream.set_read_timeout(Some(timeout))?;
+        stream.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    });
+    match answer {
+        Ok(answer) if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") => {
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            eprintln!("unhealthy: {}", answer.lines().next().unwrap_or(""));
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {address}: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -120,7 +158,7 @@ where
         Mode::Standalone { .. } => None,
     };
     let context = Context {
-        store,
+        store: store.clone(),
         backend: backend.clone(),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
@@ -134,6 +172,8 @@ where
     };
     let protocol = bot.protocol();
     let readiness = Readiness::default();
+    let replay_stop = CancellationToken::new();
+    let mut replayer = None;
     let standalone = matches!(mode, Mode::Standalone { .. });
     let last_values =
         (standalone && settings.values_output == ValuesOutput::Metrics).then(LastValues::default);
@@ -179,11 +219,24 @@ where
                 }
             };
             tracing::info!(protocol, bot_id, "backend ready");
+            let spool = match Spool::open(store.clone(), settings.spool_max_bytes, metrics.clone())
+            {
+                Ok(spool) => spool,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
+            replayer = Some(tokio::spawn(
+                spool.clone().replay(client.clone(), replay_stop.clone()),
+            ));
             let sink = Arc::new(BackendSink {
                 client: client.clone(),
                 attempts: settings.delivery_attempts,
                 first_backoff: Duration::from_secs(1),
                 metrics: metrics.clone(),
+                spool,
+                shutdown: shutdown.clone(),
             });
             (Source::Backend { client, bot_id }, sink)
         }
@@ -234,6 +287,10 @@ where
         delivery.handle(),
         metrics.clone(),
         clock,
+        TaskRecords {
+            log: settings.task_records,
+            prefix: settings.task_records_prefix.clone(),
+        },
     );
     let (updates, mut updates_rx) = mpsc::channel::<JobUpdate<C::Params>>(2);
     let refresher = tokio::spawn(refresh_loop(
@@ -276,6 +333,10 @@ where
     }
     if !delivery.close(grace).await {
         tracing::warn!("delivery did not finish within {grace:?}");
+    }
+    replay_stop.cancel();
+    if let Some(task) = replayer {
+        let _ = tokio::time::timeout(grace, task).await;
     }
     if let Some(task) = telemetry {
         let _ = tokio::time::timeout(grace, task).await;

@@ -38,7 +38,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
 
     /// Maximum number of jobs running at once.
-    #[arg(long, env = "JOB_CONCURRENCY", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "JOB_CONCURRENCY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub job_concurrency: u64,
 
     /// Seconds a job may run before it is cancelled (default: the job's smallest interval).
@@ -57,9 +57,13 @@ pub struct Settings {
     #[arg(long, env = "BACKEND_WAIT_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub backend_wait_interval: u64,
 
-    /// Attempts to deliver one batch of values when the backend fails (connection error or 5xx).
-    #[arg(long, env = "DELIVERY_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Tries to POST one batch of values (connection errors and 5xx) before it goes to the spool.
+    #[arg(long, env = "DELIVERY_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub delivery_attempts: u64,
+
+    /// Bytes the on-disk spool of undelivered values may hold; when full the oldest are dropped.
+    #[arg(long, env = "SPOOL_MAX_BYTES", default_value_t = 256 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..))]
+    pub spool_max_bytes: u64,
 
     /// Address for /metrics, /health and /ready (e.g. 0.0.0.0:9100); none by default.
     #[arg(long, env = "METRICS_ADDRESS")]
@@ -69,6 +73,21 @@ pub struct Settings {
     /// /metrics page (at METRICS_ADDRESS, default 127.0.0.1:9100).
     #[arg(long, env = "VALUES_OUTPUT", value_enum, default_value_t = ValuesOutput::Stdout)]
     pub values_output: ValuesOutput,
+
+    /// Log a task record (job, entity, trigger, start, end, wait/run/total cost, status) for
+    /// every firing at INFO level (otherwise at DEBUG).
+    #[arg(long, env = "TASK_RECORDS")]
+    pub task_records: bool,
+
+    /// Also send task records as values under `<prefix>.job.<job id>.{success,wait_cost,run_cost,total_cost}`
+    /// to the job's account, e.g. `bot.snmp`.
+    #[arg(long, env = "TASK_RECORDS_PREFIX", value_parser = valid_prefix)]
+    pub task_records_prefix: Option<String>,
+
+    /// Ask a running bot whether it is healthy (GET /health at METRICS_ADDRESS) and exit 0 if
+    /// so, 1 if not: the container HEALTHCHECK, with no curl in the image.
+    #[arg(long)]
+    pub health_check: bool,
 
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -80,6 +99,13 @@ pub struct Settings {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+fn valid_prefix(prefix: &str) -> Result<String, String> {
+    match crate::value::path_problem(prefix) {
+        None => Ok(prefix.to_string()),
+        Some(problem) => Err(format!("not a valid path prefix: {problem}")),
+    }
 }
 
 /// Where standalone mode puts values.

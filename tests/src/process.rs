@@ -42,7 +42,15 @@ pub fn build(package: &str, kind: &str, name: &str) -> PathBuf {
     };
     if !built.contains(&key) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
+        let mut command = std::process::Command::new(cargo);
+        // Variables cargo sets for the running test would change the build's fingerprint and
+        // make it rebuild dependencies on every test run.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("CARGO_") && name != "CARGO_HOME" {
+                command.env_remove(&name);
+            }
+        }
+        let status = command
             .current_dir(workspace_root())
             .args(["build", "-q", "-p", package, kind, name])
             .env("CARGO_TARGET_DIR", &target)
@@ -62,7 +70,8 @@ pub struct BotProcess {
     child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
-    changed: Arc<tokio::sync::Notify>,
+    /// The tasks reading stdout and stderr; they end at the process's exit.
+    readers: Vec<tokio::task::JoinHandle<()>>,
     /// The data directory the bot was given (removed on drop).
     pub data_dir: tempfile::TempDir,
 }
@@ -112,26 +121,18 @@ impl BotProcess {
         let mut child = command.spawn().expect("start bot binary");
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        let changed = Arc::new(tokio::sync::Notify::new());
+        let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(collect(
-                BufReader::new(out),
-                stdout.clone(),
-                changed.clone(),
-            ));
+            readers.push(tokio::spawn(collect(BufReader::new(out), stdout.clone())));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(collect(
-                BufReader::new(err),
-                stderr.clone(),
-                changed.clone(),
-            ));
+            readers.push(tokio::spawn(collect(BufReader::new(err), stderr.clone())));
         }
         BotProcess {
             child,
             stdout,
             stderr,
-            changed,
+            readers,
             data_dir,
         }
     }
@@ -146,8 +147,8 @@ impl BotProcess {
         self.stderr.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
 
-    /// Waits until `probe` holds for (stdout lines, stderr text); panics after `timeout`
-    /// showing the output.
+    /// Waits until `probe` holds for (stdout lines, stderr text), checking every 50 ms; panics
+    /// after `timeout` showing the output.
     pub async fn wait_for(
         &self,
         what: &str,
@@ -155,22 +156,14 @@ impl BotProcess {
         timeout: Duration,
     ) {
         let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if probe(&self.stdout_lines(), &self.stderr()) {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                assert!(
-                    probe(&self.stdout_lines(), &self.stderr()),
-                    "timed out after {timeout:?} waiting for {what}\n--- stdout:\n{}\n--- stderr:\n{}",
-                    self.stdout_lines().join("\n"),
-                    self.stderr()
-                );
-                return;
-            }
+        while !probe(&self.stdout_lines(), &self.stderr()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}\n--- stdout:\n{}\n--- stderr:\n{}",
+                self.stdout_lines().join("\n"),
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -192,7 +185,10 @@ impl BotProcess {
                 .status();
         }
         match tokio::time::timeout(timeout, self.child.wait()).await {
-            Ok(status) => status.expect("wait for bot"),
+            Ok(status) => {
+                self.drain_output().await;
+                status.expect("wait for bot")
+            }
             Err(_) => {
                 let _ = self.child.kill().await;
                 panic!(
@@ -203,26 +199,37 @@ impl BotProcess {
         }
     }
 
+    /// Kills the process with SIGKILL (no chance to clean up) and hands back its data directory,
+    /// to start it again on the same state.
+    pub async fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill().await;
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.data_dir, placeholder)
+    }
+
     /// Waits for the process to exit by itself.
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        tokio::time::timeout(timeout, self.child.wait())
+        let status = tokio::time::timeout(timeout, self.child.wait())
             .await
             .unwrap_or_else(|_| panic!("bot still running after {timeout:?}\n{}", self.stderr()))
-            .expect("wait for bot")
+            .expect("wait for bot");
+        self.drain_output().await;
+        status
+    }
+
+    /// Waits (briefly) until everything the exited process printed has been read.
+    async fn drain_output(&mut self) {
+        for reader in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+        }
     }
 }
 
-async fn collect<R: tokio::io::AsyncBufRead + Unpin>(
-    reader: R,
-    lines: Arc<Mutex<Vec<String>>>,
-    changed: Arc<tokio::sync::Notify>,
-) {
+async fn collect<R: tokio::io::AsyncBufRead + Unpin>(reader: R, lines: Arc<Mutex<Vec<String>>>) {
     let mut reader = reader.lines();
     while let Ok(Some(line)) = reader.next_line().await {
         if let Ok(mut lines) = lines.lock() {
             lines.push(line);
         }
-        changed.notify_waiters();
     }
-    changed.notify_waiters();
 }

@@ -1362,6 +1362,14 @@ async fn waiting_helpers_and_request_counts() {
         )
         .await
         .is_none());
+    let total = h.backend.request_mark();
+    assert_eq!(h.backend.take_requests().len(), total);
+    assert_eq!(h.backend.request_mark(), 0);
+    h.backend.clear_values();
+    assert_eq!(
+        (h.backend.value_count(), h.backend.values_written()),
+        (0, 1)
+    );
 }
 
 #[tokio::test]

@@ -285,7 +285,10 @@ async fn waits_for_the_backend_to_be_ready() {
     let mut f = fixture(port);
     f.status = e2e::StatusInfo::migration_needed();
     let backend = TestBackend::start(f).await;
-    let _bot = start_bot(&backend, &[("BACKEND_WAIT_INTERVAL", "1")]);
+    let bot = start_bot(
+        &backend,
+        &[("BACKEND_WAIT_INTERVAL", "1"), ("LOG_FORMAT", "json")],
+    );
     backend
         .wait_for_requests("GET", "/api/status/info", 2, WAIT)
         .await;
@@ -299,6 +302,16 @@ async fn waits_for_the_backend_to_be_ready() {
     backend
         .wait_for_values(ACCOUNT_A, |v| has(v, &ok_a, 1.0), WAIT)
         .await;
+    // --log-format json: every log line is a JSON object with a level and a message.
+    let log = bot.stderr();
+    assert!(log.lines().count() >= 2);
+    for line in log.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        assert!(
+            record["level"].is_string() && record["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -329,7 +342,11 @@ protocols.tcpcheck = {{ credential = 1, sensors = [{{ sensor = 2 }}] }}
         ),
     )
     .expect("write jobs");
-    let mut bot = BotProcess::start(&tcpcheck(), &["--jobs", jobs.to_str().expect("utf-8")], &[]);
+    let mut bot = BotProcess::start(
+        &tcpcheck(),
+        &["--jobs", jobs.to_str().expect("utf-8"), "--task-records"],
+        &[("TASK_RECORDS_PREFIX", "bot.tcpcheck")],
+    );
     let path = format!("entity.3.tcpcheck.{port}.ok");
     bot.wait_for(
         "a value line",
@@ -350,6 +367,25 @@ protocols.tcpcheck = {{ credential = 1, sensors = [{{ sensor = 2 }}] }}
         .expect("clock")
         .as_secs_f64();
     assert!((now - value["t"].as_f64().expect("t")).abs() < 30.0);
+    // Task records: a log line per firing and values under the chosen prefix.
+    bot.wait_for(
+        "task record values",
+        |out, _| {
+            out.iter()
+                .any(|l| l.contains("\"bot.tcpcheck.job.3.run_cost\""))
+        },
+        WAIT,
+    )
+    .await;
+    let log = bot.stderr();
+    assert!(
+        log.contains("task record") && log.contains("wait_cost"),
+        "{log}"
+    );
+    assert!(bot
+        .stdout_lines()
+        .iter()
+        .any(|l| l.contains("\"p\":\"bot.tcpcheck.job.3.success\",\"v\":1.0")));
     assert!(bot.terminate(WAIT).await.success());
 }
 

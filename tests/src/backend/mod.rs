@@ -170,6 +170,14 @@ impl TestBackend {
         self.shared.lock_values().total()
     }
 
+    /// How many values were written since the start (overwrites included, [`clear_values`]
+    /// does not reset it).
+    ///
+    /// [`clear_values`]: Self::clear_values
+    pub fn values_written(&self) -> u64 {
+        self.shared.lock_values().written()
+    }
+
     /// Forgets every stored value.
     pub fn clear_values(&self) {
         self.shared.lock_values().clear();
@@ -278,6 +286,11 @@ impl TestBackend {
             .iter()
             .filter(|r| r.is(method, path_prefix))
             .count()
+    }
+
+    /// Returns the request log and empties it, atomically (long runs keep memory bounded this way).
+    pub fn take_requests(&self) -> Vec<RequestRecord> {
+        std::mem::take(&mut *lock(&self.shared.requests))
     }
 
     /// Forgets the request log.

@@ -36,6 +36,8 @@ pub struct StoredValue {
 #[derive(Default)]
 pub(crate) struct ValueStore {
     accounts: HashMap<Id, AccountValues>,
+    /// Rows written since the start, overwrites included; survives `clear`.
+    written: u64,
 }
 
 #[derive(Default)]
@@ -60,7 +62,12 @@ impl ValueStore {
         self.accounts.clear();
     }
 
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
     fn upsert(&mut self, account: Id, row: Row) {
+        self.written += 1;
         let values = self.accounts.entry(account).or_default();
         let stored = StoredValue {
             path: row.path,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use e2e::{Fixture, TestBackend, GENERATED_BOT};
+use e2e::{Fixture, TestBackend, CONNECTION_CLOSED, GENERATED_BOT};
 
 #[derive(Parser, Debug)]
 #[command(about = "A Grafolean test backend serving a generated fixture")]
@@ -27,6 +27,10 @@ struct Args {
     /// Seconds between statistics lines (0 = none).
     #[arg(long, default_value_t = 10)]
     stats_interval: u64,
+    /// Keep every stored value and request in memory (by default both are dropped after each
+    /// statistics line, so long runs stay small).
+    #[arg(long)]
+    keep: bool,
 }
 
 #[tokio::main]
@@ -57,20 +61,28 @@ async fn main() {
 
     let mut ticker = tokio::time::interval(Duration::from_secs(args.stats_interval.max(1)));
     ticker.tick().await;
-    let mut last_requests = 0;
+    let mut requests_total = 0;
     let mut last_values = 0;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = ticker.tick(), if args.stats_interval > 0 => {
-                let requests = backend.request_mark();
-                let values = backend.value_count();
+                let batch = if args.keep {
+                    backend.requests_since(requests_total)
+                } else {
+                    backend.take_requests()
+                };
+                requests_total += batch.len();
+                let errors = batch.iter().filter(|r| r.status >= 400 || r.status == CONNECTION_CLOSED).count();
+                let values = backend.values_written();
+                if !args.keep {
+                    backend.clear_values();
+                }
                 println!(
-                    "requests {requests} (+{}), values {values} (+{})",
-                    requests - last_requests,
+                    "requests {requests_total} (+{}, {errors} errors), values {values} (+{})",
+                    batch.len(),
                     values - last_values
                 );
-                last_requests = requests;
                 last_values = values;
             }
         }

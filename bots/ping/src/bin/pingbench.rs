@@ -1,0 +1,453 @@
+//! Benchmark of the ICMP engine against fping, on loopback addresses in 127.0.0.0/8.
+//!
+//! Every target gets one job run (one packet, `--timeout`) per second for `--seconds`, on a
+//! single-threaded runtime, as the framework would fire 10,000 ping jobs with a 1 s interval.
+//! Printed: pings/s sustained, CPU seconds per 1000 pings (user + system, from getrusage, which
+//! on loopback includes the kernel's work of answering), peak RSS, replies lost; then the same
+//! for `fping -c 3 -p 20 -q -i 0` on the same targets, and the ratio of CPU per ping.
+//!
+//! Run as root (raw ICMP socket), release build:
+//! `cargo run --release -p pingbot --bin pingbench -- --targets 10000 --seconds 10`
+
+use clap::Parser;
+use pingbot::credential::ProbeSettings;
+use pingbot::pinger::{PingCounters, Pinger, PingerConfig};
+use pingbot::probe::probe;
+use pingbot::target::Destination;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(about = "Ping 127.0.0.0/8 targets every second; compare with fping")]
+struct Args {
+    /// Number of distinct loopback targets (127.10.0.1 upwards).
+    #[arg(long, default_value_t = 10_000)]
+    targets: u32,
+    /// How long the steady load runs, in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Timeout of each ping, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    timeout: f64,
+    /// Socket receive buffer per family, in MiB.
+    #[arg(long, default_value_t = (pingbot::pinger::DEFAULT_RECEIVE_BUFFER >> 20) as u64)]
+    receive_buffer_mib: u64,
+    /// Skip the fping comparison.
+    #[arg(long)]
+    no_fping: bool,
+    /// Also run the real `pingbot` binary (built next to this one) in standalone mode on the
+    /// same targets, pinned to CPU 0 with `taskset`, and measure it from outside.
+    #[arg(long)]
+    whole_bot: bool,
+}
+
+/// CPU time and peak RSS of this process or of its waited-for children.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    user: Duration,
+    cpu: Duration,
+    max_rss_kib: i64,
+}
+
+fn usage(who: libc::c_int) -> Usage {
+    // SAFETY: rusage is plain data; getrusage fills it and cannot fail for these `who` values.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(who, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Usage {
+        user: tv(ru.ru_utime),
+        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+        max_rss_kib: ru.ru_maxrss,
+    }
+}
+
+fn targets(n: u32) -> Vec<Ipv4Addr> {
+    let base = u32::from(Ipv4Addr::new(127, 10, 0, 1));
+    (0..n).map(|i| Ipv4Addr::from(base + i)).collect()
+}
+
+struct Figures {
+    /// The span the rate is computed over: the load's seconds for pingbot (one tick per
+    /// second per target), fping's whole run for fping.
+    window: Duration,
+    sent: u64,
+    replies: u64,
+    wall: Duration,
+    user: Duration,
+    cpu: Duration,
+    max_rss_kib: i64,
+}
+
+impl Figures {
+    fn cpu_per_1000(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1000.0 / self.sent.max(1) as f64
+    }
+
+    fn print(&self, name: &str) {
+        println!(
+            "{name:8} sent {:>7}  replies {:>7}  lost {:>5}  wall {:>6.2} s  {:>8.0} pings/s over {:.2} s  \
+             cpu {:>6.3} s (user {:.3} s, {:>5.1}% of one core)  {:.4} cpu-s/1000 pings  peak RSS {:.1} MiB",
+            self.sent,
+            self.replies,
+            self.sent - self.replies.min(self.sent),
+            self.wall.as_secs_f64(),
+            self.sent as f64 / self.window.as_secs_f64(),
+            self.window.as_secs_f64(),
+            self.cpu.as_secs_f64(),
+            self.user.as_secs_f64(),
+            100.0 * self.cpu.as_secs_f64() / self.wall.as_secs_f64(),
+            self.cpu_per_1000(),
+            self.max_rss_kib as f64 / 1024.0,
+        );
+    }
+}
+
+fn run_pingbot(args: &Args, addresses: &[Ipv4Addr]) -> Result<Figures, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let counters = PingCounters::default();
+        let pinger = Arc::new(
+            Pinger::open(
+                &PingerConfig {
+                    receive_buffer: (args.receive_buffer_mib as usize) << 20,
+                },
+                counters.clone(),
+            )
+            .map_err(|e| e.to_string())?,
+        );
+        for status in pinger.status() {
+            match status.socket {
+                Ok((kind, buffer)) => println!(
+                    "pingbot  {}: {kind} socket, receive buffer {} KiB",
+                    status.family,
+                    buffer / 1024
+                ),
+                Err(err) => println!("pingbot  {}: unavailable: {err}", status.family),
+            }
+        }
+        let settings = ProbeSettings {
+            timeout: Duration::from_secs_f64(args.timeout),
+            retry: 0,
+            n_packets: 1,
+            sleep_packets: Duration::ZERO,
+        };
+        let seconds = args.seconds;
+        let before = usage(libc::RUSAGE_SELF);
+        let started = tokio::time::Instant::now();
+        let tasks: Vec<_> = addresses
+            .iter()
+            .map(|&address| {
+                let pinger = pinger.clone();
+                let destination = Destination::from(IpAddr::V4(address));
+                tokio::spawn(async move {
+                    let mut ticks = tokio::time::interval_at(started, Duration::from_secs(1));
+                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                    for _ in 0..seconds {
+                        ticks.tick().await;
+                        probe(&pinger, destination, &settings).await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.map_err(|e| e.to_string())?;
+        }
+        let wall = started.elapsed();
+        let after = usage(libc::RUSAGE_SELF);
+        let expected = u64::from(args.targets) * seconds;
+        if counters.sent.get() < expected {
+            println!(
+                "pingbot  fell behind: {} of {expected} scheduled pings were skipped",
+                expected - counters.sent.get()
+            );
+        }
+        Ok(Figures {
+            window: Duration::from_secs(seconds),
+            sent: counters.sent.get(),
+            replies: counters.replies.get(),
+            wall,
+            user: after.user.saturating_sub(before.user),
+            cpu: after.cpu.saturating_sub(before.cpu),
+            max_rss_kib: after.max_rss_kib,
+        })
+    })
+}
+
+fn run_fping(addresses: &[Ipv4Addr]) -> Result<Figures, String> {
+    let list = tempfile_path("pingbench-targets");
+    {
+        let mut file = std::fs::File::create(&list).map_err(|e| e.to_string())?;
+        for address in addresses {
+            writeln!(file, "{address}").map_err(|e| e.to_string())?;
+        }
+    }
+    let before = usage(libc::RUSAGE_CHILDREN);
+    let started = Instant::now();
+    let output = Command::new("fping")
+        .args(["-c", "3", "-p", "20", "-q", "-i", "0", "-f"])
+        .arg(&list)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run fping (apt-get install fping): {e}"))?;
+    let wall = started.elapsed();
+    let after = usage(libc::RUSAGE_CHILDREN);
+    let _ = std::fs::remove_file(&list);
+    // "127.10.0.1 : xmt/rcv/%loss = 3/3/0%, min/avg/max = 0.01/0.02/0.03"
+    let (mut sent, mut replies) = (0u64, 0u64);
+    for line in String::from_utf8_lossy(&output.stderr).lines() {
+        let Some(counts) = line.split("xmt/rcv/%loss = ").nth(1) else {
+            continue;
+        };
+        let mut fields = counts.split(['/', ',']);
+        sent += fields
+            .next()
+            .and_then(|x| x.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        replies += fields
+            .next()
+            .and_then(|x| x.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    if sent == 0 {
+        return Err(format!(
+            "fping reported nothing ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
+    }
+    Ok(Figures {
+        window: wall,
+        sent,
+        replies,
+        wall,
+        user: after.user.saturating_sub(before.user),
+        cpu: after.cpu.saturating_sub(before.cpu),
+        max_rss_kib: after.max_rss_kib,
+    })
+}
+
+/// CPU seconds (user, user + system) of process `pid` so far, from /proc.
+fn process_cpu(pid: u32) -> Result<(Duration, Duration), String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let (user, system) = (ticks(11), ticks(12));
+    Ok((
+        Duration::from_secs_f64(user as f64 / per_second),
+        Duration::from_secs_f64((user + system) as f64 / per_second),
+    ))
+}
+
+fn peak_rss_kib(pid: u32) -> i64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The real bot in standalone mode: a jobs file with one entity per target, 1 s interval,
+/// one packet per run; its stdout (8 values per run) read here; its CPU from /proc.
+fn run_whole_bot(args: &Args, addresses: &[Ipv4Addr]) -> Result<Figures, String> {
+    use std::io::BufRead;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let binary = std::env::current_exe()
+        .map_err(|e| e.to_string())?
+        .with_file_name("pingbot");
+    if !binary.exists() {
+        return Err(format!(
+            "{} not found: build it with `cargo build --release -p pingbot`",
+            binary.display()
+        ));
+    }
+    let jobs = tempfile_path("pingbench-jobs");
+    let data_dir = tempfile_path("pingbench-data");
+    {
+        let mut file = std::fs::File::create(&jobs).map_err(|e| e.to_string())?;
+        writeln!(
+            file,
+            "[[credentials]]\nid = 1\nprotocol = \"ping\"\ndetails = {{ n_packets = 1, timeout = {} }}\n\n\
+             [[sensors]]\nid = 10\nprotocol = \"ping\"\ndefault_interval = 1\n",
+            args.timeout
+        )
+        .map_err(|e| e.to_string())?;
+        for (i, address) in addresses.iter().enumerate() {
+            writeln!(
+                file,
+                "[[entities]]\nid = {}\nname = \"{address}\"\ndetails = {{ ipv4 = \"{address}\" }}\n\
+                 protocols.ping = {{ credential = 1, sensors = [{{ sensor = 10 }}] }}",
+                i + 1
+            )
+            .map_err(|e| e.to_string())?;
+        }
+    }
+    let mut child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(&binary)
+        .args(["--jobs", &jobs, "--data-dir", &data_dir])
+        .env("JOB_CONCURRENCY", (addresses.len() * 2).to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run taskset {}: {e}", binary.display()))?;
+    let pid = child.id();
+    let answered = Arc::new(AtomicU64::new(0));
+    let unanswered = Arc::new(AtomicU64::new(0));
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let reader = {
+        let (answered, unanswered) = (answered.clone(), unanswered.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains(".ping.p0.ok\"") {
+                    if line.contains("\"v\":1.0") {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        unanswered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
+    // Warm up until the runs of two whole seconds have been printed.
+    let warm = Instant::now();
+    while answered.load(Ordering::Relaxed) + unanswered.load(Ordering::Relaxed)
+        < 2 * addresses.len() as u64
+    {
+        if warm.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            return Err("the bot printed too few values in 60 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let printed = || answered.load(Ordering::Relaxed) + unanswered.load(Ordering::Relaxed);
+    let (ok0, lost0) = (
+        answered.load(Ordering::Relaxed),
+        unanswered.load(Ordering::Relaxed),
+    );
+    let (user0, cpu0) = process_cpu(pid)?;
+    let started = Instant::now();
+    // The window ends when `seconds` worth of runs have been printed: if the bot keeps up,
+    // that takes `seconds`; if it falls behind, longer, and the rate shows it.
+    let wanted = ok0 + lost0 + args.seconds * addresses.len() as u64;
+    while printed() < wanted && started.elapsed() < Duration::from_secs(3 * args.seconds) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (user1, cpu1) = process_cpu(pid)?;
+    let wall = started.elapsed();
+    let (ok1, lost1) = (
+        answered.load(Ordering::Relaxed),
+        unanswered.load(Ordering::Relaxed),
+    );
+    let max_rss_kib = peak_rss_kib(pid);
+    // SAFETY: kill with a valid pid of our own child.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let _ = child.wait();
+    let _ = reader.join();
+    let _ = std::fs::remove_file(&jobs);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let replies = ok1 - ok0;
+    Ok(Figures {
+        window: wall,
+        sent: replies + (lost1 - lost0),
+        replies,
+        wall,
+        user: user1.saturating_sub(user0),
+        cpu: cpu1.saturating_sub(cpu0),
+        max_rss_kib,
+    })
+}
+
+fn tempfile_path(stem: &str) -> String {
+    format!(
+        "{}/{stem}-{}.txt",
+        std::env::temp_dir().display(),
+        std::process::id()
+    )
+}
+
+fn main() {
+    let args = Args::parse();
+    let addresses = targets(args.targets);
+    println!(
+        "{} targets from 127.10.0.1 up, one ping each per second for {} s, timeout {} s, \
+         single-threaded runtime",
+        args.targets, args.seconds, args.timeout
+    );
+    // fping runs first, while this process is still small: a spawned child's peak RSS as the
+    // kernel reports it includes the parent's at the time of the spawn.
+    let fping = if args.no_fping {
+        None
+    } else {
+        match run_fping(&addresses) {
+            Ok(figures) => Some(figures),
+            Err(err) => {
+                eprintln!("pingbench: fping comparison failed: {err}");
+                std::process::exit(1);
+            }
+        }
+    };
+    let ours = match run_pingbot(&args, &addresses) {
+        Ok(figures) => figures,
+        Err(err) => {
+            eprintln!("pingbench: {err}");
+            std::process::exit(1);
+        }
+    };
+    ours.print("pingbot");
+    let whole = args
+        .whole_bot
+        .then(|| match run_whole_bot(&args, &addresses) {
+            Ok(figures) => figures,
+            Err(err) => {
+                eprintln!("pingbench: whole bot: {err}");
+                std::process::exit(1);
+            }
+        });
+    if let Some(whole) = &whole {
+        whole.print("bot");
+        println!(
+            "         (bot: the pingbot binary, standalone, pinned to one CPU, measured from \
+             warm-up until {} runs were printed; each run prints 8 values as JSON lines)",
+            u64::from(args.targets) * args.seconds
+        );
+    }
+    if let Some(fping) = fping {
+        fping.print("fping");
+        println!(
+            "ratio    pingbot cpu per ping / fping cpu per ping = {:.2}",
+            ours.cpu_per_1000() / fping.cpu_per_1000()
+        );
+        if let Some(whole) = &whole {
+            println!(
+                "ratio    bot cpu per ping / fping cpu per ping = {:.2}",
+                whole.cpu_per_1000() / fping.cpu_per_1000()
+            );
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! The ping bot on the collector framework: one job per device entity with the `ping` protocol
+//! (job id `"{entity_id}"`, contract §5.5 and §5.10), run on the shared ICMP engine.
+
+use collector::{Collector, Context, EntityConfig, Firing, JobError, JobSpec, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::credential::ProbeSettings;
+use crate::pinger::{PingCounters, Pinger, PingerConfig, DEFAULT_RECEIVE_BUFFER};
+use crate::probe::probe;
+use crate::target::Target;
+
+/// The ping bot's own settings, next to the framework's (`--help` lists both).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PingArgs {
+    /// Receive buffer of each ICMP socket, in bytes. Replies to a burst of requests wait here;
+    /// about 32 MiB holds a burst of 50,000. Above `net.core.rmem_max` it needs CAP_NET_ADMIN.
+    #[arg(long, env = "ICMP_RECEIVE_BUFFER", default_value_t = DEFAULT_RECEIVE_BUFFER)]
+    pub icmp_receive_buffer: usize,
+}
+
+/// What one job needs, compared at every refresh: a change re-anchors the job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PingParams {
+    pub entity_id: u64,
+    /// The sensors' resolved intervals; a firing probes when one of them is due.
+    pub intervals: Vec<u64>,
+    /// Where and how to ping, or why this entity cannot be pinged (reported at every firing).
+    pub plan: Result<(Target, ProbeSettings), String>,
+}
+
+/// The bot: job building and the shared ICMP engine.
+pub struct PingBot {
+    pinger: Arc<Pinger>,
+}
+
+/// The standalone jobs used by `pingbot --standalone`: 127.0.0.1 and ::1 every 10 seconds.
+pub const DEFAULT_JOBS: &str = r#"
+[[credentials]]
+id = 1
+protocol = "ping"
+details = { n_packets = "3", sleep_packets = "1.0", timeout = "1.0", retry = "0" }
+
+[[sensors]]
+id = 10
+protocol = "ping"
+default_interval = 10
+
+[[entities]]
+id = 1
+name = "localhost IPv4"
+details = { ipv4 = "127.0.0.1" }
+protocols.ping = { credential = 1, sensors = [{ sensor = 10 }] }
+
+[[entities]]
+id = 2
+name = "localhost IPv6"
+details = { ipv4 = "::1" }
+protocols.ping = { credential = 1, sensors = [{ sensor = 10 }] }
+"#;
+
+impl PingBot {
+    /// Opens the ICMP sockets and registers the engine's counters. Fails, saying what to
+    /// grant, when the process may open no ICMP socket at all.
+    pub fn new(args: &PingArgs, context: &Context) -> Result<PingBot, String> {
+        let counters = PingCounters::default();
+        let metrics = &context.metrics;
+        metrics.register(
+            "ping_echo_requests_sent",
+            "ICMP echo requests sent",
+            counters.sent.clone(),
+        );
+        metrics.register(
+            "ping_echo_replies",
+            "ICMP echo replies matched to a request",
+            counters.replies.clone(),
+        );
+        metrics.register(
+            "ping_timeouts",
+            "Packets without a reply within their timeout, all attempts included",
+            counters.timeouts.clone(),
+        );
+        metrics.register(
+            "ping_errors",
+            "Echo requests the kernel refused and ICMP errors received",
+            counters.errors.clone(),
+        );
+        let config = PingerConfig {
+            receive_buffer: args.icmp_receive_buffer,
+        };
+        let pinger = Pinger::open(&config, counters).map_err(|e| e.to_string())?;
+        for status in pinger.status() {
+            match &status.socket {
+                Ok((kind, buffer)) => tracing::info!(
+                    family = status.family,
+                    receive_buffer = buffer,
+                    "ICMP {kind} socket open"
+                ),
+                Err(err) => tracing::warn!(
+                    family = status.family,
+                    "no ICMP socket, entities with such addresses cannot be pinged: {err}"
+                ),
+            }
+        }
+        Ok(PingBot {
+            pinger: Arc::new(pinger),
+        })
+    }
+
+    /// A bot on an engine opened elsewhere (benchmarks, tests).
+    pub fn with_pinger(pinger: Arc<Pinger>) -> PingBot {
+        PingBot { pinger }
+    }
+}
+
+/// Builds the job of one entity, or `None` when none of its sensors has an interval
+/// (contract §5.3: such an entity's job cannot be scheduled).
+pub fn job_of(entity: &EntityConfig) -> Option<JobSpec<PingParams>> {
+    let unscheduled = entity
+        .sensors
+        .iter()
+        .filter(|s| s.interval.is_none())
+        .count();
+    if unscheduled > 0 {
+        tracing::warn!(
+            entity = entity.entity_id,
+            sensors = unscheduled,
+            "ping sensors without an interval (neither on the entity nor a sensor default) \
+             cannot be scheduled and are left out"
+        );
+    }
+    let intervals: Vec<u64> = entity
+        .sensors
+        .iter()
+        .filter_map(|s| s.interval)
+        .filter(|&i| i > 0)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let smallest = *intervals.first()?;
+    let plan = Target::from_details(&entity.details)
+        .map_err(|e| e.to_string())
+        .and_then(|target| {
+            ProbeSettings::from_details(&entity.credential_details)
+                .map(|settings| (target, settings))
+                .map_err(|e| e.to_string())
+        });
+    match &plan {
+        Err(problem) => tracing::warn!(
+            entity = entity.entity_id,
+            "entity cannot be pinged, its runs will fail: {problem}"
+        ),
+        Ok((_, settings)) if settings.worst_case_duration().as_secs_f64() > smallest as f64 => {
+            tracing::warn!(
+                entity = entity.entity_id,
+                worst_case_seconds = settings.worst_case_duration().as_secs_f64(),
+                interval = smallest,
+                "a run of this entity can take longer than its interval; a run still going \
+                 when the next is due makes that firing skip, and the job timeout \
+                 (JOB_TIMEOUT, default the interval) cancels it"
+            )
+        }
+        Ok(_) => {}
+    }
+    let params = PingParams {
+        entity_id: entity.entity_id,
+        intervals: intervals.clone(),
+        plan,
+    };
+    Some(
+        JobSpec::new(entity.entity_id.to_string(), intervals, params)
+            .account(entity.account_id)
+            .entity(entity.entity_id),
+    )
+}
+
+impl Collector for PingBot {
+    type Params = PingParams;
+
+    fn protocol(&self) -> &'static str {
+        "ping"
+    }
+
+    fn jobs(&self, configs: &[EntityConfig]) -> Vec<JobSpec<PingParams>> {
+        configs.iter().filter_map(job_of).collect()
+    }
+
+    async fn perform(
+        &self,
+        job: &JobSpec<PingParams>,
+        firing: &Firing,
+    ) -> Result<Vec<Value>, JobError> {
+        let params = &job.params;
+        if !params.intervals.iter().any(|&i| firing.runs(Some(i))) {
+            return Ok(Vec::new());
+        }
+        let (target, settings) = params.plan.as_ref().map_err(|e| JobError::new(e.clone()))?;
+        let destination = target
+            .resolve()
+            .await
+            .map_err(|e| JobError::new(e.to_string()))?;
+        self.pinger
+            .check_family(destination.ip)
+            .map_err(|e| JobError::new(format!("cannot ping {destination}: {e}")))?;
+        let report = probe(&self.pinger, destination, settings).await;
+        if report.replies() < report.packets.len() {
+            if let Some(problem) = report.first_problem() {
+                tracing::info!(
+                    entity = params.entity_id,
+                    target = %destination,
+                    lost = report.packets.len() - report.replies(),
+                    "packets lost: {problem}"
+                );
+            }
+        }
+        Ok(report.values(params.entity_id))
+    }
+
+    fn default_jobs(&self) -> Option<&'static str> {
+        Some(DEFAULT_JOBS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use collector::entity::build_configs;
+    use collector::standalone::parse_jobs_file;
+    use collector::{Firing, SensorConfig};
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn entity(
+        id: u64,
+        address: &str,
+        credential: serde_json::Value,
+        intervals: &[Option<u64>],
+    ) -> EntityConfig {
+        EntityConfig {
+            entity_id: id,
+            account_id: 77,
+            name: format!("device {id}"),
+            entity_type: "device".into(),
+            parent: None,
+            details: json!({ "ipv4": address }),
+            credential_details: credential,
+            sensors: intervals
+                .iter()
+                .enumerate()
+                .map(|(i, &interval)| SensorConfig {
+                    sensor_id: 500 + i as u64,
+                    details: json!({}),
+                    interval,
+                })
+                .collect(),
+        }
+    }
+
+    fn jobs_of_file(text: &str) -> Vec<JobSpec<PingParams>> {
+        let accounts = parse_jobs_file(text).expect("jobs file parses");
+        let mut configs = Vec::new();
+        for (&account, data) in &accounts {
+            let (mut account_configs, problems) = build_configs("ping", None, account, data);
+            assert!(problems.is_empty(), "{problems:?}");
+            configs.append(&mut account_configs);
+        }
+        configs.iter().filter_map(job_of).collect()
+    }
+
+    fn firing(affecting: &[u64]) -> Firing {
+        Firing {
+            scheduled: 0,
+            affecting: affecting.to_vec(),
+        }
+    }
+
+    fn bot() -> (PingBot, Arc<Pinger>) {
+        let pinger = Arc::new(
+            Pinger::open(&PingerConfig::default(), PingCounters::default()).expect("open pinger"),
+        );
+        (PingBot::with_pinger(pinger.clone()), pinger)
+    }
+
+    #[test]
+    fn one_job_per_entity_with_its_sensors_distinct_intervals() {
+        let job = job_of(&entity(
+            5,
+            "127.0.0.1",
+            json!({}),
+            &[Some(60), Some(10), Some(60)],
+        ))
+        .expect("a job");
+        assert_eq!(job.id, "5");
+        assert_eq!(job.intervals, vec![10, 60]);
+        assert_eq!(job.account_id, Some(77));
+        assert_eq!(job.entity_id, Some(5));
+        assert_eq!(job.params.intervals, vec![10, 60]);
+        let (target, settings) = job.params.plan.as_ref().unwrap();
+        assert_eq!(target, &Target::parse("127.0.0.1").unwrap());
+        assert_eq!(settings, &ProbeSettings::default());
+    }
+
+    #[test]
+    fn sensors_without_interval_are_left_out_and_without_any_there_is_no_job() {
+        let job = job_of(&entity(5, "127.0.0.1", json!({}), &[None, Some(30)])).unwrap();
+        assert_eq!(job.intervals, vec![30]);
+        assert!(job_of(&entity(6, "127.0.0.1", json!({}), &[None, None])).is_none());
+    }
+
+    #[test]
+    fn a_bad_credential_or_address_is_an_error_of_that_entity_alone() {
+        let bot = PingBot::with_pinger(Arc::new(
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(async { Pinger::open(&PingerConfig::default(), PingCounters::default()) })
+                .unwrap(),
+        ));
+        let jobs = bot.jobs(&[
+            entity(1, "127.0.0.1", json!({"timeout": "soon"}), &[Some(10)]),
+            entity(2, "999.1.1.1", json!({}), &[Some(10)]),
+            entity(3, "127.0.0.1", json!({}), &[Some(10)]),
+        ]);
+        assert_eq!(jobs.len(), 3);
+        let problem = |job: &JobSpec<PingParams>| job.params.plan.clone().err();
+        assert!(problem(&jobs[0]).unwrap().contains("`timeout`"));
+        assert!(problem(&jobs[1]).unwrap().contains("999.1.1.1"));
+        assert!(problem(&jobs[2]).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_of_a_bad_entity_fails_with_its_problem() {
+        let (bot, pinger) = bot();
+        let job = job_of(&entity(
+            1,
+            "127.0.0.1",
+            json!({"n_packets": 0}),
+            &[Some(10)],
+        ))
+        .unwrap();
+        let err = bot.perform(&job, &firing(&[10])).await.unwrap_err();
+        assert!(err.to_string().contains("`n_packets`"), "{err}");
+        let job = job_of(&entity(2, "no-such-host.invalid", json!({}), &[Some(10)])).unwrap();
+        let err = bot.perform(&job, &firing(&[10])).await.unwrap_err();
+        assert!(err.to_string().contains("no-such-host.invalid"), "{err}");
+        assert_eq!(pinger.counters().sent.get(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_address_of_a_family_without_socket_is_an_error_of_that_entity() {
+        let pinger = Pinger::open(&PingerConfig::default(), PingCounters::default())
+            .expect("open pinger")
+            .without_ipv6("the kernel does not support this address family");
+        let bot = PingBot::with_pinger(Arc::new(pinger));
+        let job = job_of(&entity(4, "::1", json!({}), &[Some(10)])).unwrap();
+        let err = bot.perform(&job, &firing(&[10])).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot ping ::1: IPv6 is unavailable: the kernel does not support this address family"
+        );
+        let job = job_of(&entity(
+            5,
+            "127.0.0.1",
+            json!({"n_packets": 1}),
+            &[Some(10)],
+        ))
+        .unwrap();
+        assert!(
+            bot.perform(&job, &firing(&[10])).await.is_ok(),
+            "IPv4 still works"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_firing_runs_only_when_one_of_the_sensors_intervals_is_due() {
+        let (bot, pinger) = bot();
+        let credential = json!({"n_packets": 2, "sleep_packets": 0, "timeout": 1});
+        let job = job_of(&entity(9, "127.0.0.1", credential, &[Some(10), Some(30)])).unwrap();
+        assert_eq!(bot.perform(&job, &firing(&[20])).await.unwrap(), vec![]);
+        assert_eq!(
+            pinger.counters().sent.get(),
+            0,
+            "nothing sent for an unrelated interval"
+        );
+        let values = bot.perform(&job, &firing(&[10, 30])).await.unwrap();
+        assert_eq!(
+            pinger.counters().sent.get(),
+            2,
+            "one run serves every due sensor"
+        );
+        let ok: Vec<f64> = values
+            .iter()
+            .filter(|v| v.path.ends_with(".ok"))
+            .map(|v| v.value)
+            .collect();
+        assert_eq!(ok, vec![1.0, 1.0]);
+        assert!(values.iter().all(|v| v.path.starts_with("entity.9.ping.")
+            && collector::value::path_problem(&v.path).is_none()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_engine_counters_are_served_with_the_framework_metrics() {
+        let data_dir = std::env::temp_dir().join(format!("pingbot-test-{}", std::process::id()));
+        let context = Context {
+            store: collector::Store::open(&data_dir, "state").expect("store"),
+            backend: None,
+            metrics: collector::metrics::Metrics::new(),
+            shutdown: Default::default(),
+        };
+        let bot = PingBot::new(
+            &PingArgs {
+                icmp_receive_buffer: 1 << 20,
+            },
+            &context,
+        )
+        .expect("bot");
+        let job = job_of(&entity(3, "::1", json!({"n_packets": 1}), &[Some(10)])).unwrap();
+        bot.perform(&job, &firing(&[10])).await.unwrap();
+        let page = context.metrics.render();
+        for line in [
+            "ping_echo_requests_sent_total 1",
+            "ping_echo_replies_total 1",
+            "ping_timeouts_total 0",
+            "ping_errors_total 0",
+        ] {
+            assert!(
+                page.lines().any(|l| l.ends_with(line)),
+                "{line} missing from:\n{page}"
+            );
+        }
+        drop(bot);
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+
+    #[test]
+    fn the_embedded_jobs_ping_both_loopbacks_every_10_seconds() {
+        let jobs = jobs_of_file(DEFAULT_JOBS);
+        let summary: Vec<(String, Vec<u64>, String)> = jobs
+            .iter()
+            .map(|j| {
+                let (target, _) = j.params.plan.as_ref().unwrap();
+                (j.id.clone(), j.intervals.clone(), target.to_string())
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("1".to_string(), vec![10], "127.0.0.1".to_string()),
+                ("2".to_string(), vec![10], "::1".to_string()),
+            ]
+        );
+        let (_, settings) = jobs[0].params.plan.as_ref().unwrap();
+        assert_eq!(settings.timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_example_jobs_file_gives_the_documented_jobs() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/example-jobs.toml"))
+                .expect("example-jobs.toml");
+        let jobs = jobs_of_file(&text);
+        let summary: Vec<(&str, Vec<u64>)> = jobs
+            .iter()
+            .map(|j| (j.id.as_str(), j.intervals.clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("1001", vec![10]),
+                ("1002", vec![15]),
+                ("1003", vec![20, 60])
+            ]
+        );
+        assert!(jobs.iter().all(|j| j.params.plan.is_ok()));
+        let (target, settings) = jobs[2].params.plan.as_ref().unwrap();
+        assert_eq!(target, &Target::HostName("localhost".into()));
+        assert_eq!(settings.retry, 1);
+        assert_eq!(settings.attempt_slice(), Duration::from_secs(1));
+    }
+}

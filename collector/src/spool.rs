@@ -1,0 +1,334 @@
+//! The durable spool: values the backend could not take (unreachable or 5xx) wait here, on disk,
+//! with their original timestamps, and are replayed oldest first by `PUT` once it recovers.
+//! An entry is one batch; it is committed (fsync) before it counts as accepted, so `kill -9`
+//! loses nothing the spool took. Bounded in bytes: when full, the oldest entries are dropped,
+//! counted and logged.
+
+use crate::backend::{BackendClient, TimedValue};
+use crate::delivery::Batch;
+use crate::metrics::{label, Metrics};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+const SPOOL: TableDefinition<u64, &[u8]> = TableDefinition::new("spool");
+
+/// The backend takes at most 100 items per page all-or-nothing; a replay PUT never sends more.
+pub const PUT_PAGE: usize = 100;
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    account: u64,
+    job: String,
+    time: f64,
+    values: Vec<(String, f64)>,
+}
+
+/// The spool of one bot; cheap to clone.
+#[derive(Clone)]
+pub struct Spool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: crate::store::Store,
+    max_bytes: u64,
+    bytes: AtomicU64,
+    entries: AtomicU64,
+    next_key: AtomicU64,
+    added: Notify,
+    metrics: Metrics,
+}
+
+fn storage_error(e: impl std::fmt::Display) -> String {
+    format!("spool storage: {e}")
+}
+
+impl Spool {
+    /// Opens the spool in the bot's store, counting what an earlier run left in it.
+    pub fn open(
+        store: crate::store::Store,
+        max_bytes: u64,
+        metrics: Metrics,
+    ) -> Result<Spool, String> {
+        let db = store.database();
+        let txn = db.begin_write().map_err(storage_error)?;
+        txn.open_table(SPOOL).map_err(storage_error)?;
+        txn.commit().map_err(storage_error)?;
+        let txn = db.begin_read().map_err(storage_error)?;
+        let table = txn.open_table(SPOOL).map_err(storage_error)?;
+        let mut bytes = 0;
+        let mut last = 0;
+        for item in table.iter().map_err(storage_error)? {
+            let (key, value) = item.map_err(storage_error)?;
+            bytes += value.value().len() as u64;
+            last = key.value();
+        }
+        let entries = table.len().map_err(storage_error)?;
+        drop(table);
+        let spool = Spool {
+            inner: Arc::new(Inner {
+                store: store.clone(),
+                max_bytes,
+                bytes: AtomicU64::new(bytes),
+                entries: AtomicU64::new(entries),
+                next_key: AtomicU64::new(last + 1),
+                added: Notify::new(),
+                metrics,
+            }),
+        };
+        spool.update_gauges();
+        if entries > 0 {
+            tracing::warn!(
+                entries,
+                bytes,
+                "the spool holds values from an earlier run; they will be replayed"
+            );
+        }
+        Ok(spool)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.entries.load(Ordering::Acquire) == 0
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.inner.bytes.load(Ordering::Acquire)
+    }
+
+    fn update_gauges(&self) {
+        let f = &self.inner.metrics.framework;
+        f.spool_bytes.set(self.bytes() as i64);
+        f.spool_entries
+            .set(self.inner.entries.load(Ordering::Acquire) as i64);
+    }
+
+    /// Writes a batch durably. Returns once it is committed; on a storage error the batch is
+    /// lost and the error says so.
+    pub async fn push(&self, batch: Batch, account: u64) -> Result<(), String> {
+        let entry = Entry {
+            account,
+            job: batch.job_id,
+            time: batch.time,
+            values: batch
+                .values
+                .into_iter()
+                .map(|v| (v.path, v.value))
+                .collect(),
+        };
+        let count = entry.values.len() as u64;
+        let bytes = serde_json::to_vec(&entry).map_err(storage_error)?;
+        let spool = self.clone();
+        tokio::task::spawn_blocking(move || spool.push_blocking(bytes, count))
+            .await
+            .map_err(storage_error)?
+    }
+
+    fn push_blocking(&self, bytes: Vec<u8>, count: u64) -> Result<(), String> {
+        let inner = &self.inner;
+        let key = inner.next_key.fetch_add(1, Ordering::AcqRel);
+        let size = bytes.len() as u64;
+        let db = inner.store.database();
+        let txn = db.begin_write().map_err(storage_error)?;
+        let (mut dropped_entries, mut dropped_values, mut freed) = (0u64, 0u64, 0u64);
+        {
+            let mut table = txn.open_table(SPOOL).map_err(storage_error)?;
+            table.insert(key, bytes.as_slice()).map_err(storage_error)?;
+            let mut total = inner.bytes.load(Ordering::Acquire) + size;
+            while total > inner.max_bytes {
+                let popped = table
+                    .pop_first()
+                    .map_err(storage_error)?
+                    .map(|(k, v)| (k.value(), v.value().to_vec()));
+                let Some((old_key, old)) = popped else {
+                    break;
+                };
+                if old_key == key {
+                    // A single batch larger than the whole spool: keep it rather than nothing.
+                    table.insert(key, bytes.as_slice()).map_err(storage_error)?;
+                    break;
+                }
+                total -= old.len() as u64;
+                freed += old.len() as u64;
+                dropped_entries += 1;
+                dropped_values += serde_json::from_slice::<Entry>(&old)
+                    .map(|e| e.values.len() as u64)
+                    .unwrap_or(0);
+            }
+        }
+        txn.commit().map_err(storage_error)?;
+        inner.bytes.fetch_add(size, Ordering::AcqRel);
+        inner.bytes.fetch_sub(freed, Ordering::AcqRel);
+        inner.entries.fetch_add(1, Ordering::AcqRel);
+        inner.entries.fetch_sub(dropped_entries, Ordering::AcqRel);
+        let f = &inner.metrics.framework;
+        f.values_spooled.inc_by(count);
+        if dropped_entries > 0 {
+            f.values_dropped
+                .get_or_create(&label("reason", "spool_full"))
+                .inc_by(dropped_values);
+            tracing::error!(
+                dropped_values,
+                dropped_batches = dropped_entries,
+                max_bytes = inner.max_bytes,
+                "SPOOL FULL: the oldest undelivered values were dropped to make room (raise SPOOL_MAX_BYTES or fix the backend)"
+            );
+        }
+        self.update_gauges();
+        inner.added.notify_one();
+        Ok(())
+    }
+
+    /// The oldest entry, if any.
+    fn oldest(&self) -> Result<Option<(u64, Entry)>, String> {
+        let db = self.inner.store.database();
+        let txn = db.begin_read().map_err(storage_error)?;
+        let table = txn.open_table(SPOOL).map_err(storage_error)?;
+        let first = table
+            .first()
+            .map_err(storage_error)?
+            .map(|(key, value)| (key.value(), serde_json::from_slice::<Entry>(value.value())));
+        drop(table);
+        drop(txn);
+        match first {
+            None => Ok(None),
+            Some((key, Ok(entry))) => Ok(Some((key, entry))),
+            Some((key, Err(e))) => {
+                tracing::error!(key, "unreadable spool entry dropped: {e}");
+                self.remove(key)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn remove(&self, key: u64) -> Result<(), String> {
+        let db = self.inner.store.database();
+        let txn = db.begin_write().map_err(storage_error)?;
+        let removed = {
+            let mut table = txn.open_table(SPOOL).map_err(storage_error)?;
+            let removed = table.remove(key).map_err(storage_error)?;
+            removed.map(|v| v.value().len() as u64)
+        };
+        txn.commit().map_err(storage_error)?;
+        if let Some(size) = removed {
+            self.inner.bytes.fetch_sub(size, Ordering::AcqRel);
+            self.inner.entries.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.update_gauges();
+        Ok(())
+    }
+
+    /// Replays the spool to the backend until `shutdown`: oldest first, `PUT` pages of at most
+    /// 100 values with their original timestamps; waits with backoff while the backend fails.
+    pub async fn replay(self, client: BackendClient, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let next = {
+                let spool = self.clone();
+                tokio::task::spawn_blocking(move || spool.oldest()).await
+            };
+            let entry = match next {
+                Ok(Ok(Some(entry))) => entry,
+                Ok(Ok(None)) => {
+                    if self.is_empty() {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = self.inner.added.notified() => {}
+                        }
+                    }
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!("cannot read the spool: {e}");
+                    if wait(&shutdown, Duration::from_secs(5)).await {
+                        return;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!("spool reader failed: {e}");
+                    return;
+                }
+            };
+            let (key, entry) = entry;
+            match self.send(&client, &entry).await {
+                Ok(()) => {
+                    backoff = Duration::from_secs(1);
+                    self.inner
+                        .metrics
+                        .framework
+                        .values_replayed
+                        .inc_by(entry.values.len() as u64);
+                    if let Err(e) = self.remove_async(key).await {
+                        tracing::error!("cannot remove a replayed batch from the spool: {e}");
+                    }
+                }
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(
+                        account = entry.account,
+                        "backend still unavailable, spool replay waits {backoff:?}: {e}"
+                    );
+                    if wait(&shutdown, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => {
+                    tracing::error!(account = entry.account, job = %entry.job,
+                        "spooled batch of {} values rejected by the backend, dropped: {e}", entry.values.len());
+                    self.inner
+                        .metrics
+                        .framework
+                        .values_dropped
+                        .get_or_create(&label("reason", "rejected"))
+                        .inc_by(entry.values.len() as u64);
+                    if let Err(e) = self.remove_async(key).await {
+                        tracing::error!("cannot remove a rejected batch from the spool: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn remove_async(&self, key: u64) -> Result<(), String> {
+        let spool = self.clone();
+        tokio::task::spawn_blocking(move || spool.remove(key))
+            .await
+            .map_err(storage_error)?
+    }
+
+    async fn send(
+        &self,
+        client: &BackendClient,
+        entry: &Entry,
+    ) -> Result<(), crate::backend::BackendError> {
+        let mut seen = HashSet::new();
+        let values: Vec<TimedValue> = entry
+            .values
+            .iter()
+            .filter(|(path, _)| seen.insert(path.as_str()))
+            .map(|(path, value)| TimedValue {
+                p: path.clone(),
+                v: *value,
+                t: (entry.time * 1e6).round() / 1e6,
+            })
+            .collect();
+        for page in values.chunks(PUT_PAGE) {
+            client.put_values(entry.account, page).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Sleeps; true if `shutdown` came first.
+async fn wait(shutdown: &CancellationToken, duration: Duration) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(duration) => false,
+    }
+}
