@@ -28,6 +28,11 @@ pub struct SnmpArgs {
     #[arg(long, env = "SNMP_MAX_IN_FLIGHT", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
     pub snmp_max_in_flight: u64,
 
+    /// Devices polled or synced at once; bounds the memory of walks in progress (a full
+    /// ifTable + ifXTable walk of 48 ports holds about 200 KB until the firing ends).
+    #[arg(long, env = "SNMP_MAX_DEVICES", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snmp_max_devices: u64,
+
     /// GETBULK max-repetitions of walks (SNMPv2c/v3).
     #[arg(long, env = "SNMP_MAX_REPETITIONS", default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub snmp_max_repetitions: u32,
@@ -53,6 +58,7 @@ impl SnmpArgs {
                 timeout: Duration::from_secs_f64(self.snmp_timeout),
                 retries: self.snmp_retries,
                 max_in_flight: self.snmp_max_in_flight as usize,
+                max_devices: self.snmp_max_devices as usize,
                 max_repetitions: self.snmp_max_repetitions,
                 max_walk_rows: self.snmp_max_walk_rows as usize,
             },

@@ -185,6 +185,7 @@ impl InterfaceSync {
             .address
             .as_deref()
             .ok_or("the entity has no details.ipv4 to poll")?;
+        let _slot = engine.device_slot().await;
         let session = engine
             .session(address, credential)
             .await

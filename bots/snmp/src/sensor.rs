@@ -246,6 +246,7 @@ impl Poller {
             .credential
             .as_ref()
             .map_err(|e| format!("unusable SNMP credential: {e}"))?;
+        let _slot = self.engine.device_slot().await;
         let address = entity
             .address
             .as_deref()

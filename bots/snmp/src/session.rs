@@ -29,6 +29,8 @@ pub struct SnmpSettings {
     pub retries: u32,
     /// Requests in flight at once over all agents.
     pub max_in_flight: usize,
+    /// Devices polled (or synced) at once: bounds the memory of walks in progress.
+    pub max_devices: usize,
     /// GETBULK max-repetitions during walks.
     pub max_repetitions: u32,
     /// A walk returning more rows than this fails (a broken agent must not fill memory).
@@ -41,6 +43,7 @@ impl Default for SnmpSettings {
             timeout: Duration::from_secs(1),
             retries: 3,
             max_in_flight: 512,
+            max_devices: 1000,
             max_repetitions: 25,
             max_walk_rows: 100_000,
         }
@@ -366,6 +369,7 @@ pub struct SnmpEngine {
     engine_cache: Arc<EngineCache>,
     des_salt: Option<DesSaltState>,
     in_flight: Semaphore,
+    devices: Semaphore,
     settings: SnmpSettings,
     counters: SnmpCounters,
     sessions: Mutex<HashMap<SessionKey, CachedSession>>,
@@ -403,8 +407,8 @@ impl SnmpEngine {
         if settings.timeout.is_zero() {
             return Err("SNMP timeout must be above zero".to_string());
         }
-        if settings.max_in_flight == 0 {
-            return Err("SNMP max in flight must be at least 1".to_string());
+        if settings.max_in_flight == 0 || settings.max_devices == 0 {
+            return Err("SNMP max in flight and max devices must be at least 1".to_string());
         }
         let bind = |address: &'static str| {
             UdpTransport::builder()
@@ -426,6 +430,7 @@ impl SnmpEngine {
             engine_cache: Arc::new(EngineCache::new()),
             des_salt,
             in_flight: Semaphore::new(settings.max_in_flight),
+            devices: Semaphore::new(settings.max_devices),
             settings,
             counters,
             sessions: Mutex::new(HashMap::new()),
@@ -435,6 +440,15 @@ impl SnmpEngine {
     /// The settings the engine was built with.
     pub fn settings(&self) -> &SnmpSettings {
         &self.settings
+    }
+
+    /// Waits for one of the `max_devices` slots; hold it while working on one device.
+    pub async fn device_slot(&self) -> SemaphorePermit<'_> {
+        // The semaphore is never closed, so acquiring cannot fail.
+        self.devices
+            .acquire()
+            .await
+            .unwrap_or_else(|_| unreachable!("the device semaphore is never closed"))
     }
 
     /// The counters of requests, timeouts and errors.
@@ -852,6 +866,23 @@ mod tests {
         ] {
             assert!(parse_target(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn device_slots_are_bounded() {
+        let settings = SnmpSettings {
+            max_devices: 1,
+            ..SnmpSettings::default()
+        };
+        let engine = SnmpEngine::new(settings, None, SnmpCounters::default())
+            .await
+            .unwrap();
+        let first = engine.device_slot().await;
+        let second = tokio::time::timeout(Duration::from_millis(50), engine.device_slot()).await;
+        assert!(second.is_err(), "a second device must wait");
+        drop(first);
+        let third = tokio::time::timeout(Duration::from_millis(50), engine.device_slot()).await;
+        assert!(third.is_ok());
     }
 
     #[test]

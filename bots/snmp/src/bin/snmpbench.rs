@@ -78,6 +78,7 @@ fn main() {
             timeout: Duration::from_secs(2),
             retries: 2,
             max_in_flight: 512,
+            max_devices: cli.concurrency,
             max_repetitions: cli.max_repetitions,
             max_walk_rows: 100_000,
         };
