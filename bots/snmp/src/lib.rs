@@ -1,1 +1,18 @@
-//! Grafolean snmp bot: protocol code on the collector framework.
+//! Grafolean SNMP bot: protocol code on the collector framework.
+//!
+//! `session` (credentials to async-snmp clients on one shared socket), `walk` (GET and WALK),
+//! `expression`, `slug` and `output_path` (sensor config), `counters` (rates, persisted),
+//! `sensor` (one firing of an entity's sensors), `interfaces` (interface entity sync) and
+//! `bot` (the `Collector` implementation).
+
+pub mod bot;
+pub mod counters;
+pub mod expression;
+pub mod interfaces;
+pub mod output_path;
+pub mod sensor;
+pub mod session;
+pub mod slug;
+pub mod walk;
+
+pub use bot::SnmpBot;

@@ -1,3 +1,26 @@
-fn main() {
-    println!("snmpbot: not built yet");
+//! snmpbot: the Grafolean SNMP bot. `snmpbot --help` lists every setting.
+
+use clap::Parser;
+use snmpbot::bot::SnmpArgs;
+use snmpbot::SnmpBot;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(about = "Grafolean SNMP bot: polls SNMP sensors and syncs interface entities")]
+struct Cli {
+    #[command(flatten)]
+    settings: collector::Settings,
+    #[command(flatten)]
+    snmp: SnmpArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.snmp.settings() {
+        Ok(settings) => collector::run(cli.settings, |context| SnmpBot::new(settings, context)),
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            ExitCode::from(2)
+        }
+    }
 }

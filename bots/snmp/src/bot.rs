@@ -1,0 +1,413 @@
+//! The SNMP bot on the collector framework: job specs from entity configs, and what a firing
+//! of each job does.
+
+use crate::counters::CounterStore;
+use crate::interfaces::{InterfaceCounters, InterfaceJob, InterfaceSync};
+use crate::sensor::{parse_sensor, EntityPoll, Poller, SensorCounters};
+use crate::session::{des_salt_state, Credential, SnmpCounters, SnmpEngine, SnmpSettings};
+use collector::{Collector, Context, EntityConfig, Firing, JobError, JobSpec, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Interface sync runs every 5 minutes (contract §5.5).
+pub const INTERFACE_SYNC_INTERVAL: u64 = 300;
+
+/// The bot's command-line flags and environment variables, flattened next to
+/// `collector::Settings` in `main`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SnmpArgs {
+    /// Seconds to wait for an SNMP answer before retrying.
+    #[arg(long, env = "SNMP_TIMEOUT", default_value_t = 1.0)]
+    pub snmp_timeout: f64,
+
+    /// Retries after an SNMP timeout.
+    #[arg(long, env = "SNMP_RETRIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub snmp_retries: u32,
+
+    /// SNMP requests in flight at once, over all agents.
+    #[arg(long, env = "SNMP_MAX_IN_FLIGHT", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snmp_max_in_flight: u64,
+
+    /// Devices polled or synced at once; bounds the memory of walks in progress (a full
+    /// ifTable + ifXTable walk of 48 ports holds about 200 KB until the firing ends).
+    #[arg(long, env = "SNMP_MAX_DEVICES", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snmp_max_devices: u64,
+
+    /// GETBULK max-repetitions of walks (SNMPv2c/v3).
+    #[arg(long, env = "SNMP_MAX_REPETITIONS", default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub snmp_max_repetitions: u32,
+
+    /// Seconds between two interface syncs of a device (the original bot: 300).
+    #[arg(long, env = "SNMP_INTERFACE_INTERVAL", default_value_t = INTERFACE_SYNC_INTERVAL, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snmp_interface_interval: u64,
+
+    /// A walk returning more rows than this fails (protects against broken agents).
+    #[arg(long, env = "SNMP_MAX_WALK_ROWS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snmp_max_walk_rows: u64,
+}
+
+impl SnmpArgs {
+    /// The settings, or which flag is out of range.
+    pub fn settings(&self) -> Result<BotSettings, String> {
+        if !(self.snmp_timeout.is_finite() && self.snmp_timeout > 0.0 && self.snmp_timeout <= 600.0)
+        {
+            return Err("SNMP_TIMEOUT must be a number of seconds above 0 (at most 600)".into());
+        }
+        Ok(BotSettings {
+            snmp: SnmpSettings {
+                timeout: Duration::from_secs_f64(self.snmp_timeout),
+                retries: self.snmp_retries,
+                max_in_flight: self.snmp_max_in_flight as usize,
+                max_devices: self.snmp_max_devices as usize,
+                max_repetitions: self.snmp_max_repetitions,
+                max_walk_rows: self.snmp_max_walk_rows as usize,
+            },
+            interface_interval: self.snmp_interface_interval,
+        })
+    }
+}
+
+/// The bot's own settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BotSettings {
+    pub snmp: SnmpSettings,
+    /// Seconds between interface syncs of a device (the original: 300).
+    pub interface_interval: u64,
+}
+
+/// How often counter samples are synced to disk; between syncs they are committed without fsync.
+const COUNTER_SYNC_EVERY: Duration = Duration::from_secs(30);
+/// Counter samples not updated for this long belong to removed entities or sensors.
+const COUNTER_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The parameters of one SNMP job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SnmpJob {
+    /// `"{entity_id}"`: poll the entity's sensors.
+    Poll(EntityPoll),
+    /// `"{entity_id}-interfaces"`: sync the device's interface entities.
+    Interfaces(InterfaceJob),
+}
+
+/// The SNMP bot.
+pub struct SnmpBot {
+    engine: Arc<SnmpEngine>,
+    poller: Poller,
+    interfaces: Option<InterfaceSync>,
+    interface_interval: u64,
+}
+
+struct Store(collector::Store);
+
+impl crate::counters::DatabaseHandle for Store {
+    fn database(&self) -> &redb::Database {
+        self.0.database()
+    }
+}
+
+impl SnmpBot {
+    /// Builds the bot: binds the shared SNMP socket, opens the counter state and registers the
+    /// bot's metrics. Must run inside the framework's runtime (it spawns the socket's receiver).
+    pub fn new(settings: BotSettings, context: Context) -> Result<SnmpBot, String> {
+        if settings.interface_interval == 0 {
+            return Err("the interface sync interval must be at least 1 second".to_string());
+        }
+        let des_salt = match des_salt_state(context.store.database()) {
+            Ok(state) => Some(state),
+            Err(error) => {
+                tracing::warn!("SNMPv3 DES privacy is unavailable: {error}");
+                None
+            }
+        };
+        let snmp_counters = SnmpCounters::default();
+        let sensor_counters = SensorCounters::default();
+        let interface_counters = InterfaceCounters::default();
+        let metrics = &context.metrics;
+        metrics.register(
+            "snmp_requests",
+            "SNMP requests sent (GET, GETNEXT, GETBULK)",
+            snmp_counters.requests.clone(),
+        );
+        metrics.register(
+            "snmp_timeouts",
+            "SNMP requests without an answer after all retries",
+            snmp_counters.timeouts.clone(),
+        );
+        metrics.register(
+            "snmp_errors",
+            "SNMP requests that failed otherwise (error status, authentication, malformed)",
+            snmp_counters.errors.clone(),
+        );
+        metrics.register(
+            "snmp_sensor_failures",
+            "Sensors that gave no values in a firing (failing OID, bad config)",
+            sensor_counters.sensor_failures.clone(),
+        );
+        metrics.register(
+            "snmp_rows_skipped",
+            "Rows left out (expression failed, path invalid or repeated)",
+            sensor_counters.rows_skipped.clone(),
+        );
+        metrics.register(
+            "snmp_interface_changes",
+            "Interface entities created, updated or deleted",
+            interface_counters.changes.clone(),
+        );
+        metrics.register(
+            "snmp_interface_forbidden",
+            "Interface syncs refused by the backend (403)",
+            interface_counters.forbidden.clone(),
+        );
+
+        // Binding never waits (the address is literal), so blocking on it is instant; the
+        // framework builds bots synchronously.
+        let engine = Arc::new(futures::executor::block_on(SnmpEngine::new(
+            settings.snmp,
+            des_salt,
+            snmp_counters,
+        ))?);
+        let counters =
+            CounterStore::new(Arc::new(Store(context.store.clone())), COUNTER_SYNC_EVERY);
+        match counters.prune(COUNTER_MAX_AGE) {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "old counter samples removed"),
+            Err(error) => tracing::warn!("cannot prune old counter samples: {error}"),
+        }
+        let interfaces = context
+            .backend
+            .map(|backend| InterfaceSync::new(backend, interface_counters));
+        Ok(SnmpBot {
+            poller: Poller {
+                engine: engine.clone(),
+                counters,
+                metrics: sensor_counters,
+            },
+            engine,
+            interfaces,
+            interface_interval: settings.interface_interval,
+        })
+    }
+}
+
+impl Drop for SnmpBot {
+    /// Counter samples committed since the last sync reach the disk here, at shutdown.
+    fn drop(&mut self) {
+        if let Err(error) = self.poller.counters.flush() {
+            tracing::warn!("counter samples not synced at shutdown: {error}");
+        }
+    }
+}
+
+/// Polling and interface jobs of one entity (contract §5.5), without any I/O. Interface jobs
+/// run every `interface_interval` seconds; `None` leaves them out.
+pub fn entity_jobs(
+    entity: &EntityConfig,
+    interface_interval: Option<u64>,
+) -> Vec<JobSpec<SnmpJob>> {
+    let credential = Credential::from_details(&entity.credential_details);
+    let address = entity.address().map(str::to_string);
+    let poll = EntityPoll {
+        entity_id: entity.entity_id,
+        address: address.clone(),
+        credential: credential.clone(),
+        sensors: entity.sensors.iter().map(parse_sensor).collect(),
+    };
+    let mut jobs = Vec::with_capacity(2);
+    let intervals = poll.intervals();
+    // Sensors without any interval cannot be scheduled; an entity with only those has no
+    // polling job, but its interface job still runs (as in the original).
+    if !intervals.is_empty() {
+        jobs.push(
+            JobSpec::new(entity.entity_id.to_string(), intervals, SnmpJob::Poll(poll))
+                .account(entity.account_id)
+                .entity(entity.entity_id),
+        );
+    }
+    if let Some(interval) = interface_interval {
+        jobs.push(
+            JobSpec::new(
+                format!("{}-interfaces", entity.entity_id),
+                vec![interval],
+                SnmpJob::Interfaces(InterfaceJob {
+                    entity_id: entity.entity_id,
+                    account_id: entity.account_id,
+                    address,
+                    credential,
+                }),
+            )
+            .account(entity.account_id)
+            .entity(entity.entity_id),
+        );
+    }
+    jobs
+}
+
+impl Collector for SnmpBot {
+    type Params = SnmpJob;
+
+    fn protocol(&self) -> &'static str {
+        "snmp"
+    }
+
+    fn jobs(&self, configs: &[EntityConfig]) -> Vec<JobSpec<SnmpJob>> {
+        // Without a backend (standalone) there are no interface entities to sync.
+        let interface_interval = self.interfaces.as_ref().map(|_| self.interface_interval);
+        configs
+            .iter()
+            .flat_map(|entity| entity_jobs(entity, interface_interval))
+            .collect()
+    }
+
+    async fn perform(
+        &self,
+        job: &JobSpec<SnmpJob>,
+        firing: &Firing,
+    ) -> Result<Vec<Value>, JobError> {
+        match &job.params {
+            SnmpJob::Poll(entity) => self
+                .poller
+                .poll(entity, |interval| firing.runs(interval))
+                .await
+                .map_err(JobError::from),
+            SnmpJob::Interfaces(interface_job) => match &self.interfaces {
+                Some(sync) => sync
+                    .run(&self.engine, interface_job)
+                    .await
+                    .map(|_| Vec::new())
+                    .map_err(JobError::from),
+                None => Ok(Vec::new()),
+            },
+        }
+    }
+
+    fn default_jobs(&self) -> Option<&'static str> {
+        Some(DEFAULT_JOBS)
+    }
+}
+
+/// The standalone example: polls sysUpTime and the interface traffic counters of a local
+/// snmpd (`apt-get install snmpd`; its default config lets 127.0.0.1 read with community
+/// `public`).
+pub const DEFAULT_JOBS: &str = include_str!("../example-jobs.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use collector::SensorConfig;
+    use serde_json::json;
+
+    fn entity(sensor_intervals: &[Option<u64>]) -> EntityConfig {
+        EntityConfig {
+            entity_id: 42,
+            account_id: 7,
+            name: "router".into(),
+            entity_type: "device".into(),
+            parent: None,
+            details: json!({"ipv4": "192.0.2.1:1161"}),
+            credential_details: json!({"version": "snmpv2c", "snmpv12_community": "public"}),
+            sensors: sensor_intervals
+                .iter()
+                .enumerate()
+                .map(|(i, interval)| SensorConfig {
+                    sensor_id: i as u64 + 1,
+                    interval: *interval,
+                    details: json!({"oids": [{"oid": "1.3.6.1.2.1.1.3.0", "fetch_method": "get"}],
+                        "expression": "$1", "output_path": "sysuptime"}),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn polling_and_interface_jobs() {
+        let jobs = entity_jobs(
+            &entity(&[Some(60), Some(30), None, Some(60)]),
+            Some(INTERFACE_SYNC_INTERVAL),
+        );
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs[0].id, "42");
+        assert_eq!(jobs[0].intervals, vec![30, 60]);
+        assert_eq!((jobs[0].account_id, jobs[0].entity_id), (Some(7), Some(42)));
+        assert_eq!(jobs[1].id, "42-interfaces");
+        assert_eq!(jobs[1].intervals, vec![300]);
+        let SnmpJob::Interfaces(interfaces) = &jobs[1].params else {
+            panic!()
+        };
+        assert_eq!(interfaces.address.as_deref(), Some("192.0.2.1:1161"));
+    }
+
+    #[test]
+    fn only_null_intervals_leave_just_the_interface_job() {
+        let jobs = entity_jobs(&entity(&[None]), Some(300));
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].id, "42-interfaces");
+        assert!(entity_jobs(&entity(&[None]), None).is_empty());
+    }
+
+    #[test]
+    fn jobs_are_pure() {
+        let config = entity(&[Some(60)]);
+        assert_eq!(
+            entity_jobs(&config, Some(300)),
+            entity_jobs(&config, Some(300))
+        );
+        let mut changed = config.clone();
+        changed.sensors[0].details["expression"] = json!("$1 / 100");
+        assert_ne!(
+            entity_jobs(&config, Some(300))[0],
+            entity_jobs(&changed, Some(300))[0]
+        );
+    }
+
+    #[test]
+    fn flags_become_settings() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            snmp: SnmpArgs,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("snmpbot").chain(args.iter().copied()))
+        };
+        let defaults = parse(&[]).unwrap().snmp.settings().unwrap();
+        assert_eq!(defaults.snmp, SnmpSettings::default());
+        assert_eq!(defaults.interface_interval, 300);
+        let custom = parse(&[
+            "--snmp-timeout",
+            "0.25",
+            "--snmp-retries",
+            "0",
+            "--snmp-interface-interval",
+            "5",
+        ])
+        .unwrap()
+        .snmp
+        .settings()
+        .unwrap();
+        assert_eq!(custom.snmp.timeout, Duration::from_millis(250));
+        assert_eq!((custom.snmp.retries, custom.interface_interval), (0, 5));
+        assert!(parse(&["--snmp-timeout=-1"])
+            .unwrap()
+            .snmp
+            .settings()
+            .is_err());
+        assert!(parse(&["--snmp-retries", "17"]).is_err());
+        assert!(parse(&["--snmp-max-in-flight", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_default_jobs_file_parses_into_snmp_jobs() {
+        let accounts = collector::standalone::parse_jobs_file(DEFAULT_JOBS).unwrap();
+        let (configs, problems) = collector::entity::build_configs("snmp", None, 1, &accounts[&1]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(configs.len(), 1);
+        let jobs = entity_jobs(&configs[0], None);
+        assert_eq!(jobs.len(), 1);
+        let SnmpJob::Poll(poll) = &jobs[0].params else {
+            panic!()
+        };
+        assert!(poll.credential.is_ok());
+        assert!(poll.sensors.iter().all(Result::is_ok), "{:?}", poll.sensors);
+    }
+}
