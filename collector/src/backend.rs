@@ -135,6 +135,7 @@ impl BackendClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
+        let started = std::time::Instant::now();
         let result = async {
             let response = request.send().await.map_err(|e| BackendError::Transport {
                 operation: operation.clone(),
@@ -159,6 +160,11 @@ impl BackendClient {
             Ok(bytes.to_vec())
         }
         .await;
+        self.inner
+            .metrics
+            .framework
+            .backend_request_seconds
+            .observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             let kind = match e.status() {
                 Some(s) => s.to_string(),

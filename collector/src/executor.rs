@@ -125,6 +125,10 @@ impl<C: Collector> Executor<C> {
             let result = tokio::time::timeout(limit, run).await;
             let finished = clock.now_unix();
             metrics.framework.run_seconds.observe(finished - started);
+            metrics
+                .framework
+                .total_seconds
+                .observe((finished - firing.scheduled as f64).max(0.0));
             state.running.store(false, Ordering::Release);
             let (outcome, mut values) = match result {
                 Ok(Ok(Ok(values))) => (Outcome::Success, values),

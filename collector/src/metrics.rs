@@ -27,6 +27,10 @@ pub struct FrameworkMetrics {
     pub runs: Family<Labels, Counter>,
     pub run_seconds: Histogram,
     pub wait_seconds: Histogram,
+    /// Due time to end of run.
+    pub total_seconds: Histogram,
+    /// Duration of every backend request, whatever its outcome.
+    pub backend_request_seconds: Histogram,
     pub values_produced: Counter,
     pub values_delivered: Counter,
     /// Values kept out of a batch or lost, by reason.
@@ -59,6 +63,8 @@ impl Metrics {
             runs: Family::default(),
             run_seconds: Histogram::new(exponential_buckets(0.001, 4.0, 10)),
             wait_seconds: Histogram::new(exponential_buckets(0.0005, 4.0, 10)),
+            total_seconds: Histogram::new(exponential_buckets(0.001, 4.0, 10)),
+            backend_request_seconds: Histogram::new(exponential_buckets(0.001, 3.0, 12)),
             values_produced: Counter::default(),
             values_delivered: Counter::default(),
             values_dropped: Family::default(),
@@ -87,6 +93,16 @@ impl Metrics {
             "wait_seconds",
             "Wait cost: due time to start",
             f.wait_seconds.clone(),
+        );
+        registry.register(
+            "total_seconds",
+            "Total cost of a job: due time to end of run",
+            f.total_seconds.clone(),
+        );
+        registry.register(
+            "backend_request_seconds",
+            "Backend request latency, whatever the outcome",
+            f.backend_request_seconds.clone(),
         );
         registry.register(
             "values_produced",

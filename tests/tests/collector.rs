@@ -470,6 +470,9 @@ async fn health_ready_and_metrics_endpoints() {
         "collector_values_delivered_total",
         "collector_refreshes_total{outcome=\"ok\"}",
         "collector_jobs_scheduled 2",
+        "collector_total_seconds_bucket",
+        "collector_wait_seconds_bucket",
+        "collector_backend_request_seconds_count",
     ] {
         assert!(text.contains(needle), "/metrics lacks {needle}:\n{text}");
     }
