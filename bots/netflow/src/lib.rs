@@ -1,7 +1,10 @@
 //! Grafolean NetFlow bot: receives NetFlow v5, v9 and IPFIX, aggregates flows in memory and
 //! reports per-window byte counts (contract §5.11).
 
+pub mod aggregate;
 pub mod capture;
 pub mod decode;
 pub mod flow;
+pub mod protocols;
 pub mod reference;
+pub mod templates;

@@ -1,0 +1,396 @@
+//! Streaming aggregation: byte sums per exporter and direction along every dimension the value
+//! paths of contract §5.11 need, with a bound on how many distinct keys an aggregate holds.
+//!
+//! Each receive thread adds its flows to a live [`Aggregate`]; the window jobs drain the live
+//! aggregates into per-window ones ([`crate::windows`]). Nothing per flow is kept.
+//!
+//! Memory bound: an aggregate counts its distinct keys (interfaces, hosts, protocols,
+//! connections, ports...). When it exceeds its limit, every list with more than a few entries
+//! keeps its larger half by bytes and the smaller half is folded away (counted). The bytes stay
+//! in the exporter's totals, which are exact; only the per-key lists lose their small entries,
+//! so the top 10 stay right unless a key that was small when folded grows into the top later.
+
+use crate::flow::{Direction, Flow, FlowSink};
+use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry;
+use std::hash::Hash;
+use std::net::IpAddr;
+
+/// Byte sums by key.
+pub type Sums<K> = FxHashMap<K, u64>;
+
+/// Lists this short are never folded: interface lists and the like stay complete.
+const FOLD_MIN: usize = 16;
+
+/// Byte sums of one exporter in one direction. Interface is the input interface for ingress,
+/// the output interface for egress; host is the source address for ingress, the destination
+/// for egress (contract §5.11).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct DirectionSums {
+    /// All bytes, exact whatever was folded.
+    pub total: u64,
+    pub interfaces: Sums<u32>,
+    pub hosts: Sums<IpAddr>,
+    pub interface_hosts: Sums<(u32, IpAddr)>,
+    pub protocols: Sums<u8>,
+    pub interface_protocols: Sums<(u32, u8)>,
+    /// By (source, destination) address.
+    pub connections: Sums<(IpAddr, IpAddr)>,
+    pub dst_ports: Sums<u16>,
+}
+
+/// Adds `bytes` under `key`; 1 if the key is new.
+#[inline(always)]
+fn add<K: Hash + Eq>(map: &mut Sums<K>, key: K, bytes: u64) -> usize {
+    match map.entry(key) {
+        Entry::Occupied(mut e) => {
+            *e.get_mut() += bytes;
+            0
+        }
+        Entry::Vacant(e) => {
+            e.insert(bytes);
+            1
+        }
+    }
+}
+
+fn merge_map<K: Hash + Eq + Copy>(into: &mut Sums<K>, from: &Sums<K>) -> usize {
+    from.iter().map(|(k, &v)| add(into, *k, v)).sum()
+}
+
+/// Keeps the larger half (by bytes) of a list longer than [`FOLD_MIN`]; returns how many keys
+/// were folded away.
+fn fold_map<K: Hash + Eq>(map: &mut Sums<K>) -> usize {
+    let before = map.len();
+    if before <= FOLD_MIN {
+        return 0;
+    }
+    let keep = before / 2;
+    let mut values: Vec<u64> = map.values().copied().collect();
+    let cut = before - keep;
+    let (_, &mut threshold, _) = values.select_nth_unstable(cut);
+    let above = values[cut + 1..].iter().filter(|&&v| v > threshold).count();
+    let mut ties_kept = keep - above;
+    map.retain(|_, v| {
+        if *v > threshold {
+            true
+        } else if *v == threshold && ties_kept > 0 {
+            ties_kept -= 1;
+            true
+        } else {
+            false
+        }
+    });
+    before - map.len()
+}
+
+impl DirectionSums {
+    /// Adds one flow; returns the number of new keys.
+    #[inline]
+    pub fn add_flow(&mut self, flow: &Flow) -> usize {
+        let bytes = flow.bytes;
+        let interface = flow.interface();
+        let host = flow.host();
+        self.total += bytes;
+        add(&mut self.interfaces, interface, bytes)
+            + add(&mut self.hosts, host, bytes)
+            + add(&mut self.interface_hosts, (interface, host), bytes)
+            + add(&mut self.protocols, flow.protocol, bytes)
+            + add(
+                &mut self.interface_protocols,
+                (interface, flow.protocol),
+                bytes,
+            )
+            + add(&mut self.connections, (flow.src, flow.dst), bytes)
+            + add(&mut self.dst_ports, flow.dst_port, bytes)
+    }
+
+    /// Adds another aggregate's sums; returns the number of new keys.
+    pub fn merge(&mut self, other: &DirectionSums) -> usize {
+        self.total += other.total;
+        merge_map(&mut self.interfaces, &other.interfaces)
+            + merge_map(&mut self.hosts, &other.hosts)
+            + merge_map(&mut self.interface_hosts, &other.interface_hosts)
+            + merge_map(&mut self.protocols, &other.protocols)
+            + merge_map(&mut self.interface_protocols, &other.interface_protocols)
+            + merge_map(&mut self.connections, &other.connections)
+            + merge_map(&mut self.dst_ports, &other.dst_ports)
+    }
+
+    /// Distinct keys held.
+    pub fn keys(&self) -> usize {
+        self.interfaces.len()
+            + self.hosts.len()
+            + self.interface_hosts.len()
+            + self.protocols.len()
+            + self.interface_protocols.len()
+            + self.connections.len()
+            + self.dst_ports.len()
+    }
+
+    fn fold(&mut self) -> usize {
+        fold_map(&mut self.interfaces)
+            + fold_map(&mut self.hosts)
+            + fold_map(&mut self.interface_hosts)
+            + fold_map(&mut self.protocols)
+            + fold_map(&mut self.interface_protocols)
+            + fold_map(&mut self.connections)
+            + fold_map(&mut self.dst_ports)
+    }
+}
+
+/// Sums of one exporter: per direction, and its record count.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ExporterSums {
+    pub directions: [DirectionSums; 2],
+    pub records: u64,
+}
+
+impl ExporterSums {
+    pub fn direction(&self, direction: Direction) -> &DirectionSums {
+        &self.directions[direction.index()]
+    }
+
+    fn keys(&self) -> usize {
+        self.directions.iter().map(DirectionSums::keys).sum()
+    }
+}
+
+/// Sums per exporter with a bound on distinct keys: the live aggregate of a receive thread, or
+/// the pending sums of one window of one account.
+#[derive(Debug)]
+pub struct Aggregate {
+    exporters: FxHashMap<IpAddr, ExporterSums>,
+    keys: usize,
+    max_keys: usize,
+    folded: u64,
+}
+
+impl Aggregate {
+    /// An empty aggregate that folds when it holds more than `max_keys` distinct keys.
+    pub fn new(max_keys: usize) -> Aggregate {
+        Aggregate {
+            exporters: FxHashMap::default(),
+            keys: 0,
+            max_keys: max_keys.max(1),
+            folded: 0,
+        }
+    }
+
+    /// Takes the contents, leaving an empty aggregate with the same limit.
+    pub fn take(&mut self) -> Aggregate {
+        std::mem::replace(self, Aggregate::new(self.max_keys))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exporters.is_empty()
+    }
+
+    /// Distinct keys held.
+    pub fn keys(&self) -> usize {
+        self.keys
+    }
+
+    /// Keys folded away since this aggregate was created.
+    pub fn folded(&self) -> u64 {
+        self.folded
+    }
+
+    /// The sums of one exporter.
+    pub fn exporter(&self, exporter: &IpAddr) -> Option<&ExporterSums> {
+        self.exporters.get(exporter)
+    }
+
+    /// Every exporter's sums.
+    pub fn exporters(&self) -> impl Iterator<Item = (&IpAddr, &ExporterSums)> {
+        self.exporters.iter()
+    }
+
+    /// A sink adding the flows of one exporter's datagram. The flow's own `exporter` field is
+    /// not looked at: a receive thread resolves the exporter once per datagram.
+    pub fn exporter_sink(&mut self, exporter: IpAddr) -> ExporterSink<'_> {
+        let sums = match self.exporters.entry(exporter) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                self.keys += 1;
+                e.insert(ExporterSums::default())
+            }
+        };
+        ExporterSink {
+            sums,
+            keys: &mut self.keys,
+        }
+    }
+
+    /// Adds one exporter's sums from another aggregate, folding if the limit is exceeded.
+    /// Returns the number of keys folded away.
+    pub fn merge_exporter(&mut self, exporter: IpAddr, sums: &ExporterSums) -> u64 {
+        let into = match self.exporters.entry(exporter) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                self.keys += 1;
+                e.insert(ExporterSums::default())
+            }
+        };
+        into.records += sums.records;
+        for (to, from) in into.directions.iter_mut().zip(&sums.directions) {
+            self.keys += to.merge(from);
+        }
+        self.enforce_limit()
+    }
+
+    /// Folds the smaller half of every long list if the aggregate holds more keys than its
+    /// limit. Returns the number of keys folded away.
+    pub fn enforce_limit(&mut self) -> u64 {
+        if self.keys <= self.max_keys {
+            return 0;
+        }
+        let mut folded = 0usize;
+        for sums in self.exporters.values_mut() {
+            for direction in &mut sums.directions {
+                folded += direction.fold();
+            }
+        }
+        self.keys = self.exporters.len()
+            + self
+                .exporters
+                .values()
+                .map(ExporterSums::keys)
+                .sum::<usize>();
+        self.folded += folded as u64;
+        folded as u64
+    }
+}
+
+/// Adds flows to one exporter's sums (see [`Aggregate::exporter_sink`]).
+pub struct ExporterSink<'a> {
+    sums: &'a mut ExporterSums,
+    keys: &'a mut usize,
+}
+
+impl FlowSink for ExporterSink<'_> {
+    #[inline]
+    fn flow(&mut self, flow: &Flow) {
+        self.sums.records += 1;
+        *self.keys += self.sums.directions[flow.direction.index()].add_flow(flow);
+    }
+}
+
+/// Routes each flow by its `exporter` field; convenient where flows come from a list.
+impl FlowSink for Aggregate {
+    fn flow(&mut self, flow: &Flow) {
+        self.exporter_sink(flow.exporter).flow(flow);
+    }
+}
+
+/// The `n` largest entries by bytes, largest first; ties in key order so output is stable.
+pub fn top<K: Ord + Copy>(entries: impl IntoIterator<Item = (K, u64)>, n: usize) -> Vec<(K, u64)> {
+    let mut all: Vec<(K, u64)> = entries.into_iter().collect();
+    let by_bytes = |a: &(K, u64), b: &(K, u64)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
+    if all.len() > n {
+        all.select_nth_unstable_by(n, by_bytes);
+        all.truncate(n);
+    }
+    all.sort_unstable_by(by_bytes);
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(src: &str, dst: &str, direction: Direction, bytes: u64) -> Flow {
+        let mut f = Flow::empty("192.0.2.1".parse().unwrap());
+        f.src = src.parse().unwrap();
+        f.dst = dst.parse().unwrap();
+        f.direction = direction;
+        f.in_if = 1;
+        f.out_if = 2;
+        f.protocol = 6;
+        f.dst_port = 443;
+        f.bytes = bytes;
+        f
+    }
+
+    #[test]
+    fn sums_along_every_dimension() {
+        let mut agg = Aggregate::new(1000);
+        agg.flow(&flow("10.0.0.1", "10.0.0.2", Direction::Ingress, 100));
+        agg.flow(&flow("10.0.0.1", "10.0.0.3", Direction::Ingress, 50));
+        agg.flow(&flow("10.0.0.1", "10.0.0.3", Direction::Egress, 7));
+        let sums = agg.exporter(&"192.0.2.1".parse().unwrap()).unwrap();
+        let ingress = sums.direction(Direction::Ingress);
+        assert_eq!(ingress.total, 150);
+        assert_eq!(ingress.interfaces[&1], 150);
+        assert_eq!(ingress.hosts[&"10.0.0.1".parse().unwrap()], 150);
+        assert_eq!(ingress.connections.len(), 2);
+        let egress = sums.direction(Direction::Egress);
+        assert_eq!(egress.interfaces[&2], 7);
+        assert_eq!(egress.hosts[&"10.0.0.3".parse().unwrap()], 7);
+        assert_eq!(sums.records, 3);
+        // exporter + 7 lists for ingress (1 + 1 + 1 + 1 + 1 + 2 + 1) + 7 for egress
+        assert_eq!(agg.keys(), 1 + 8 + 7);
+    }
+
+    #[test]
+    fn folding_keeps_totals_and_heavy_hitters() {
+        let mut agg = Aggregate::new(200);
+        // One heavy host and many light ones.
+        agg.flow(&flow("10.9.9.9", "10.0.0.1", Direction::Ingress, 1_000_000));
+        for i in 0..500u32 {
+            let src = format!("10.1.{}.{}", i / 256, i % 256);
+            agg.flow(&flow(
+                &src,
+                "10.0.0.1",
+                Direction::Ingress,
+                10 + u64::from(i),
+            ));
+            agg.enforce_limit();
+        }
+        assert!(agg.keys() <= 200 + 7, "{}", agg.keys());
+        assert!(agg.folded() > 0);
+        let sums = agg.exporter(&"192.0.2.1".parse().unwrap()).unwrap();
+        let ingress = sums.direction(Direction::Ingress);
+        let light: u64 = (0..500u64).map(|i| 10 + i).sum();
+        assert_eq!(ingress.total, 1_000_000 + light);
+        let top_hosts = top(ingress.hosts.iter().map(|(k, v)| (*k, *v)), 10);
+        assert_eq!(top_hosts[0], ("10.9.9.9".parse().unwrap(), 1_000_000));
+        // The latest, largest light hosts survive in order.
+        assert_eq!(top_hosts[1].1, 509);
+        assert_eq!(top_hosts[9].1, 501);
+    }
+
+    #[test]
+    fn merge_adds_and_counts_new_keys() {
+        let mut a = Aggregate::new(1000);
+        a.flow(&flow("10.0.0.1", "10.0.0.2", Direction::Ingress, 100));
+        let mut b = Aggregate::new(1000);
+        b.flow(&flow("10.0.0.1", "10.0.0.2", Direction::Ingress, 5));
+        b.flow(&flow("10.0.0.4", "10.0.0.2", Direction::Ingress, 1));
+        let keys_before = a.keys();
+        for (exporter, sums) in b.exporters() {
+            a.merge_exporter(*exporter, sums);
+        }
+        let sums = a.exporter(&"192.0.2.1".parse().unwrap()).unwrap();
+        assert_eq!(sums.direction(Direction::Ingress).total, 106);
+        assert_eq!(sums.records, 3);
+        // New: host 10.0.0.4, interface/host pair, connection.
+        assert_eq!(a.keys(), keys_before + 3);
+    }
+
+    #[test]
+    fn fold_map_keeps_exactly_half_with_ties() {
+        let mut map: Sums<u32> = (0..40).map(|k| (k, 5)).collect();
+        assert_eq!(fold_map(&mut map), 20);
+        assert_eq!(map.len(), 20);
+        let mut small: Sums<u32> = (0..10).map(|k| (k, k.into())).collect();
+        assert_eq!(fold_map(&mut small), 0);
+    }
+
+    #[test]
+    fn top_orders_by_bytes_then_key() {
+        let entries = vec![(3u16, 10), (1, 10), (2, 30), (4, 1)];
+        assert_eq!(top(entries.clone(), 3), vec![(2, 30), (1, 10), (3, 10)]);
+        assert_eq!(top(entries, 10).len(), 4);
+    }
+}
