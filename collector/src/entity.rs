@@ -195,7 +195,10 @@ pub fn build_configs(
             let Some(sensor) = json_id(&binding.sensor).and_then(|id| sensors.get(&id)) else {
                 problem(
                     entity.id,
-                    format!("sensor {} is not among the account's sensors", binding.sensor),
+                    format!(
+                        "sensor {} is not among the account's sensors",
+                        binding.sensor
+                    ),
                 );
                 continue;
             };
@@ -221,4 +224,83 @@ pub fn build_configs(
         });
     }
     (configs, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn data() -> AccountData {
+        serde_json::from_value(json!({
+            "entities": [
+                {"id": 1, "name": "ok", "entity_type": "device", "parent": null, "details": {"ipv4": "192.0.2.1"},
+                 "protocols": {"ping": {"credential": 7, "bot": 99, "sensors": [{"sensor": 20, "interval": null}, {"sensor": 21, "interval": 30}]}}},
+                {"id": 2, "name": "interface", "entity_type": "interface", "parent": 1, "details": {},
+                 "protocols": {"ping": {"credential": 7, "bot": 99, "sensors": [{"sensor": 21, "interval": 30}]}}},
+                {"id": 3, "name": "no ping", "entity_type": "device", "details": {},
+                 "protocols": {"snmp": {"credential": 7, "bot": 99, "sensors": [{"sensor": 21, "interval": 30}]}}},
+                {"id": 4, "name": "other bot", "entity_type": "device", "details": {},
+                 "protocols": {"ping": {"credential": 7, "bot": 98, "sensors": [{"sensor": 21, "interval": 30}]}}},
+                {"id": 5, "name": "legacy", "entity_type": "device", "details": {},
+                 "protocols": {"ping": {"credential": "7", "bot": null, "sensors": [{"sensor": "21", "interval": 30}]}}},
+                {"id": 6, "name": "falsy credential", "entity_type": "device", "details": {},
+                 "protocols": {"ping": {"credential": 0, "bot": 99, "sensors": [{"sensor": 21, "interval": 30}]}}},
+                {"id": 7, "name": "no sensors", "entity_type": "device", "details": {},
+                 "protocols": {"ping": {"credential": 7, "bot": 99, "sensors": []}}},
+                {"id": 8, "name": "dangling credential", "entity_type": "device", "details": {},
+                 "protocols": {"ping": {"credential": 12345, "bot": 99, "sensors": [{"sensor": 21, "interval": 30}]}}},
+                {"id": 9, "name": "one dangling sensor", "entity_type": "device", "details": {},
+                 "protocols": {"ping": {"credential": 7, "bot": 99, "sensors": [{"sensor": 999, "interval": 30}, {"sensor": 22, "interval": null}]}}}
+            ],
+            "credentials": [{"id": 7, "name": "c", "protocol": "ping", "details": {"n_packets": "3"}}],
+            "sensors": [
+                {"id": 20, "name": "s20", "protocol": "ping", "default_interval": 60, "details": {}},
+                {"id": 21, "name": "s21", "protocol": "ping", "default_interval": null, "details": {"x": 1}},
+                {"id": 22, "name": "s22", "protocol": "ping", "default_interval": null, "details": {}}
+            ]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn skip_rules_of_the_contract() {
+        let (configs, problems) = build_configs("ping", Some(99), 1000, &data());
+        let ids: Vec<u64> = configs.iter().map(|c| c.entity_id).collect();
+        assert_eq!(
+            ids,
+            vec![1, 5, 9],
+            "device + protocol + our/legacy bot + credential + sensors"
+        );
+        let first = &configs[0];
+        assert_eq!(first.account_id, 1000);
+        assert_eq!(first.credential_details, json!({"n_packets": "3"}));
+        let resolved: Vec<_> = first
+            .sensors
+            .iter()
+            .map(|s| (s.sensor_id, s.interval))
+            .collect();
+        assert_eq!(
+            resolved,
+            vec![(20, Some(60)), (21, Some(30))],
+            "entity interval, else default"
+        );
+        assert_eq!(
+            configs[2].sensors.len(),
+            1,
+            "a dangling sensor costs only that sensor"
+        );
+        assert_eq!(
+            configs[2].sensors[0].interval, None,
+            "no interval anywhere stays None"
+        );
+        let bad: Vec<u64> = problems.iter().map(|p| p.entity_id).collect();
+        assert_eq!(bad, vec![8, 9]);
+    }
+
+    #[test]
+    fn standalone_without_bot_id_accepts_any_bot() {
+        let (configs, _) = build_configs("ping", None, 1, &data());
+        assert!(configs.iter().any(|c| c.entity_id == 4));
+    }
 }

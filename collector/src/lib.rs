@@ -17,10 +17,11 @@ pub mod standalone;
 pub mod store;
 pub mod value;
 
-pub use bot::{Collector, Context, JobError};
+pub use bot::{Collector, Context, Firing, JobError};
 pub use entity::{EntityConfig, SensorConfig};
 pub use job::{Anchor, JobSpec};
 pub use runtime::run;
 pub use settings::Settings;
 pub use store::Store;
 pub use value::Value;
+pub mod executor;

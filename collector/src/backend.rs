@@ -1,0 +1,305 @@
+//! The Grafolean backend client: every request a bot makes goes through here, with the token in
+//! the `b` query parameter only (never an `Authorization` header) and never in an error message.
+
+use crate::entity::{AccountData, CredentialRecord, EntityRecord, SensorRecord};
+use crate::metrics::{label, Metrics};
+use crate::redact::scrub;
+use crate::value::Value;
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A failed backend request. Its text names the operation (method and path, no query) and never
+/// the token.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    #[error("{operation}: {message}")]
+    Transport { operation: String, message: String },
+    #[error("{operation}: HTTP {status}: {body}")]
+    Status {
+        operation: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{operation}: unexpected answer: {message}")]
+    Decode { operation: String, message: String },
+}
+
+impl BackendError {
+    /// The HTTP status, when the backend answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            BackendError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again later may help: no answer at all, or a 5xx.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            BackendError::Transport { .. } => true,
+            BackendError::Status { status, .. } => *status >= 500,
+            BackendError::Decode { .. } => false,
+        }
+    }
+}
+
+/// A value with the time it was measured, for `PUT` (contract §4.9).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimedValue {
+    pub p: String,
+    pub v: f64,
+    pub t: f64,
+}
+
+#[derive(Deserialize)]
+struct List<T> {
+    list: Vec<T>,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct Profile {
+    user_id: u64,
+}
+
+#[derive(Deserialize)]
+struct StatusInfo {
+    #[serde(default)]
+    db_migration_needed: Option<bool>,
+    #[serde(default)]
+    user_exists: Option<bool>,
+}
+
+/// A handle to the backend; cheap to clone, one connection pool per process.
+#[derive(Clone)]
+pub struct BackendClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    metrics: Metrics,
+}
+
+impl BackendClient {
+    /// `base_url` is `BACKEND_URL`, which already ends in the API prefix (`http://host/api`).
+    /// `pool_size` should be at least the number of requests that may be in flight at once.
+    pub fn new(
+        base_url: &str,
+        token: &str,
+        timeout: Duration,
+        pool_size: usize,
+        metrics: Metrics,
+    ) -> Result<BackendClient, String> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .pool_max_idle_per_host(pool_size.max(16))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(BackendClient {
+            inner: Arc::new(Inner {
+                http,
+                base: base_url.trim_end_matches('/').to_string(),
+                token: token.trim().to_string(),
+                metrics,
+            }),
+        })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        authenticated: bool,
+    ) -> Result<Vec<u8>, BackendError> {
+        let operation = format!("{method} {path}");
+        let url = format!("{}{}", self.inner.base, path);
+        let mut request = self.inner.http.request(method, &url);
+        if authenticated {
+            request = request.query(&[("b", self.inner.token.as_str())]);
+        }
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let result = async {
+            let response = request.send().await.map_err(|e| BackendError::Transport {
+                operation: operation.clone(),
+                message: scrub(&e.without_url().to_string(), &self.inner.token),
+            })?;
+            let status = response.status().as_u16();
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| BackendError::Transport {
+                    operation: operation.clone(),
+                    message: scrub(&e.without_url().to_string(), &self.inner.token),
+                })?;
+            if !(200..300).contains(&status) {
+                let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
+                return Err(BackendError::Status {
+                    operation: operation.clone(),
+                    status,
+                    body: scrub(text.trim(), &self.inner.token),
+                });
+            }
+            Ok(bytes.to_vec())
+        }
+        .await;
+        if let Err(e) = &result {
+            let kind = match e.status() {
+                Some(s) => s.to_string(),
+                None => "transport".to_string(),
+            };
+            self.inner
+                .metrics
+                .framework
+                .backend_errors
+                .get_or_create(&label("status", kind))
+                .inc();
+        }
+        result
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, BackendError> {
+        let bytes = self.send(Method::GET, path, None, true).await?;
+        serde_json::from_slice(&bytes).map_err(|e| BackendError::Decode {
+            operation: format!("GET {path}"),
+            message: e.to_string(),
+        })
+    }
+
+    /// Whether the backend is up, migrated and set up (contract §5.1 step 2).
+    pub async fn is_ready(&self) -> Result<bool, BackendError> {
+        let bytes = self.send(Method::GET, "/status/info", None, false).await?;
+        let info: StatusInfo =
+            serde_json::from_slice(&bytes).map_err(|e| BackendError::Decode {
+                operation: "GET /status/info".into(),
+                message: e.to_string(),
+            })?;
+        Ok(info.db_migration_needed == Some(false) && info.user_exists == Some(true))
+    }
+
+    /// Polls `/status/info` every `every` until the backend is ready. Returns false if `shutdown`
+    /// was cancelled first.
+    pub async fn wait_ready(&self, every: Duration, shutdown: &CancellationToken) -> bool {
+        loop {
+            match self.is_ready().await {
+                Ok(true) => return true,
+                Ok(false) => {
+                    tracing::info!("backend is not ready yet (migration or setup pending)")
+                }
+                Err(e) => tracing::info!("waiting for the backend: {e}"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    /// Our own user id: the bot id that entities name in `protocols.<p>.bot`.
+    pub async fn profile(&self) -> Result<u64, BackendError> {
+        Ok(self.get::<Profile>("/profile/").await?.user_id)
+    }
+
+    /// The ids of the accounts this bot may list, in the backend's order.
+    pub async fn list_accounts(&self) -> Result<Vec<u64>, BackendError> {
+        let list: List<IdOnly> = self.get("/accounts/").await?;
+        Ok(list.list.into_iter().map(|a| a.id).collect())
+    }
+
+    /// Every entity of an account (filter client-side: the backend ignores query filters).
+    pub async fn list_entities(&self, account: u64) -> Result<Vec<EntityRecord>, BackendError> {
+        let list: List<EntityRecord> = self.get(&format!("/accounts/{account}/entities/")).await?;
+        Ok(list.list)
+    }
+
+    /// Entities, credentials and sensors of an account: three requests, made concurrently.
+    pub async fn account_data(&self, account: u64) -> Result<AccountData, BackendError> {
+        let credentials_path = format!("/accounts/{account}/credentials/");
+        let sensors_path = format!("/accounts/{account}/sensors/");
+        let (entities, credentials, sensors) = tokio::try_join!(
+            self.list_entities(account),
+            self.get::<List<CredentialRecord>>(&credentials_path),
+            self.get::<List<SensorRecord>>(&sensors_path),
+        )?;
+        Ok(AccountData {
+            entities,
+            credentials: credentials.list,
+            sensors: sensors.list,
+        })
+    }
+
+    /// Creates an entity (contract §4.10) and returns its id.
+    pub async fn create_entity(&self, account: u64, entity: &Json) -> Result<u64, BackendError> {
+        let path = format!("/accounts/{account}/entities/");
+        let bytes = self
+            .send(Method::POST, &path, Some(json_body(entity)), true)
+            .await?;
+        let created: IdOnly = serde_json::from_slice(&bytes).map_err(|e| BackendError::Decode {
+            operation: format!("POST {path}"),
+            message: e.to_string(),
+        })?;
+        Ok(created.id)
+    }
+
+    /// Replaces an entity's name, type, details and protocols (an absent `protocols` wipes them).
+    pub async fn update_entity(
+        &self,
+        account: u64,
+        entity_id: u64,
+        entity: &Json,
+    ) -> Result<(), BackendError> {
+        let path = format!("/accounts/{account}/entities/{entity_id}");
+        self.send(Method::PUT, &path, Some(json_body(entity)), true)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes an entity and all its descendants.
+    pub async fn delete_entity(&self, account: u64, entity_id: u64) -> Result<(), BackendError> {
+        let path = format!("/accounts/{account}/entities/{entity_id}");
+        self.send(Method::DELETE, &path, None, true).await?;
+        Ok(())
+    }
+
+    /// Stores values at the server's time (contract §4.8).
+    pub async fn post_values(&self, account: u64, values: &[Value]) -> Result<(), BackendError> {
+        let path = format!("/accounts/{account}/values/");
+        self.send(Method::POST, &path, Some(json_body(values)), true)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores values with their own timestamps (contract §4.9), for replaying late values.
+    pub async fn put_values(
+        &self,
+        account: u64,
+        values: &[TimedValue],
+    ) -> Result<(), BackendError> {
+        let path = format!("/accounts/{account}/values/");
+        self.send(Method::PUT, &path, Some(json_body(values)), true)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Serializes a request body. Serializing plain data (maps, strings, finite or non-finite floats)
+/// cannot fail; an empty body would make the backend answer 500, which is reported as usual.
+fn json_body<T: Serialize + ?Sized>(body: &T) -> Vec<u8> {
+    serde_json::to_vec(body).unwrap_or_default()
+}

@@ -1,0 +1,257 @@
+//! The executor: runs fired jobs with bounded concurrency, a timeout per run, no job
+//! overlapping itself, and a panic in one job contained to that job.
+
+use crate::bot::Collector;
+use crate::delivery::{Batch, DeliveryHandle};
+use crate::metrics::{label, Metrics};
+use crate::scheduler::{Clock, Due};
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+/// How a run ended, as counted in `collector_runs_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+    Timeout,
+    Panic,
+    Skip,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Timeout => "timeout",
+            Outcome::Panic => "panic",
+            Outcome::Skip => "skip",
+        }
+    }
+}
+
+/// Runs jobs for one bot.
+pub struct Executor<C: Collector> {
+    bot: Arc<C>,
+    permits: Arc<Semaphore>,
+    timeout: Option<Duration>,
+    delivery: DeliveryHandle,
+    metrics: Metrics,
+    clock: Clock,
+    tasks: TaskTracker,
+}
+
+impl<C: Collector> Executor<C> {
+    /// `timeout` overrides the default per-run limit (the job's smallest interval).
+    pub fn new(
+        bot: Arc<C>,
+        concurrency: usize,
+        timeout: Option<Duration>,
+        delivery: DeliveryHandle,
+        metrics: Metrics,
+        clock: Clock,
+    ) -> Self {
+        Executor {
+            bot,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            timeout,
+            delivery,
+            metrics,
+            clock,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Starts a run of a job that fell due, unless its previous run is still going.
+    pub fn fire(&self, due: Due<C::Params>) {
+        let framework = &self.metrics.framework;
+        framework.firings.inc();
+        if due.state.running.swap(true, Ordering::AcqRel) {
+            tracing::warn!(job = %due.spec.id, entity = ?due.spec.entity_id,
+                "previous run still going; this firing is skipped");
+            framework
+                .runs
+                .get_or_create(&label("outcome", Outcome::Skip.as_str()))
+                .inc();
+            return;
+        }
+        let bot = self.bot.clone();
+        let permits = self.permits.clone();
+        let delivery = self.delivery.clone();
+        let metrics = self.metrics.clone();
+        let clock = self.clock;
+        let limit = self
+            .timeout
+            .or_else(|| due.spec.min_interval().map(Duration::from_secs))
+            .unwrap_or(Duration::from_secs(60));
+        self.tasks.spawn(async move {
+            let Due { spec, firing, state } = due;
+            let Ok(_permit) = permits.acquire_owned().await else {
+                state.running.store(false, Ordering::Release);
+                return;
+            };
+            let started = clock.now_unix();
+            let wait = (started - firing.scheduled as f64).max(0.0);
+            metrics.framework.wait_seconds.observe(wait);
+            let run = AssertUnwindSafe(bot.perform(&spec, &firing)).catch_unwind();
+            let result = tokio::time::timeout(limit, run).await;
+            let finished = clock.now_unix();
+            metrics.framework.run_seconds.observe(finished - started);
+            state.running.store(false, Ordering::Release);
+            let outcome = match result {
+                Ok(Ok(Ok(values))) => {
+                    delivery.submit(Batch {
+                        account_id: spec.account_id,
+                        job_id: spec.id.clone(),
+                        entity_id: spec.entity_id,
+                        time: finished,
+                        values,
+                    });
+                    Outcome::Success
+                }
+                Ok(Ok(Err(e))) => {
+                    tracing::error!(job = %spec.id, entity = ?spec.entity_id, "job failed: {e}");
+                    Outcome::Failure
+                }
+                Ok(Err(_panic)) => {
+                    tracing::error!(job = %spec.id, entity = ?spec.entity_id, "job panicked; other jobs go on");
+                    Outcome::Panic
+                }
+                Err(_) => {
+                    tracing::error!(job = %spec.id, entity = ?spec.entity_id,
+                        "job timed out after {limit:?} and was cancelled");
+                    Outcome::Timeout
+                }
+            };
+            tracing::debug!(job = %spec.id, entity = ?spec.entity_id, trigger = firing.scheduled,
+                wait_cost = wait, run_cost = finished - started,
+                total_cost = finished - firing.scheduled as f64, status = outcome.as_str(), "task record");
+            metrics.framework.runs.get_or_create(&label("outcome", outcome.as_str())).inc();
+        });
+    }
+
+    /// Stops accepting runs and waits up to `grace` for those in flight. Returns whether all
+    /// finished in time.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bot::{Firing, JobError};
+    use crate::delivery::{Batch, Delivery, Sink};
+    use crate::entity::EntityConfig;
+    use crate::job::JobSpec;
+    use crate::scheduler::JobState;
+    use crate::value::Value;
+    use futures::future::BoxFuture;
+    use std::sync::Mutex;
+
+    /// A bot whose jobs behave as their params say.
+    struct Scripted;
+
+    impl Collector for Scripted {
+        type Params = &'static str;
+        fn protocol(&self) -> &'static str {
+            "scripted"
+        }
+        fn jobs(&self, _: &[EntityConfig]) -> Vec<JobSpec<&'static str>> {
+            Vec::new()
+        }
+        async fn perform(
+            &self,
+            job: &JobSpec<&'static str>,
+            _: &Firing,
+        ) -> Result<Vec<Value>, JobError> {
+            match job.params {
+                "slow" => tokio::time::sleep(Duration::from_secs(3600)).await,
+                "fail" => return Err(JobError::new("device said no")),
+                "panic" => panic!("bug in a bot"),
+                _ => {}
+            }
+            Ok(vec![Value::new(format!("entity.{}.ok", job.id), 1.0)])
+        }
+    }
+
+    #[derive(Default)]
+    struct Capture(Mutex<Vec<Batch>>);
+
+    impl Sink for Capture {
+        fn deliver(&self, batch: Batch) -> BoxFuture<'_, ()> {
+            Box::pin(async move { self.0.lock().unwrap().push(batch) })
+        }
+    }
+
+    fn due(id: &str, behaviour: &'static str, state: &Arc<JobState>) -> Due<&'static str> {
+        Due {
+            spec: Arc::new(JobSpec::new(id, vec![10], behaviour).account(1)),
+            firing: Firing {
+                scheduled: 0,
+                affecting: vec![10],
+            },
+            state: state.clone(),
+        }
+    }
+
+    fn count(metrics: &Metrics, outcome: &str) -> u64 {
+        metrics
+            .framework
+            .runs
+            .get_or_create(&label("outcome", outcome))
+            .get()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overlap_timeout_failure_and_panic_stay_with_their_job() {
+        let metrics = Metrics::new();
+        let capture = Arc::new(Capture::default());
+        let delivery = Delivery::start(capture.clone(), metrics.clone(), 100, 4);
+        let executor = Executor::new(
+            Arc::new(Scripted),
+            8,
+            None,
+            delivery.handle(),
+            metrics.clone(),
+            Clock::new(),
+        );
+        let slow = Arc::new(JobState::default());
+        executor.fire(due("slow", "slow", &slow));
+        tokio::task::yield_now().await;
+        executor.fire(due("slow", "slow", &slow));
+        assert_eq!(
+            count(&metrics, "skip"),
+            1,
+            "a running job is not started again"
+        );
+        for (id, behaviour) in [("p", "panic"), ("f", "fail"), ("ok", "ok")] {
+            executor.fire(due(id, behaviour, &Arc::new(JobState::default())));
+        }
+        assert!(executor.drain(Duration::from_secs(60)).await);
+        assert_eq!(
+            count(&metrics, "timeout"),
+            1,
+            "the slow job is cut at its interval"
+        );
+        assert_eq!(count(&metrics, "panic"), 1);
+        assert_eq!(count(&metrics, "failure"), 1);
+        assert_eq!(count(&metrics, "success"), 1);
+        assert!(
+            !slow.running.load(Ordering::Acquire),
+            "a timed-out job may run again"
+        );
+        drop(executor);
+        assert!(delivery.close(Duration::from_secs(5)).await);
+        let batches = capture.0.lock().unwrap();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].values, vec![Value::new("entity.ok.ok", 1.0)]);
+        assert_eq!(batches[0].account_id, Some(1));
+    }
+}

@@ -1,0 +1,403 @@
+//! The process around a bot: logging, mode, the refresh loop, the scheduling loop, signals and
+//! an orderly shutdown.
+
+use crate::backend::BackendClient;
+use crate::bot::{Collector, Context};
+use crate::delivery::{BackendSink, Delivery, Sink, StdoutSink};
+use crate::entity::{build_configs, AccountData, EntityConfig};
+use crate::executor::Executor;
+use crate::job::JobSpec;
+use crate::metrics::{label, Metrics};
+use crate::scheduler::{Clock, Scheduler};
+use crate::settings::{LogFormat, Mode, Settings};
+use crate::standalone::parse_jobs_file;
+use crate::store::Store;
+use futures::StreamExt;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Accounts fetched at once during a refresh.
+const ACCOUNTS_IN_PARALLEL: usize = 8;
+
+/// Runs a bot until SIGTERM/SIGINT: builds the context, calls `make` to build the bot, then
+/// refreshes, schedules, runs and delivers. Exit code 2 for a bad setting, 1 for a fatal error.
+pub fn run<C, F>(settings: Settings, make: F) -> ExitCode
+where
+    C: Collector,
+    F: FnOnce(Context) -> Result<C, String>,
+{
+    init_logging(settings.log_format);
+    let mode = match settings.mode() {
+        Ok(mode) => mode,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run_async(settings, mode, make))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Wanted jobs from one refresh, with the accounts whose jobs must be kept as they are.
+type JobUpdate<P> = (Vec<JobSpec<P>>, HashSet<u64>);
+
+/// Where job configs come from.
+enum Source {
+    Backend {
+        client: BackendClient,
+        bot_id: u64,
+    },
+    File {
+        path: Option<PathBuf>,
+        embedded: &'static str,
+    },
+}
+
+/// The result of one refresh: configs of every readable account, and the accounts that
+/// could not be read (their jobs are kept).
+pub struct Refresh {
+    pub configs: Vec<EntityConfig>,
+    pub unreadable: HashSet<u64>,
+}
+
+async fn run_async<C, F>(settings: Settings, mode: Mode, make: F) -> ExitCode
+where
+    C: Collector,
+    F: FnOnce(Context) -> Result<C, String>,
+{
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let metrics = Metrics::new();
+    let clock = Clock::new();
+    let store = match Store::open(&settings.data_dir, "state") {
+        Ok(store) => store,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let concurrency = settings.job_concurrency as usize;
+    let backend = match &mode {
+        Mode::Backend { url, token } => match BackendClient::new(
+            url,
+            token,
+            Duration::from_secs(settings.backend_timeout),
+            concurrency.min(256),
+            metrics.clone(),
+        ) {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(1);
+            }
+        },
+        Mode::Standalone { .. } => None,
+    };
+    let context = Context {
+        store,
+        backend: backend.clone(),
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let bot = match make(context) {
+        Ok(bot) => Arc::new(bot),
+        Err(e) => {
+            tracing::error!("cannot start the bot: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let protocol = bot.protocol();
+    let background_stop = shutdown.child_token();
+    let background = bot.background(background_stop.clone()).map(tokio::spawn);
+
+    let (source, sink): (Source, Arc<dyn Sink>) = match (mode, backend) {
+        (Mode::Backend { .. }, Some(client)) => {
+            tracing::info!(protocol, "waiting for the backend");
+            let wait = Duration::from_secs(settings.backend_wait_interval);
+            if !client.wait_ready(wait, &shutdown).await {
+                return ExitCode::SUCCESS;
+            }
+            let bot_id = match client.profile().await {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::error!("cannot read our bot profile (is BOT_TOKEN right?): {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            tracing::info!(protocol, bot_id, "backend ready");
+            let sink = Arc::new(BackendSink {
+                client: client.clone(),
+                attempts: settings.delivery_attempts,
+                first_backoff: Duration::from_secs(1),
+                metrics: metrics.clone(),
+            });
+            (Source::Backend { client, bot_id }, sink)
+        }
+        (mode, _) => {
+            let jobs_file = match mode {
+                Mode::Standalone { jobs_file } => jobs_file,
+                Mode::Backend { .. } => None,
+            };
+            let embedded = bot.default_jobs().unwrap_or("");
+            if jobs_file.is_none() && embedded.is_empty() {
+                eprintln!("error: this bot has no embedded example jobs; give --jobs FILE");
+                return ExitCode::from(2);
+            }
+            let source = Source::File {
+                path: jobs_file,
+                embedded,
+            };
+            // A bad jobs file at start-up is a bad setting: say so and stop.
+            if let Err(e) = refresh(&source, protocol, &metrics).await {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            tracing::info!(
+                protocol,
+                "standalone mode: values go to stdout as JSON lines"
+            );
+            let sink = Arc::new(StdoutSink {
+                metrics: metrics.clone(),
+            });
+            (source, sink)
+        }
+    };
+
+    let delivery = Delivery::start(sink, metrics.clone(), 10_000, 64);
+    let executor = Executor::new(
+        bot.clone(),
+        concurrency,
+        settings.job_timeout.map(Duration::from_secs),
+        delivery.handle(),
+        metrics.clone(),
+        clock,
+    );
+    let (updates, mut updates_rx) = mpsc::channel::<JobUpdate<C::Params>>(2);
+    let refresher = tokio::spawn(refresh_loop(
+        source,
+        bot.clone(),
+        settings.refresh_interval(),
+        updates,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
+    let mut scheduler: Scheduler<C::Params> = Scheduler::new(clock);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            update = updates_rx.recv() => {
+                let Some((specs, unreadable)) = update else { break };
+                let summary = scheduler.update(specs, &unreadable);
+                metrics.framework.jobs_scheduled.set(scheduler.len() as i64);
+                tracing::info!(protocol, jobs = scheduler.len(), added = summary.added,
+                    changed = summary.changed, removed = summary.removed,
+                    kept_unreadable = summary.kept_unreadable, "jobs refreshed");
+            }
+            due = scheduler.next_due(), if !scheduler.is_empty() => executor.fire(due),
+        }
+    }
+
+    tracing::info!("stopping: no new runs; waiting for running jobs");
+    refresher.abort();
+    let grace = Duration::from_secs(settings.shutdown_grace);
+    if !executor.drain(grace).await {
+        tracing::warn!("some jobs were still running after {grace:?}; their values are lost");
+    }
+    // The executor holds a sender of the delivery queue: drop it so the queue can close.
+    drop(executor);
+    background_stop.cancel();
+    if let Some(task) = background {
+        let _ = tokio::time::timeout(grace, task).await;
+    }
+    if !delivery.close(grace).await {
+        tracing::warn!("delivery did not finish within {grace:?}");
+    }
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    shutdown.cancel();
+}
+
+async fn refresh_loop<C: Collector>(
+    source: Source,
+    bot: Arc<C>,
+    every: Duration,
+    updates: mpsc::Sender<JobUpdate<C::Params>>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let started = Instant::now();
+        match refresh(&source, bot.protocol(), &metrics).await {
+            Ok(result) => {
+                metrics
+                    .framework
+                    .refreshes
+                    .get_or_create(&label("outcome", "ok"))
+                    .inc();
+                let specs = bot.jobs(&result.configs);
+                if updates.send((specs, result.unreadable)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                metrics
+                    .framework
+                    .refreshes
+                    .get_or_create(&label("outcome", "failed"))
+                    .inc();
+                tracing::error!("job refresh failed, current jobs kept: {e}");
+            }
+        }
+        metrics
+            .framework
+            .refresh_seconds
+            .observe(started.elapsed().as_secs_f64());
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Fetches every account's job configs. Fails only when the account list cannot be had (or the
+/// jobs file cannot be read); a single unreadable account is logged and reported.
+async fn refresh(source: &Source, protocol: &str, metrics: &Metrics) -> Result<Refresh, String> {
+    match source {
+        Source::Backend { client, bot_id } => {
+            fetch_from_backend(client, protocol, *bot_id, metrics).await
+        }
+        Source::File { path, embedded } => {
+            let (text, name) = match path {
+                Some(path) => (
+                    std::fs::read_to_string(path)
+                        .map_err(|e| format!("jobs file {}: {e}", path.display()))?,
+                    path.display().to_string(),
+                ),
+                None => (embedded.to_string(), "embedded example jobs".to_string()),
+            };
+            let accounts = parse_jobs_file(&text).map_err(|e| format!("jobs file {name}: {e}"))?;
+            Ok(configs_of(
+                protocol,
+                None,
+                accounts,
+                HashSet::new(),
+                metrics,
+            ))
+        }
+    }
+}
+
+/// Fetches the configs of every account (1 request for the list, 3 per account).
+pub async fn fetch_from_backend(
+    client: &BackendClient,
+    protocol: &str,
+    bot_id: u64,
+    metrics: &Metrics,
+) -> Result<Refresh, String> {
+    let accounts = client
+        .list_accounts()
+        .await
+        .map_err(|e| format!("cannot list accounts: {e}"))?;
+    // `buffered` keeps the backend's account order, so configs come out in that order.
+    let fetched: Vec<(u64, Result<AccountData, _>)> = futures::stream::iter(accounts)
+        .map(|account| async move { (account, client.account_data(account).await) })
+        .buffered(ACCOUNTS_IN_PARALLEL)
+        .collect()
+        .await;
+    let mut readable = Vec::with_capacity(fetched.len());
+    let mut unreadable = HashSet::new();
+    for (account, result) in fetched {
+        match result {
+            Ok(account_data) => readable.push((account, account_data)),
+            Err(e) => {
+                tracing::warn!(
+                    account,
+                    "account skipped in this refresh, its jobs are kept: {e}"
+                );
+                metrics.framework.accounts_skipped.inc();
+                unreadable.insert(account);
+            }
+        }
+    }
+    Ok(configs_of(
+        protocol,
+        Some(bot_id),
+        readable,
+        unreadable,
+        metrics,
+    ))
+}
+
+fn configs_of(
+    protocol: &str,
+    bot_id: Option<u64>,
+    accounts: impl IntoIterator<Item = (u64, AccountData)>,
+    unreadable: HashSet<u64>,
+    metrics: &Metrics,
+) -> Refresh {
+    let mut configs = Vec::new();
+    for (account, data) in accounts {
+        let (mut found, problems) = build_configs(protocol, bot_id, account, &data);
+        for p in problems {
+            tracing::warn!(
+                account = p.account_id,
+                entity = p.entity_id,
+                "left out: {}",
+                p.message
+            );
+            metrics.framework.config_problems.inc();
+        }
+        configs.append(&mut found);
+    }
+    Refresh {
+        configs,
+        unreadable,
+    }
+}

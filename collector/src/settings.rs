@@ -1,0 +1,197 @@
+//! Settings shared by every bot: each one a flag and an environment variable (`--help` lists them).
+//! A bot flattens [`Settings`] into its own clap parser next to its protocol settings.
+
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The framework's settings, named as the Python bots name them where they exist.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Backend URL including the API prefix, e.g. http://grafolean/api.
+    #[arg(long, env = "BACKEND_URL")]
+    pub backend_url: Option<String>,
+
+    /// Bot token (a UUID from the Grafolean UI). Prefer BOT_TOKEN_FROM_FILE.
+    #[arg(long, env = "BOT_TOKEN", hide_env_values = true)]
+    pub bot_token: Option<String>,
+
+    /// File holding the bot token (trailing whitespace is trimmed).
+    #[arg(long, env = "BOT_TOKEN_FROM_FILE")]
+    pub bot_token_from_file: Option<PathBuf>,
+
+    /// Seconds between two refreshes of the job configs.
+    #[arg(long, env = "JOBS_REFRESH_INTERVAL", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs_refresh_interval: u64,
+
+    /// Standalone mode: read jobs from this TOML file instead of the backend and print values
+    /// to stdout as JSON lines. The file is read again at every refresh.
+    #[arg(long, env = "JOBS_FILE")]
+    pub jobs: Option<PathBuf>,
+
+    /// Standalone mode with the bot's embedded example jobs (when --jobs is not given).
+    #[arg(long, env = "STANDALONE")]
+    pub standalone: bool,
+
+    /// Directory for the bot's durable state (counter samples, templates, spool).
+    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Maximum number of jobs running at once.
+    #[arg(long, env = "JOB_CONCURRENCY", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub job_concurrency: u64,
+
+    /// Seconds a job may run before it is cancelled (default: the job's smallest interval).
+    #[arg(long, env = "JOB_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub job_timeout: Option<u64>,
+
+    /// Seconds a running job may take to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value_t = 10)]
+    pub shutdown_grace: u64,
+
+    /// Seconds before a backend request is abandoned.
+    #[arg(long, env = "BACKEND_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub backend_timeout: u64,
+
+    /// Seconds between two checks of /status/info while waiting for the backend.
+    #[arg(long, env = "BACKEND_WAIT_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub backend_wait_interval: u64,
+
+    /// Attempts to deliver one batch of values when the backend fails (connection error or 5xx).
+    #[arg(long, env = "DELIVERY_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub delivery_attempts: u64,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (to stderr; stdout is for values in standalone mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where jobs come from and values go, resolved from the settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// The Grafolean backend (token already trimmed).
+    Backend { url: String, token: String },
+    /// A local jobs file, or the bot's embedded example when `None`.
+    Standalone { jobs_file: Option<PathBuf> },
+}
+
+impl Settings {
+    /// Decides the mode, or says in one line which setting is missing or invalid.
+    pub fn mode(&self) -> Result<Mode, String> {
+        if let Some(file) = &self.jobs {
+            return Ok(Mode::Standalone {
+                jobs_file: Some(file.clone()),
+            });
+        }
+        if self.standalone {
+            return Ok(Mode::Standalone { jobs_file: None });
+        }
+        let url = match self.backend_url.as_deref().map(str::trim) {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                url.trim_end_matches('/').to_string()
+            }
+            Some(url) if !url.is_empty() => {
+                return Err(format!(
+                    "BACKEND_URL must start with http:// or https://, got {url:?}"
+                ))
+            }
+            _ => {
+                return Err("BACKEND_URL is not set (or use --jobs FILE or --standalone to run without a backend)".into())
+            }
+        };
+        let token = match (&self.bot_token, &self.bot_token_from_file) {
+            (Some(token), _) => token.trim().to_string(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| format!("BOT_TOKEN_FROM_FILE {}: cannot read: {e}", path.display()))?
+                .trim()
+                .to_string(),
+            (None, None) => return Err("BOT_TOKEN (or BOT_TOKEN_FROM_FILE) is not set".into()),
+        };
+        if token.is_empty() {
+            return Err("BOT_TOKEN is empty".into());
+        }
+        Ok(Mode::Backend { url, token })
+    }
+
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::from_secs(self.jobs_refresh_interval)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn parse(args: &[&str]) -> Result<Settings, clap::Error> {
+        let mut all = vec!["bot"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).map(|c| c.settings)
+    }
+
+    #[test]
+    fn token_from_file_is_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "b0b5e5a3-1c2d-4e5f-8a9b-0c1d2e3f4a5b\n").unwrap();
+        let s = parse(&[
+            "--backend-url",
+            "http://h/api/",
+            "--bot-token-from-file",
+            file.to_str().unwrap(),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.mode().unwrap(),
+            Mode::Backend {
+                url: "http://h/api".into(),
+                token: "b0b5e5a3-1c2d-4e5f-8a9b-0c1d2e3f4a5b".into()
+            }
+        );
+    }
+
+    #[test]
+    fn missing_or_bad_settings_name_themselves() {
+        let err = parse(&[]).unwrap().mode().unwrap_err();
+        assert!(err.contains("BACKEND_URL"), "{err}");
+        let err = parse(&["--backend-url", "grafolean/api"])
+            .unwrap()
+            .mode()
+            .unwrap_err();
+        assert!(err.contains("BACKEND_URL"), "{err}");
+        let err = parse(&["--backend-url", "http://h/api"])
+            .unwrap()
+            .mode()
+            .unwrap_err();
+        assert!(err.contains("BOT_TOKEN"), "{err}");
+        assert!(parse(&["--jobs-refresh-interval", "0"]).is_err());
+        assert!(parse(&["--job-concurrency", "x"]).is_err());
+    }
+
+    #[test]
+    fn standalone_modes() {
+        assert_eq!(
+            parse(&["--standalone"]).unwrap().mode().unwrap(),
+            Mode::Standalone { jobs_file: None }
+        );
+        assert_eq!(
+            parse(&["--jobs", "j.toml"]).unwrap().mode().unwrap(),
+            Mode::Standalone {
+                jobs_file: Some("j.toml".into())
+            }
+        );
+    }
+}

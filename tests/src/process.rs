@@ -1,0 +1,228 @@
+//! Running the real bot binaries in tests: build once, start with a clean environment, capture
+//! stdout and stderr, stop with SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The workspace root (the folder holding `Cargo.toml` of the workspace).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The target directory the running test was built into (`.../target`).
+fn target_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    // The test executable lives in target/<profile>/deps/.
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent()?.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Builds (once per test process) and returns the path of a binary of the workspace, with the
+/// same profile as the tests. `target` is `--bin NAME` or `--example NAME`.
+pub fn build(package: &str, kind: &str, name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| Mutex::new(Vec::new()));
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    let key = format!("{package}/{kind}/{name}");
+    let target = target_dir();
+    let path = match kind {
+        "--example" => target.join("debug").join("examples").join(name),
+        _ => target.join("debug").join(name),
+    };
+    if !built.contains(&key) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "-q", "-p", package, kind, name])
+            .env("CARGO_TARGET_DIR", &target)
+            .status()
+            .expect("run cargo build");
+        assert!(
+            status.success(),
+            "cargo build -p {package} {kind} {name} failed"
+        );
+        built.push(key);
+    }
+    path
+}
+
+/// A running bot with its output captured.
+pub struct BotProcess {
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    changed: Arc<tokio::sync::Notify>,
+    /// The data directory the bot was given (removed on drop).
+    pub data_dir: tempfile::TempDir,
+}
+
+/// Environment variables a bot reads, cleared so the test's own environment cannot leak in.
+const BOT_ENV: &[&str] = &[
+    "BACKEND_URL",
+    "BOT_TOKEN",
+    "BOT_TOKEN_FROM_FILE",
+    "JOBS_REFRESH_INTERVAL",
+    "JOBS_FILE",
+    "STANDALONE",
+    "DATA_DIR",
+    "JOB_CONCURRENCY",
+    "JOB_TIMEOUT",
+    "LOG_FORMAT",
+];
+
+impl BotProcess {
+    /// Starts `binary` with `args` and `env` (on top of a cleaned environment, `RUST_LOG=info`
+    /// and a fresh `DATA_DIR`).
+    pub fn start(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> BotProcess {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(binary, args, env, data_dir)
+    }
+
+    /// Like [`BotProcess::start`], reusing a data directory (to test restarts).
+    pub fn start_in(
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        data_dir: tempfile::TempDir,
+    ) -> BotProcess {
+        let mut command = Command::new(binary);
+        for name in BOT_ENV {
+            command.env_remove(name);
+        }
+        command
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("DATA_DIR", data_dir.path())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("start bot binary");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let changed = Arc::new(tokio::sync::Notify::new());
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(collect(
+                BufReader::new(out),
+                stdout.clone(),
+                changed.clone(),
+            ));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(collect(
+                BufReader::new(err),
+                stderr.clone(),
+                changed.clone(),
+            ));
+        }
+        BotProcess {
+            child,
+            stdout,
+            stderr,
+            changed,
+            data_dir,
+        }
+    }
+
+    /// Lines printed on stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Everything printed on stderr (the log) so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// Waits until `probe` holds for (stdout lines, stderr text); panics after `timeout`
+    /// showing the output.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        probe: impl Fn(&[String], &str) -> bool,
+        timeout: Duration,
+    ) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if probe(&self.stdout_lines(), &self.stderr()) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                assert!(
+                    probe(&self.stdout_lines(), &self.stderr()),
+                    "timed out after {timeout:?} waiting for {what}\n--- stdout:\n{}\n--- stderr:\n{}",
+                    self.stdout_lines().join("\n"),
+                    self.stderr()
+                );
+                return;
+            }
+        }
+    }
+
+    /// Waits until the log contains `text`.
+    pub async fn wait_for_log(&self, text: &str, timeout: Duration) {
+        self.wait_for(
+            &format!("log line {text:?}"),
+            |_, err| err.contains(text),
+            timeout,
+        )
+        .await;
+    }
+
+    /// Sends SIGTERM and waits for the exit (SIGKILL after `timeout`).
+    pub async fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(status) => status.expect("wait for bot"),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                panic!(
+                    "bot did not stop within {timeout:?} after SIGTERM\n{}",
+                    self.stderr()
+                );
+            }
+        }
+    }
+
+    /// Waits for the process to exit by itself.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("bot still running after {timeout:?}\n{}", self.stderr()))
+            .expect("wait for bot")
+    }
+}
+
+async fn collect<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: R,
+    lines: Arc<Mutex<Vec<String>>>,
+    changed: Arc<tokio::sync::Notify>,
+) {
+    let mut reader = reader.lines();
+    while let Ok(Some(line)) = reader.next_line().await {
+        if let Ok(mut lines) = lines.lock() {
+            lines.push(line);
+        }
+        changed.notify_waiters();
+    }
+    changed.notify_waiters();
+}
