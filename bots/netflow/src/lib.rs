@@ -2,9 +2,15 @@
 //! reports per-window byte counts (contract §5.11).
 
 pub mod aggregate;
+pub mod bot;
 pub mod capture;
 pub mod decode;
 pub mod flow;
+pub mod intake;
+pub mod listener;
 pub mod protocols;
 pub mod reference;
 pub mod templates;
+pub mod windows;
+
+pub use bot::{NetflowBot, NetflowJob, NetflowSettings};
