@@ -420,13 +420,13 @@ impl Receiver {
                 }
                 continue;
             }
-            for socket in 0..fds.len() {
-                if fds[socket].revents == 0 {
+            for (socket, pollfd) in fds.iter().enumerate() {
+                if pollfd.revents == 0 {
                     continue;
                 }
                 // Drain the socket, but let the other one have its turn after a while.
                 for _ in 0..64 {
-                    match batch.receive(fds[socket].fd) {
+                    match batch.receive(pollfd.fd) {
                         Ok(0) => break,
                         Ok(n) => {
                             self.process(&batch, n, socket);

@@ -149,7 +149,7 @@ fn expected_mix() -> BTreeMap<String, u64> {
     let i = "netflow.1min.ingress";
     let e = "netflow.1min.egress";
     [
-        (format!("{i}"), 1507),
+        (i.to_string(), 1507),
         (format!("{i}.entity.100"), 1507),
         (format!("{i}.entity.100.if.1"), 1207),
         (format!("{i}.entity.100.if.2"), 300),
@@ -186,7 +186,7 @@ fn expected_mix() -> BTreeMap<String, u64> {
         (format!("{i}.entity.100.topdstports.53"), 200),
         (format!("{i}.entity.100.topdstports.0"), 7),
         (format!("{i}.entity.200"), 0),
-        (format!("{e}"), 5064),
+        (e.to_string(), 5064),
         (format!("{e}.entity.100"), 5000),
         (format!("{e}.entity.100.if.3"), 5000),
         (format!("{e}.entity.100.topip.10%2e0%2e0%2e1"), 5000),
