@@ -15,6 +15,7 @@ pub mod scheduler;
 pub mod settings;
 pub mod standalone;
 pub mod store;
+pub mod telemetry;
 pub mod value;
 
 pub use bot::{Collector, Context, Firing, JobError};

@@ -9,11 +9,13 @@ use crate::executor::Executor;
 use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
 use crate::scheduler::{Clock, Scheduler};
-use crate::settings::{LogFormat, Mode, Settings};
+use crate::settings::{LogFormat, Mode, Settings, ValuesOutput};
 use crate::standalone::parse_jobs_file;
 use crate::store::Store;
+use crate::telemetry::{self, LastValues, Readiness};
 use futures::StreamExt;
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -131,8 +133,36 @@ where
         }
     };
     let protocol = bot.protocol();
+    let readiness = Readiness::default();
+    let standalone = matches!(mode, Mode::Standalone { .. });
+    let last_values =
+        (standalone && settings.values_output == ValuesOutput::Metrics).then(LastValues::default);
     let background_stop = shutdown.child_token();
     let background = bot.background(background_stop.clone()).map(tokio::spawn);
+
+    let telemetry_address = settings.metrics_address.or_else(|| {
+        last_values
+            .is_some()
+            .then(|| SocketAddr::from(([127, 0, 0, 1], 9100)))
+    });
+    let telemetry = match telemetry_address {
+        Some(address) => match telemetry::serve(
+            address,
+            metrics.clone(),
+            readiness.clone(),
+            last_values.clone(),
+            shutdown.child_token(),
+        )
+        .await
+        {
+            Ok(task) => Some(task),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
 
     let (source, sink): (Source, Arc<dyn Sink>) = match (mode, backend) {
         (Mode::Backend { .. }, Some(client)) => {
@@ -176,13 +206,22 @@ where
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
-            tracing::info!(
-                protocol,
-                "standalone mode: values go to stdout as JSON lines"
-            );
-            let sink = Arc::new(StdoutSink {
-                metrics: metrics.clone(),
-            });
+            readiness.set(true);
+            let sink: Arc<dyn Sink> = match settings.values_output {
+                ValuesOutput::Stdout => {
+                    tracing::info!(
+                        protocol,
+                        "standalone mode: values go to stdout as JSON lines"
+                    );
+                    Arc::new(StdoutSink {
+                        metrics: metrics.clone(),
+                    })
+                }
+                ValuesOutput::Metrics => {
+                    tracing::info!(protocol, "standalone mode: values go to the /metrics page");
+                    Arc::new(last_values.clone().unwrap_or_default())
+                }
+            };
             (source, sink)
         }
     };
@@ -203,6 +242,7 @@ where
         settings.refresh_interval(),
         updates,
         metrics.clone(),
+        readiness,
         shutdown.clone(),
     ));
 
@@ -237,6 +277,9 @@ where
     if !delivery.close(grace).await {
         tracing::warn!("delivery did not finish within {grace:?}");
     }
+    if let Some(task) = telemetry {
+        let _ = tokio::time::timeout(grace, task).await;
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
@@ -270,6 +313,7 @@ async fn refresh_loop<C: Collector>(
     every: Duration,
     updates: mpsc::Sender<JobUpdate<C::Params>>,
     metrics: Metrics,
+    readiness: Readiness,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -285,6 +329,7 @@ async fn refresh_loop<C: Collector>(
                 if updates.send((specs, result.unreadable)).await.is_err() {
                     return;
                 }
+                readiness.set(true);
             }
             Err(e) => {
                 metrics

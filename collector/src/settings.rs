@@ -61,6 +61,15 @@ pub struct Settings {
     #[arg(long, env = "DELIVERY_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub delivery_attempts: u64,
 
+    /// Address for /metrics, /health and /ready (e.g. 0.0.0.0:9100); none by default.
+    #[arg(long, env = "METRICS_ADDRESS")]
+    pub metrics_address: Option<std::net::SocketAddr>,
+
+    /// Standalone mode: print values to stdout, or show the last value of each path on the
+    /// /metrics page (at METRICS_ADDRESS, default 127.0.0.1:9100).
+    #[arg(long, env = "VALUES_OUTPUT", value_enum, default_value_t = ValuesOutput::Stdout)]
+    pub values_output: ValuesOutput,
+
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -71,6 +80,15 @@ pub struct Settings {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// Where standalone mode puts values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValuesOutput {
+    /// JSON lines `{"p", "v", "t"}` on stdout.
+    Stdout,
+    /// Gauges `grafolean_value{path=...}` on the /metrics page.
+    Metrics,
 }
 
 /// Where jobs come from and values go, resolved from the settings.

@@ -371,3 +371,70 @@ async fn bad_settings_exit_2_naming_the_setting() {
     assert_eq!(bot.wait_exit(WAIT).await.code(), Some(2));
     assert!(bot.stderr().contains("job-concurrency"), "{}", bot.stderr());
 }
+
+/// A loopback port free at the time of asking.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn get(url: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(url).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
+#[tokio::test]
+async fn health_ready_and_metrics_endpoints() {
+    let (_listener, port) = open_port().await;
+    let mut f = fixture(port);
+    f.status = e2e::StatusInfo::migration_needed();
+    let backend = TestBackend::start(f).await;
+    let address = format!("127.0.0.1:{}", free_port());
+    let _bot = start_bot(
+        &backend,
+        &[
+            ("BACKEND_WAIT_INTERVAL", "1"),
+            ("METRICS_ADDRESS", address.as_str()),
+        ],
+    );
+    let base = format!("http://{address}");
+    backend
+        .wait_for_requests("GET", "/api/status/info", 1, WAIT)
+        .await;
+    let mut health = None;
+    for _ in 0..50 {
+        health = get(&format!("{base}/health")).await;
+        if health.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        health.map(|h| h.0),
+        Some(200),
+        "/health answers while the process runs"
+    );
+    let ready = get(&format!("{base}/ready")).await.expect("ready answers");
+    assert_eq!(ready.0, 503, "not ready while the backend is not");
+
+    backend.update(|f| f.status = e2e::StatusInfo::ready());
+    let ok_a = format!("entity.110.tcpcheck.{port}.ok");
+    backend
+        .wait_for_values(ACCOUNT_A, |v| has(v, &ok_a, 1.0), WAIT)
+        .await;
+    assert_eq!(get(&format!("{base}/ready")).await.map(|r| r.0), Some(200));
+    let (status, text) = get(&format!("{base}/metrics")).await.expect("metrics");
+    assert_eq!(status, 200);
+    for needle in [
+        "collector_runs_total{outcome=\"success\"}",
+        "collector_firings_total",
+        "collector_values_delivered_total",
+        "collector_refreshes_total{outcome=\"ok\"}",
+        "collector_jobs_scheduled 2",
+    ] {
+        assert!(text.contains(needle), "/metrics lacks {needle}:\n{text}");
+    }
+}
