@@ -30,12 +30,18 @@ pub struct Permission {
 impl Permission {
     /// Every method on every resource (what an admin has).
     pub fn everything() -> Self {
-        Permission { resource_prefix: None, methods: None }
+        Permission {
+            resource_prefix: None,
+            methods: None,
+        }
     }
 
     /// Every method on `prefix` and below.
     pub fn all_methods(prefix: &str) -> Self {
-        Permission { resource_prefix: Some(prefix.to_string()), methods: None }
+        Permission {
+            resource_prefix: Some(prefix.to_string()),
+            methods: None,
+        }
     }
 
     /// Only the listed methods on `prefix` and below.
@@ -88,7 +94,11 @@ impl Bot {
     /// A bot created inside account `account` in the UI, with exactly the UI's grants: POST and PUT of
     /// values, GET of entities, credentials and sensors. Entity writes get 403.
     pub fn account_bot(id: Id, account: Id, protocol: &str) -> Self {
-        let mut bot = Bot::new(id, &format!("{protocol} bot of account {account}"), Some(protocol));
+        let mut bot = Bot::new(
+            id,
+            &format!("{protocol} bot of account {account}"),
+            Some(protocol),
+        );
         bot.tied_to_account = Some(account);
         bot.permissions = vec![
             Permission::methods(&format!("accounts/{account}/values"), &["POST", "PUT"]),
@@ -113,13 +123,16 @@ impl Bot {
 
     /// A deterministic, valid UUID token derived from the bot id, so tests need not invent tokens.
     pub fn default_token(id: Id) -> String {
-        format!("00000000-0000-4000-8000-{:012x}", id as u64 & 0xffff_ffff_ffff)
+        format!(
+            "00000000-0000-4000-8000-{:012x}",
+            id as u64 & 0xffff_ffff_ffff
+        )
     }
 }
 
 /// A sensor attached to an entity for one protocol, with the entity's own interval (None = the sensor's
 /// default interval).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct SensorBinding {
     pub sensor: Id,
     pub interval: Option<i64>,
@@ -206,17 +219,29 @@ pub struct StatusInfo {
 impl StatusInfo {
     /// A backend ready for bots.
     pub fn ready() -> Self {
-        StatusInfo { db_migration_needed: false, user_exists: Some(true), db_version: 30 }
+        StatusInfo {
+            db_migration_needed: false,
+            user_exists: Some(true),
+            db_version: 30,
+        }
     }
 
     /// A backend waiting for its database migration: bots must keep waiting.
     pub fn migration_needed() -> Self {
-        StatusInfo { db_migration_needed: true, user_exists: None, db_version: 29 }
+        StatusInfo {
+            db_migration_needed: true,
+            user_exists: None,
+            db_version: 29,
+        }
     }
 
     /// A freshly installed backend without an admin user: bots must keep waiting.
     pub fn no_user() -> Self {
-        StatusInfo { db_migration_needed: false, user_exists: Some(false), db_version: 30 }
+        StatusInfo {
+            db_migration_needed: false,
+            user_exists: Some(false),
+            db_version: 30,
+        }
     }
 }
 
@@ -261,7 +286,13 @@ impl Fixture {
 
     /// Adds (or renames) an account.
     pub fn account(&mut self, id: Id, name: &str) -> &mut Self {
-        self.accounts.insert(id, Account { id, name: name.to_string() });
+        self.accounts.insert(
+            id,
+            Account {
+                id,
+                name: name.to_string(),
+            },
+        );
         self
     }
 
@@ -293,7 +324,15 @@ impl Fixture {
     }
 
     /// Adds an interface entity as the SNMP bot creates them (strings in details).
-    pub fn interface(&mut self, account: Id, id: Id, parent: Id, name: &str, snmp_index: &str, speed_bps: &str) -> &mut Self {
+    pub fn interface(
+        &mut self,
+        account: Id,
+        id: Id,
+        parent: Id,
+        name: &str,
+        snmp_index: &str,
+        speed_bps: &str,
+    ) -> &mut Self {
         self.entity(
             Entity::new(account, id, name, "interface")
                 .parent(parent)
@@ -304,16 +343,39 @@ impl Fixture {
     /// Adds a credential named after its protocol and id.
     pub fn credential(&mut self, account: Id, id: Id, protocol: &str, details: Value) -> &mut Self {
         let name = format!("{protocol} credential {id}");
-        self.credentials.insert(id, Credential { id, account, name, protocol: protocol.to_string(), details });
+        self.credentials.insert(
+            id,
+            Credential {
+                id,
+                account,
+                name,
+                protocol: protocol.to_string(),
+                details,
+            },
+        );
         self
     }
 
     /// Adds a sensor named after its protocol and id.
-    pub fn sensor(&mut self, account: Id, id: Id, protocol: &str, default_interval: Option<i64>, details: Value) -> &mut Self {
+    pub fn sensor(
+        &mut self,
+        account: Id,
+        id: Id,
+        protocol: &str,
+        default_interval: Option<i64>,
+        details: Value,
+    ) -> &mut Self {
         let name = format!("{protocol} sensor {id}");
         self.sensors.insert(
             id,
-            Sensor { id, account, name, protocol: protocol.to_string(), default_interval, details },
+            Sensor {
+                id,
+                account,
+                name,
+                protocol: protocol.to_string(),
+                default_interval,
+                details,
+            },
         );
         self
     }
@@ -331,10 +393,15 @@ impl Fixture {
     ) -> &mut Self {
         let binding = ProtocolBinding {
             credential: Some(credential),
-            sensors: sensors.iter().map(|&(sensor, interval)| SensorBinding { sensor, interval }).collect(),
+            sensors: sensors
+                .iter()
+                .map(|&(sensor, interval)| SensorBinding { sensor, interval })
+                .collect(),
             bot: bot.into(),
         };
-        self.entity_mut(entity).protocols.insert(protocol.to_string(), binding);
+        self.entity_mut(entity)
+            .protocols
+            .insert(protocol.to_string(), binding);
         self
     }
 
@@ -345,7 +412,13 @@ impl Fixture {
     }
 
     /// Changes the entity's interval of one bound sensor (None = the sensor's default).
-    pub fn set_interval(&mut self, entity: Id, protocol: &str, sensor: Id, interval: Option<i64>) -> &mut Self {
+    pub fn set_interval(
+        &mut self,
+        entity: Id,
+        protocol: &str,
+        sensor: Id,
+        interval: Option<i64>,
+    ) -> &mut Self {
         let binding = self.binding_mut(entity, protocol);
         match binding.sensors.iter_mut().find(|s| s.sensor == sensor) {
             Some(s) => s.interval = interval,
@@ -377,6 +450,14 @@ impl Fixture {
         }
     }
 
+    /// Mutable access to a bot (permissions, token, protocol); panics when absent.
+    pub fn bot_mut(&mut self, id: Id) -> &mut Bot {
+        match self.bots.get_mut(&id) {
+            Some(b) => b,
+            None => panic!("fixture: no bot {id}"),
+        }
+    }
+
     /// Mutable access to one protocol binding of an entity; panics when absent.
     pub fn binding_mut(&mut self, entity: Id, protocol: &str) -> &mut ProtocolBinding {
         match self.entity_mut(entity).protocols.get_mut(protocol) {
@@ -403,9 +484,19 @@ impl Fixture {
             netflow_credential: self.unused_id_after(6),
             netflow_sensor: self.unused_id_after(7),
         };
-        self.credential(account, ids.ping_credential, "ping", default_credential_details("ping"));
+        self.credential(
+            account,
+            ids.ping_credential,
+            "ping",
+            default_credential_details("ping"),
+        );
         self.sensor(account, ids.ping_sensor, "ping", Some(60), json!({}));
-        self.credential(account, ids.snmp_credential, "snmp", default_credential_details("snmp"));
+        self.credential(
+            account,
+            ids.snmp_credential,
+            "snmp",
+            default_credential_details("snmp"),
+        );
         let traffic = |column: &str, name: &str| {
             json!({
                 "oids": [
@@ -416,8 +507,20 @@ impl Fixture {
                 "output_path": format!("if.{name}.{{$index}}.{{$1}}"),
             })
         };
-        self.sensor(account, ids.snmp_traffic_in, "snmp", Some(60), traffic("10", "in-octets"));
-        self.sensor(account, ids.snmp_traffic_out, "snmp", Some(60), traffic("16", "out-octets"));
+        self.sensor(
+            account,
+            ids.snmp_traffic_in,
+            "snmp",
+            Some(60),
+            traffic("10", "in-octets"),
+        );
+        self.sensor(
+            account,
+            ids.snmp_traffic_out,
+            "snmp",
+            Some(60),
+            traffic("16", "out-octets"),
+        );
         self.sensor(
             account,
             ids.snmp_lmsensors,
@@ -470,15 +573,35 @@ impl Fixture {
             let credential = 700_000_000 + a as Id;
             let sensor = 800_000_000 + a as Id;
             fixture.account(account, &format!("Account {:05}", a + 1));
-            fixture.credential(account, credential, protocol, default_credential_details(protocol));
-            let interval = if protocol == "netflow" { None } else { Some(60) };
-            fixture.sensor(account, sensor, protocol, interval, default_sensor_details(protocol));
+            fixture.credential(
+                account,
+                credential,
+                protocol,
+                default_credential_details(protocol),
+            );
+            let interval = if protocol == "netflow" {
+                None
+            } else {
+                Some(60)
+            };
+            fixture.sensor(
+                account,
+                sensor,
+                protocol,
+                interval,
+                default_sensor_details(protocol),
+            );
             for d in 0..devices_per_account {
                 device_number += 1;
                 let id = 1_000_000_000 + Id::from(device_number);
                 // 127.0.0.1 upwards; the last octet stays within 1..=254.
                 let host = device_number - 1;
-                let ip = format!("127.{}.{}.{}", (host / (254 * 256)) % 256, (host / 254) % 256, host % 254 + 1);
+                let ip = format!(
+                    "127.{}.{}.{}",
+                    (host / (254 * 256)) % 256,
+                    (host / 254) % 256,
+                    host % 254 + 1
+                );
                 fixture.device(account, id, &format!("device-{a}-{d}"), &ip);
                 fixture.bind(id, protocol, credential, &[(sensor, None)], GENERATED_BOT);
             }
@@ -493,8 +616,12 @@ impl Fixture {
         }
         let mut doomed = vec![id];
         while let Some(parent) = doomed.pop() {
-            let children: Vec<Id> =
-                self.entities.values().filter(|e| e.parent == Some(parent)).map(|e| e.id).collect();
+            let children: Vec<Id> = self
+                .entities
+                .values()
+                .filter(|e| e.parent == Some(parent))
+                .map(|e| e.id)
+                .collect();
             for child in children {
                 self.entities.remove(&child);
                 doomed.push(child);

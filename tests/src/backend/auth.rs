@@ -15,7 +15,11 @@ pub(crate) enum AuthFailure {
 
 /// Finds the bot a request authenticates as. `authorization_present` wins over everything (the
 /// backend parses the header as a person's JWT and ignores `b`).
-pub(crate) fn authenticate(fixture: &Fixture, authorization_present: bool, token: Option<&str>) -> Result<Id, AuthFailure> {
+pub(crate) fn authenticate(
+    fixture: &Fixture,
+    authorization_present: bool,
+    token: Option<&str>,
+) -> Result<Id, AuthFailure> {
     if authorization_present {
         return Err(AuthFailure::Unauthorized);
     }
@@ -58,7 +62,12 @@ pub(crate) fn resource_of(decoded_path: &str) -> &str {
 /// Whether `bot` may use `method` on `resource` (HEAD counts as GET; a few GETs are open to every user).
 pub(crate) fn is_allowed(bot: &Bot, resource: &str, method: &str) -> bool {
     let method = if method == "HEAD" { "GET" } else { method };
-    if method == "GET" && matches!(resource, "profile" | "profile/permissions" | "accounts" | "bots") {
+    if method == "GET"
+        && matches!(
+            resource,
+            "profile" | "profile/permissions" | "accounts" | "bots"
+        )
+    {
         return true;
     }
     bot.permissions.iter().any(|permission| {
@@ -99,7 +108,11 @@ pub(crate) fn visible_accounts<'a>(fixture: &'a Fixture, bot: &Bot) -> Vec<&'a A
             .filter_map(|p| p.resource_prefix.as_deref())
             .filter_map(account_of_prefix)
             .collect();
-        fixture.accounts.values().filter(|a| ids.contains(&a.id)).collect()
+        fixture
+            .accounts
+            .values()
+            .filter(|a| ids.contains(&a.id))
+            .collect()
     };
     accounts.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
     accounts
@@ -129,19 +142,33 @@ mod tests {
 
     #[test]
     fn uuid_check_tolerates_one_newline_like_python() {
-        assert!(passes_uuid_format_check("0a1b2c3d-0000-4000-8000-0123456789AB"));
-        assert!(passes_uuid_format_check("0a1b2c3d-0000-4000-8000-0123456789ab\n"));
-        assert!(!passes_uuid_format_check("0a1b2c3d-0000-4000-8000-0123456789ab\n\n"));
-        assert!(!passes_uuid_format_check("0a1b2c3d-0000-4000-8000-0123456789a"));
-        assert!(!passes_uuid_format_check(" 0a1b2c3d-0000-4000-8000-0123456789ab"));
+        assert!(passes_uuid_format_check(
+            "0a1b2c3d-0000-4000-8000-0123456789AB"
+        ));
+        assert!(passes_uuid_format_check(
+            "0a1b2c3d-0000-4000-8000-0123456789ab\n"
+        ));
+        assert!(!passes_uuid_format_check(
+            "0a1b2c3d-0000-4000-8000-0123456789ab\n\n"
+        ));
+        assert!(!passes_uuid_format_check(
+            "0a1b2c3d-0000-4000-8000-0123456789a"
+        ));
+        assert!(!passes_uuid_format_check(
+            " 0a1b2c3d-0000-4000-8000-0123456789ab"
+        ));
     }
 
     #[test]
     fn account_bot_lists_its_account_even_without_get_on_it() {
         let mut fixture = Fixture::new();
         fixture.account(5, "five").account(6, "six");
-        let bot = Bot::new(1, "b", None).with_permissions(vec![Permission::methods("accounts/6/values", &["POST"])]);
-        let ids: Vec<Id> = visible_accounts(&fixture, &bot).iter().map(|a| a.id).collect();
+        let bot = Bot::new(1, "b", None)
+            .with_permissions(vec![Permission::methods("accounts/6/values", &["POST"])]);
+        let ids: Vec<Id> = visible_accounts(&fixture, &bot)
+            .iter()
+            .map(|a| a.id)
+            .collect();
         assert_eq!(ids, vec![6]);
         assert!(!is_allowed(&bot, "accounts/6/entities", "GET"));
         assert!(is_allowed(&bot, "accounts", "HEAD"));

@@ -10,7 +10,12 @@ use super::reply::Reply;
 use crate::fixture::{Entity, Fixture, Id, ProtocolBinding, SensorBinding};
 
 /// `POST /api/accounts/{a}/entities/`.
-pub(crate) fn create(fixture: &mut Fixture, account: Id, body: &[u8], json_content_type: bool) -> Reply {
+pub(crate) fn create(
+    fixture: &mut Fixture,
+    account: Id,
+    body: &[u8],
+    json_content_type: bool,
+) -> Reply {
     let input = match parse_and_validate(fixture, account, body, json_content_type) {
         Ok(input) => input,
         Err(reply) => return reply,
@@ -44,12 +49,22 @@ pub(crate) fn create(fixture: &mut Fixture, account: Id, body: &[u8], json_conte
 
 /// `PUT /api/accounts/{a}/entities/{e}`: validates first, then 404 if absent; never changes `parent`,
 /// replaces `protocols` (absent means none).
-pub(crate) fn update(fixture: &mut Fixture, account: Id, entity_id: Id, body: &[u8], json_content_type: bool) -> Reply {
+pub(crate) fn update(
+    fixture: &mut Fixture,
+    account: Id,
+    entity_id: Id,
+    body: &[u8],
+    json_content_type: bool,
+) -> Reply {
     let input = match parse_and_validate(fixture, account, body, json_content_type) {
         Ok(input) => input,
         Err(reply) => return reply,
     };
-    let Some(entity) = fixture.entities.get_mut(&entity_id).filter(|e| e.account == account) else {
+    let Some(entity) = fixture
+        .entities
+        .get_mut(&entity_id)
+        .filter(|e| e.account == account)
+    else {
         return Reply::detail(404, "No such entity");
     };
     entity.name = input.name;
@@ -65,7 +80,11 @@ pub(crate) fn update(fixture: &mut Fixture, account: Id, entity_id: Id, body: &[
 
 /// `DELETE /api/accounts/{a}/entities/{e}`: the entity and all its descendants.
 pub(crate) fn delete(fixture: &mut Fixture, account: Id, entity_id: Id) -> Reply {
-    if !fixture.entities.get(&entity_id).is_some_and(|e| e.account == account) {
+    if fixture
+        .entities
+        .get(&entity_id)
+        .is_none_or(|e| e.account != account)
+    {
         return Reply::detail(404, "No such entity");
     }
     fixture.delete_entity_cascade(entity_id);
@@ -107,21 +126,38 @@ fn write_protocols(entity: &mut Entity, protocols: &[(String, BindingInput)]) ->
         }
         entity.protocols.insert(
             protocol.clone(),
-            ProtocolBinding { credential: Some(input.credential), sensors, bot: Some(input.bot) },
+            ProtocolBinding {
+                credential: Some(input.credential),
+                sensors,
+                bot: Some(input.bot),
+            },
         );
     }
     true
 }
 
-fn parse_and_validate(fixture: &Fixture, account: Id, body: &[u8], json_content_type: bool) -> Result<EntityInput, Reply> {
+fn parse_and_validate(
+    fixture: &Fixture,
+    account: Id,
+    body: &[u8],
+    json_content_type: bool,
+) -> Result<EntityInput, Reply> {
     let Ok(instance) = serde_json::from_slice::<Value>(body) else {
         return Err(Reply::internal_error());
     };
     if let Some(message) = best_schema_error(&instance) {
         return Err(Reply::validation_failed(&message, json_content_type));
     }
-    let Value::Object(object) = &instance else { return Err(Reply::internal_error()) };
-    let text = |key: &str| object.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+    let Value::Object(object) = &instance else {
+        return Err(Reply::internal_error());
+    };
+    let text = |key: &str| {
+        object
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let parent = match object.get("parent") {
         None | Some(Value::Null) => ParentInput::None,
         Some(value) => match number_id(value) {
@@ -132,15 +168,23 @@ fn parse_and_validate(fixture: &Fixture, account: Id, body: &[u8], json_content_
     let mut protocols = Vec::new();
     if let Some(Value::Object(bindings)) = object.get("protocols") {
         for (protocol, binding) in bindings {
-            let Value::Object(binding) = binding else { return Err(Reply::internal_error()) };
-            protocols.push((protocol.clone(), check_binding(fixture, account, protocol, binding, json_content_type)?));
+            let Value::Object(binding) = binding else {
+                return Err(Reply::internal_error());
+            };
+            protocols.push((
+                protocol.clone(),
+                check_binding(fixture, account, protocol, binding, json_content_type)?,
+            ));
         }
     }
     Ok(EntityInput {
         name: text("name"),
         entity_type: text("entity_type"),
         parent,
-        details: object.get("details").cloned().unwrap_or(Value::Object(Map::new())),
+        details: object
+            .get("details")
+            .cloned()
+            .unwrap_or(Value::Object(Map::new())),
         protocols,
     })
 }
@@ -172,16 +216,24 @@ fn check_binding(
         .and_then(|id| fixture.bots.get(&id))
         .filter(|b| b.tied_to_account.is_none() || b.tied_to_account == Some(account));
     let Some(bot) = bot else {
-        return Err(invalid(format!("Invalid bot for this account: {}", python::str(bot_value))));
+        return Err(invalid(format!(
+            "Invalid bot for this account: {}",
+            python::str(bot_value)
+        )));
     };
     if bot.protocol.as_deref() != Some(protocol) {
-        return Err(invalid(format!("Invalid bot for this protocol: {}", python::str(bot_value))));
+        return Err(invalid(format!(
+            "Invalid bot for this protocol: {}",
+            python::str(bot_value)
+        )));
     }
 
     let mut sensors = Vec::new();
     if let Some(Value::Array(entries)) = binding.get("sensors") {
         for entry in entries {
-            let Value::Object(entry) = entry else { return Err(Reply::internal_error()) };
+            let Value::Object(entry) = entry else {
+                return Err(Reply::internal_error());
+            };
             let sensor_value = entry.get("sensor").unwrap_or(&Value::Null);
             let sensor = lookup_id(sensor_value)?;
             let sensor_ok = sensor
@@ -193,11 +245,17 @@ fn check_binding(
                     python::str(sensor_value)
                 )));
             };
-            let interval = entry.get("interval").map(|i| i.as_f64().map(|f| f.round() as i64));
+            let interval = entry
+                .get("interval")
+                .map(|i| i.as_f64().map(|f| f.round() as i64));
             sensors.push((sensor, interval));
         }
     }
-    Ok(BindingInput { credential, bot: bot.id, sensors })
+    Ok(BindingInput {
+        credential,
+        bot: bot.id,
+        sensors,
+    })
 }
 
 /// An id given as number or string, as the database compares it: a fractional number matches nothing
@@ -217,7 +275,10 @@ fn number_id(value: &Value) -> Option<Id> {
     if let Some(id) = value.as_i64() {
         return Some(id);
     }
-    value.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18).map(|f| f as Id)
+    value
+        .as_f64()
+        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+        .map(|f| f as Id)
 }
 
 /// One schema violation and how deep in the instance it sits (jsonschema's `len(error.path)`).
@@ -232,7 +293,10 @@ fn best_schema_error(instance: &Value) -> Option<String> {
     let mut errors = Vec::new();
     entity_errors(instance, &mut errors);
     let shallowest = errors.iter().map(|e| e.depth).min()?;
-    errors.into_iter().find(|e| e.depth == shallowest).map(|e| e.message)
+    errors
+        .into_iter()
+        .find(|e| e.depth == shallowest)
+        .map(|e| e.message)
 }
 
 #[derive(Clone, Copy)]
@@ -268,12 +332,24 @@ impl JsonType {
 }
 
 /// Pushes a type error unless `value` has one of `types`; returns whether it matched.
-fn check_type(value: &Value, types: &[JsonType], depth: usize, errors: &mut Vec<SchemaError>) -> bool {
+fn check_type(
+    value: &Value,
+    types: &[JsonType],
+    depth: usize,
+    errors: &mut Vec<SchemaError>,
+) -> bool {
     if types.iter().any(|t| t.matches(value)) {
         return true;
     }
     let names: Vec<String> = types.iter().map(|t| format!("'{}'", t.name())).collect();
-    errors.push(SchemaError { depth, message: format!("{} is not of type {}", python::repr(value), names.join(", ")) });
+    errors.push(SchemaError {
+        depth,
+        message: format!(
+            "{} is not of type {}",
+            python::repr(value),
+            names.join(", ")
+        ),
+    });
     false
 }
 
@@ -284,18 +360,27 @@ fn check_object_keys(
     depth: usize,
     errors: &mut Vec<SchemaError>,
 ) {
-    let extras: Vec<String> =
-        object.keys().filter(|k| !allowed.contains(&k.as_str())).map(|k| python::repr(&Value::String(k.clone()))).collect();
+    let extras: Vec<String> = object
+        .keys()
+        .filter(|k| !allowed.contains(&k.as_str()))
+        .map(|k| python::repr(&Value::String(k.clone())))
+        .collect();
     if !extras.is_empty() {
         let verb = if extras.len() == 1 { "was" } else { "were" };
         errors.push(SchemaError {
             depth,
-            message: format!("Additional properties are not allowed ({} {verb} unexpected)", extras.join(", ")),
+            message: format!(
+                "Additional properties are not allowed ({} {verb} unexpected)",
+                extras.join(", ")
+            ),
         });
     }
     for key in required {
         if !object.contains_key(*key) {
-            errors.push(SchemaError { depth, message: format!("'{key}' is a required property") });
+            errors.push(SchemaError {
+                depth,
+                message: format!("'{key}' is a required property"),
+            });
         }
     }
 }
@@ -304,7 +389,9 @@ fn entity_errors(instance: &Value, errors: &mut Vec<SchemaError>) {
     if !check_type(instance, &[JsonType::Object], 0, errors) {
         return;
     }
-    let Value::Object(object) = instance else { return };
+    let Value::Object(object) = instance else {
+        return;
+    };
     let properties: [(&str, &[JsonType]); 5] = [
         ("name", &[JsonType::String]),
         ("entity_type", &[JsonType::String]),
@@ -313,7 +400,9 @@ fn entity_errors(instance: &Value, errors: &mut Vec<SchemaError>) {
         ("protocols", &[JsonType::Object]),
     ];
     for (key, types) in properties {
-        let Some(value) = object.get(key) else { continue };
+        let Some(value) = object.get(key) else {
+            continue;
+        };
         if check_type(value, types, 1, errors) && key == "protocols" {
             if let Value::Object(bindings) = value {
                 for binding in bindings.values() {
@@ -335,7 +424,9 @@ fn binding_errors(binding: &Value, depth: usize, errors: &mut Vec<SchemaError>) 
     if !check_type(binding, &[JsonType::Object], depth, errors) {
         return;
     }
-    let Value::Object(object) = binding else { return };
+    let Value::Object(object) = binding else {
+        return;
+    };
     let id_types: &[JsonType] = &[JsonType::String, JsonType::Number];
     for key in ["credential", "bot"] {
         if let Some(value) = object.get(key) {
@@ -351,7 +442,13 @@ fn binding_errors(binding: &Value, depth: usize, errors: &mut Vec<SchemaError>) 
             }
         }
     }
-    check_object_keys(object, &["credential", "bot", "sensors"], &["credential", "bot", "sensors"], depth, errors);
+    check_object_keys(
+        object,
+        &["credential", "bot", "sensors"],
+        &["credential", "bot", "sensors"],
+        depth,
+        errors,
+    );
 }
 
 fn sensor_entry_errors(entry: &Value, depth: usize, errors: &mut Vec<SchemaError>) {
@@ -360,10 +457,20 @@ fn sensor_entry_errors(entry: &Value, depth: usize, errors: &mut Vec<SchemaError
     }
     let Value::Object(object) = entry else { return };
     if let Some(sensor) = object.get("sensor") {
-        check_type(sensor, &[JsonType::String, JsonType::Number], depth + 1, errors);
+        check_type(
+            sensor,
+            &[JsonType::String, JsonType::Number],
+            depth + 1,
+            errors,
+        );
     }
     if let Some(interval) = object.get("interval") {
-        check_type(interval, &[JsonType::Number, JsonType::Null], depth + 1, errors);
+        check_type(
+            interval,
+            &[JsonType::Number, JsonType::Null],
+            depth + 1,
+            errors,
+        );
     }
     check_object_keys(object, &["sensor", "interval"], &["sensor"], depth, errors);
 }
@@ -379,14 +486,23 @@ mod tests {
 
     #[test]
     fn reports_what_jsonschema_reports() {
-        assert_eq!(best(json!({"name": "x", "entity_type": "device"})).as_deref(), Some("'details' is a required property"));
+        assert_eq!(
+            best(json!({"name": "x", "entity_type": "device"})).as_deref(),
+            Some("'details' is a required property")
+        );
         assert_eq!(
             best(json!({"id": 1, "name": "x", "entity_type": "device", "details": {}})).as_deref(),
             Some("Additional properties are not allowed ('id' was unexpected)")
         );
-        assert_eq!(best(json!([])).as_deref(), Some("[] is not of type 'object'"));
+        assert_eq!(
+            best(json!([])).as_deref(),
+            Some("[] is not of type 'object'")
+        );
         // A root error wins over a deeper one.
-        assert_eq!(best(json!({"name": 5, "entity_type": "device"})).as_deref(), Some("'details' is a required property"));
+        assert_eq!(
+            best(json!({"name": 5, "entity_type": "device"})).as_deref(),
+            Some("'details' is a required property")
+        );
         assert_eq!(
             best(json!({"name": "x", "entity_type": "d", "details": {}, "parent": "7"})).as_deref(),
             Some("'7' is not of type 'number', 'null'")
@@ -402,6 +518,9 @@ mod tests {
             .as_deref(),
             Some("'sensor' is a required property")
         );
-        assert_eq!(best(json!({"name": "x", "entity_type": "d", "details": {}, "parent": null})), None);
+        assert_eq!(
+            best(json!({"name": "x", "entity_type": "d", "details": {}, "parent": null})),
+            None
+        );
     }
 }

@@ -20,7 +20,11 @@ type Predicate = Arc<dyn Fn(&FaultRequest<'_>) -> bool + Send + Sync>;
 pub(crate) enum FaultAction {
     /// Only the delay applies; then the request is served normally.
     Normal,
-    Respond { status: u16, content_type: Option<String>, body: Vec<u8> },
+    Respond {
+        status: u16,
+        content_type: Option<String>,
+        body: Vec<u8>,
+    },
     /// The connection is closed without any response.
     CloseConnection,
 }
@@ -64,17 +68,31 @@ impl fmt::Debug for Fault {
 
 impl Fault {
     fn base() -> Fault {
-        Fault { method: None, path_prefix: None, predicate: None, delay: None, action: FaultAction::Normal, times: None }
+        Fault {
+            method: None,
+            path_prefix: None,
+            predicate: None,
+            delay: None,
+            action: FaultAction::Normal,
+            times: None,
+        }
     }
 
     /// Requests with this method (HEAD is not GET here) whose path starts with `path_prefix`.
     pub fn on(method: &str, path_prefix: &str) -> Fault {
-        Fault { method: Some(method.to_ascii_uppercase()), path_prefix: Some(path_prefix.to_string()), ..Fault::base() }
+        Fault {
+            method: Some(method.to_ascii_uppercase()),
+            path_prefix: Some(path_prefix.to_string()),
+            ..Fault::base()
+        }
     }
 
     /// Requests of any method whose path starts with `path_prefix`.
     pub fn on_path(path_prefix: &str) -> Fault {
-        Fault { path_prefix: Some(path_prefix.to_string()), ..Fault::base() }
+        Fault {
+            path_prefix: Some(path_prefix.to_string()),
+            ..Fault::base()
+        }
     }
 
     /// Every request, `/api/status/info` included.
@@ -84,11 +102,17 @@ impl Fault {
 
     /// Requests for which `predicate` is true.
     pub fn when(predicate: impl Fn(&FaultRequest<'_>) -> bool + Send + Sync + 'static) -> Fault {
-        Fault { predicate: Some(Arc::new(predicate)), ..Fault::base() }
+        Fault {
+            predicate: Some(Arc::new(predicate)),
+            ..Fault::base()
+        }
     }
 
     /// Also requires `predicate`.
-    pub fn and(mut self, predicate: impl Fn(&FaultRequest<'_>) -> bool + Send + Sync + 'static) -> Fault {
+    pub fn and(
+        mut self,
+        predicate: impl Fn(&FaultRequest<'_>) -> bool + Send + Sync + 'static,
+    ) -> Fault {
         self.predicate = Some(match self.predicate.take() {
             None => Arc::new(predicate),
             Some(first) => Arc::new(move |r: &FaultRequest<'_>| first(r) && predicate(r)),
@@ -106,9 +130,17 @@ impl Fault {
     }
 
     /// Answer exactly this status, content type and body.
-    pub fn respond(mut self, status: u16, content_type: Option<&str>, body: impl AsRef<[u8]>) -> Fault {
-        self.action =
-            FaultAction::Respond { status, content_type: content_type.map(str::to_string), body: body.as_ref().to_vec() };
+    pub fn respond(
+        mut self,
+        status: u16,
+        content_type: Option<&str>,
+        body: impl AsRef<[u8]>,
+    ) -> Fault {
+        self.action = FaultAction::Respond {
+            status,
+            content_type: content_type.map(str::to_string),
+            body: body.as_ref().to_vec(),
+        };
         self
     }
 
@@ -119,7 +151,11 @@ impl Fault {
 
     /// Answer 200 with a JSON content type and a truncated, unparsable body.
     pub fn invalid_json(self) -> Fault {
-        self.respond(200, Some("application/json"), r#"{"list":[{"id":12,"name":"#)
+        self.respond(
+            200,
+            Some("application/json"),
+            r#"{"list":[{"id":12,"name":"#,
+        )
     }
 
     /// Close the connection without answering.
@@ -142,7 +178,10 @@ impl Fault {
 
     fn matches(&self, request: &FaultRequest<'_>) -> bool {
         self.method.as_deref().is_none_or(|m| m == request.method)
-            && self.path_prefix.as_deref().is_none_or(|p| request.path.starts_with(p))
+            && self
+                .path_prefix
+                .as_deref()
+                .is_none_or(|p| request.path.starts_with(p))
             && self.predicate.as_ref().is_none_or(|p| p(request))
     }
 }
@@ -175,15 +214,21 @@ impl FaultTable {
     }
 
     pub(crate) fn hits(&self, id: FaultId) -> usize {
-        self.rules.iter().find(|(rule, _, _)| *rule == id).map(|(_, _, hits)| *hits).unwrap_or(0)
+        self.rules
+            .iter()
+            .find(|(rule, _, _)| *rule == id)
+            .map(|(_, _, hits)| *hits)
+            .unwrap_or(0)
     }
 
     /// The delay and action for a request, counting the hit; None when no rule applies.
-    pub(crate) fn apply(&mut self, request: &FaultRequest<'_>) -> Option<(Option<Duration>, FaultAction)> {
-        let (_, fault, hits) = self
-            .rules
-            .iter_mut()
-            .find(|(_, fault, hits)| fault.times.is_none_or(|n| *hits < n) && fault.matches(request))?;
+    pub(crate) fn apply(
+        &mut self,
+        request: &FaultRequest<'_>,
+    ) -> Option<(Option<Duration>, FaultAction)> {
+        let (_, fault, hits) = self.rules.iter_mut().find(|(_, fault, hits)| {
+            fault.times.is_none_or(|n| *hits < n) && fault.matches(request)
+        })?;
         *hits += 1;
         Some((fault.delay, fault.action.clone()))
     }

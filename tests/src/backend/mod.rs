@@ -38,7 +38,9 @@ pub(crate) struct Shared {
 
 /// Locks a mutex even if a panicking test thread poisoned it: the data stays usable for the report.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
@@ -86,7 +88,12 @@ pub struct TestBackend {
 impl TestBackend {
     /// Starts serving `fixture` on `127.0.0.1` with a free port. Panics if loopback cannot be bound.
     pub async fn start(fixture: Fixture) -> TestBackend {
-        match TestBackend::bind("127.0.0.1:0".parse().expect("a valid literal address"), fixture).await {
+        match TestBackend::bind(
+            "127.0.0.1:0".parse().expect("a valid literal address"),
+            fixture,
+        )
+        .await
+        {
             Ok(backend) => backend,
             Err(error) => panic!("test backend: cannot listen on 127.0.0.1: {error}"),
         }
@@ -105,7 +112,11 @@ impl TestBackend {
         });
         let server = Server::spawn(listener, shared.clone());
         tracing::debug!(%addr, "test backend listening");
-        Ok(TestBackend { shared, addr, server: tokio::sync::Mutex::new(Some(server)) })
+        Ok(TestBackend {
+            shared,
+            addr,
+            server: tokio::sync::Mutex::new(Some(server)),
+        })
     }
 
     /// The value for `BACKEND_URL`: `http://127.0.0.1:PORT/api`.
@@ -148,7 +159,10 @@ impl TestBackend {
 
     /// The values of `account` whose path is exactly `path`.
     pub fn values_at(&self, account: Id, path: &str) -> Vec<StoredValue> {
-        self.values(account).into_iter().filter(|v| v.path == path).collect()
+        self.values(account)
+            .into_iter()
+            .filter(|v| v.path == path)
+            .collect()
     }
 
     /// How many values are stored over all accounts.
@@ -169,11 +183,15 @@ impl TestBackend {
         condition: impl Fn(&[StoredValue]) -> bool,
         timeout: Duration,
     ) -> Vec<StoredValue> {
-        let found = self.wait_until(|backend| {
-            let values = backend.values(account);
-            condition(&values).then_some(values)
-        }, timeout)
-        .await;
+        let found = self
+            .wait_until(
+                |backend| {
+                    let values = backend.values(account);
+                    condition(&values).then_some(values)
+                },
+                timeout,
+            )
+            .await;
         match found {
             Some(values) => values,
             None => panic!(
@@ -186,7 +204,11 @@ impl TestBackend {
 
     /// Waits until `probe` returns Some (checked after every request and every `update`), or
     /// returns None after `timeout`.
-    pub async fn wait_until<T>(&self, probe: impl Fn(&TestBackend) -> Option<T>, timeout: Duration) -> Option<T> {
+    pub async fn wait_until<T>(
+        &self,
+        probe: impl Fn(&TestBackend) -> Option<T>,
+        timeout: Duration,
+    ) -> Option<T> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.shared.changed.notified();
@@ -202,8 +224,19 @@ impl TestBackend {
     }
 
     /// Waits until at least `count` requests match `method` and `path_prefix`; panics after `timeout`.
-    pub async fn wait_for_requests(&self, method: &str, path_prefix: &str, count: usize, timeout: Duration) {
-        let reached = self.wait_until(|b| (b.count(method, path_prefix) >= count).then_some(()), timeout).await;
+    pub async fn wait_for_requests(
+        &self,
+        method: &str,
+        path_prefix: &str,
+        count: usize,
+        timeout: Duration,
+    ) {
+        let reached = self
+            .wait_until(
+                |b| (b.count(method, path_prefix) >= count).then_some(()),
+                timeout,
+            )
+            .await;
         if reached.is_none() {
             panic!(
                 "test backend: timed out after {timeout:?} waiting for {count} x {method} {path_prefix}; got {}; last requests: {:?}",
@@ -226,7 +259,11 @@ impl TestBackend {
 
     /// The requests received after `mark` (see [`request_mark`](Self::request_mark)).
     pub fn requests_since(&self, mark: usize) -> Vec<RequestRecord> {
-        lock(&self.shared.requests).iter().skip(mark).cloned().collect()
+        lock(&self.shared.requests)
+            .iter()
+            .skip(mark)
+            .cloned()
+            .collect()
     }
 
     /// The last `n` requests.
@@ -237,7 +274,10 @@ impl TestBackend {
 
     /// How many requests had this method and a path starting with `path_prefix`.
     pub fn count(&self, method: &str, path_prefix: &str) -> usize {
-        lock(&self.shared.requests).iter().filter(|r| r.is(method, path_prefix)).count()
+        lock(&self.shared.requests)
+            .iter()
+            .filter(|r| r.is(method, path_prefix))
+            .count()
     }
 
     /// Forgets the request log.
@@ -247,9 +287,15 @@ impl TestBackend {
 
     /// Panics (listing them) if any request carried an `Authorization` header.
     pub fn assert_no_authorization_header(&self) {
-        let offending: Vec<RequestRecord> =
-            lock(&self.shared.requests).iter().filter(|r| r.had_authorization).cloned().collect();
-        assert!(offending.is_empty(), "requests with an Authorization header: {offending:?}");
+        let offending: Vec<RequestRecord> = lock(&self.shared.requests)
+            .iter()
+            .filter(|r| r.had_authorization)
+            .cloned()
+            .collect();
+        assert!(
+            offending.is_empty(),
+            "requests with an Authorization header: {offending:?}"
+        );
     }
 
     /// Installs a failure injection rule (first matching rule wins) and returns its handle.

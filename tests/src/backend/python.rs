@@ -20,10 +20,16 @@ pub(crate) fn repr(value: &Value) -> String {
             }
         }
         Value::String(s) => string_repr(s),
-        Value::Array(items) => format!("[{}]", items.iter().map(repr).collect::<Vec<_>>().join(", ")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(repr).collect::<Vec<_>>().join(", ")
+        ),
         Value::Object(map) => format!(
             "{{{}}}",
-            map.iter().map(|(k, v)| format!("{}: {}", string_repr(k), repr(v))).collect::<Vec<_>>().join(", ")
+            map.iter()
+                .map(|(k, v)| format!("{}: {}", string_repr(k), repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -37,7 +43,11 @@ pub(crate) fn str(value: &Value) -> String {
 }
 
 fn string_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -50,7 +60,9 @@ fn string_repr(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -126,7 +138,11 @@ fn digit_part(bytes: &[u8], i: &mut usize) -> usize {
         if bytes[*i].is_ascii_digit() {
             count += 1;
             *i += 1;
-        } else if bytes[*i] == b'_' && count > 0 && *i + 1 < bytes.len() && bytes[*i + 1].is_ascii_digit() {
+        } else if bytes[*i] == b'_'
+            && count > 0
+            && *i + 1 < bytes.len()
+            && bytes[*i + 1].is_ascii_digit()
+        {
             *i += 1;
         } else {
             break;
@@ -166,10 +182,14 @@ mod tests {
 
     #[test]
     fn float_grammar_is_pythons() {
-        for ok in ["1e3", " 5 ", "NaN", "-inf", "Infinity", "1_000", ".5", "5.", "+1.5E-3"] {
+        for ok in [
+            "1e3", " 5 ", "NaN", "-inf", "Infinity", "1_000", ".5", "5.", "+1.5E-3",
+        ] {
             assert!(float_accepts(ok), "{ok}");
         }
-        for bad in ["", "abc", "1__0", "_1", "1_", "1e", ".", "0x10", "1 2", "e5"] {
+        for bad in [
+            "", "abc", "1__0", "_1", "1_", "1e", ".", "0x10", "1 2", "e5",
+        ] {
             assert!(!float_accepts(bad), "{bad}");
         }
     }

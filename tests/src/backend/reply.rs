@@ -17,7 +17,11 @@ pub(crate) struct Reply {
 impl Reply {
     pub(crate) fn json<T: Serialize>(status: u16, value: &T) -> Reply {
         match serde_json::to_vec(value) {
-            Ok(body) => Reply { status, content_type: Some("application/json".to_string()), body },
+            Ok(body) => Reply {
+                status,
+                content_type: Some("application/json".to_string()),
+                body,
+            },
             Err(_) => Reply::internal_error(),
         }
     }
@@ -29,11 +33,19 @@ impl Reply {
 
     /// A text body without any content type (authentication failures).
     pub(crate) fn bare_text(status: u16, text: &str) -> Reply {
-        Reply { status, content_type: None, body: text.as_bytes().to_vec() }
+        Reply {
+            status,
+            content_type: None,
+            body: text.as_bytes().to_vec(),
+        }
     }
 
     pub(crate) fn plain_text(status: u16, text: &str) -> Reply {
-        Reply { status, content_type: Some("text/plain; charset=utf-8".to_string()), body: text.as_bytes().to_vec() }
+        Reply {
+            status,
+            content_type: Some("text/plain; charset=utf-8".to_string()),
+            body: text.as_bytes().to_vec(),
+        }
     }
 
     pub(crate) fn unauthorized() -> Reply {
@@ -73,12 +85,17 @@ impl Reply {
     }
 
     pub(crate) fn no_content() -> Reply {
-        Reply { status: 204, content_type: None, body: Vec::new() }
+        Reply {
+            status: 204,
+            content_type: None,
+            body: Vec::new(),
+        }
     }
 
     pub(crate) fn into_response(self) -> Response<Body> {
         let mut response = Response::new(Body::from(self.body));
-        *response.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        *response.status_mut() =
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if let Some(content_type) = self.content_type {
             if let Ok(value) = HeaderValue::from_str(&content_type) {
                 response.headers_mut().insert(header::CONTENT_TYPE, value);

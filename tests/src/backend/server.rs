@@ -36,7 +36,11 @@ pub(crate) struct Server {
 impl Server {
     /// Binds `addr` (port 0 picks one) with SO_REUSEADDR, so a restart can take the same port again.
     pub(crate) async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
         socket.listen(1024)
@@ -57,7 +61,11 @@ impl Server {
                 match accepted {
                     Ok((stream, _peer)) => {
                         let _ = stream.set_nodelay(true);
-                        accept_tracker.spawn(serve_connection(stream, shared.clone(), accept_cancel.clone()));
+                        accept_tracker.spawn(serve_connection(
+                            stream,
+                            shared.clone(),
+                            accept_cancel.clone(),
+                        ));
                     }
                     Err(error) => {
                         // Typically EMFILE under a load test: back off a little instead of spinning.
@@ -83,7 +91,11 @@ impl Server {
     }
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>, server_cancel: CancellationToken) {
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    shared: Arc<Shared>,
+    server_cancel: CancellationToken,
+) {
     // A fault can ask for this connection to be dropped without an answer.
     let close_now = CancellationToken::new();
     let service_close = close_now.clone();
@@ -106,7 +118,11 @@ async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<Shared>, se
     }
 }
 
-async fn serve_request(shared: Arc<Shared>, request: Request<Incoming>, close_now: CancellationToken) -> Response<Body> {
+async fn serve_request(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+    close_now: CancellationToken,
+) -> Response<Body> {
     let method = request.method().as_str().to_string();
     let path = request.uri().path().to_string();
     let query: Vec<(String, String)> = request
@@ -119,7 +135,11 @@ async fn serve_request(shared: Arc<Shared>, request: Request<Incoming>, close_no
         .extend_pairs(query.iter().filter(|(k, _)| k != "b"))
         .finish();
     let authorization_present = request.headers().contains_key(header::AUTHORIZATION);
-    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
 
     let mut record = RequestRecord {
         method: method.clone(),
@@ -132,7 +152,10 @@ async fn serve_request(shared: Arc<Shared>, request: Request<Incoming>, close_no
         at: SystemTime::now(),
     };
 
-    let fault = shared.lock_faults().apply(&FaultRequest { method: &method, path: &path });
+    let fault = shared.lock_faults().apply(&FaultRequest {
+        method: &method,
+        path: &path,
+    });
     let mut action = FaultAction::Normal;
     if let Some((delay, fault_action)) = fault {
         if let Some(delay) = delay {
@@ -150,9 +173,18 @@ async fn serve_request(shared: Arc<Shared>, request: Request<Incoming>, close_no
             std::future::pending::<()>().await;
             return Reply::internal_error().into_response();
         }
-        FaultAction::Respond { status, content_type, body } => Reply { status, content_type, body },
+        FaultAction::Respond {
+            status,
+            content_type,
+            body,
+        } => Reply {
+            status,
+            content_type,
+            body,
+        },
         FaultAction::Normal => {
-            let body = match axum::body::to_bytes(Body::new(request.into_body()), BODY_LIMIT).await {
+            let body = match axum::body::to_bytes(Body::new(request.into_body()), BODY_LIMIT).await
+            {
                 Ok(body) => body,
                 Err(error) => {
                     debug!(%error, "test backend: could not read a request body");

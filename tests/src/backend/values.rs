@@ -46,7 +46,10 @@ struct AccountValues {
 
 impl ValueStore {
     pub(crate) fn values(&self, account: Id) -> Vec<StoredValue> {
-        self.accounts.get(&account).map(|a| a.values.clone()).unwrap_or_default()
+        self.accounts
+            .get(&account)
+            .map(|a| a.values.clone())
+            .unwrap_or_default()
     }
 
     pub(crate) fn total(&self) -> usize {
@@ -59,11 +62,18 @@ impl ValueStore {
 
     fn upsert(&mut self, account: Id, row: Row) {
         let values = self.accounts.entry(account).or_default();
-        let stored = StoredValue { path: row.path, value: row.value, t: row.micros as f64 / 1e6, method: row.method };
+        let stored = StoredValue {
+            path: row.path,
+            value: row.value,
+            t: row.micros as f64 / 1e6,
+            method: row.method,
+        };
         match values.index.get(&(stored.path.clone(), row.micros)) {
             Some(&position) => values.values[position] = stored,
             None => {
-                values.index.insert((stored.path.clone(), row.micros), values.values.len());
+                values
+                    .index
+                    .insert((stored.path.clone(), row.micros), values.values.len());
                 values.values.push(stored);
             }
         }
@@ -117,9 +127,15 @@ pub(crate) fn write(store: &mut ValueStore, request: &ValuesRequest<'_>) -> Repl
     };
     let query_path = last(request.query, "p");
     let query_time = last(request.query, "t");
-    let query_value = last(request.query, "v").map(|v| Value::String(v.to_string())).unwrap_or(Value::Null);
-    let query_time_value = query_time.map(|t| Value::String(t.to_string())).unwrap_or(Value::Null);
-    let query_path_value = query_path.map(|p| Value::String(p.to_string())).unwrap_or(Value::Null);
+    let query_value = last(request.query, "v")
+        .map(|v| Value::String(v.to_string()))
+        .unwrap_or(Value::Null);
+    let query_time_value = query_time
+        .map(|t| Value::String(t.to_string()))
+        .unwrap_or(Value::Null);
+    let query_path_value = query_path
+        .map(|p| Value::String(p.to_string()))
+        .unwrap_or(Value::Null);
 
     let items: Vec<Item<'_>> = if python::truthy(&body) {
         let Value::Array(list) = &body else {
@@ -128,7 +144,9 @@ pub(crate) fn write(store: &mut ValueStore, request: &ValuesRequest<'_>) -> Repl
         };
         if request.method == WriteMethod::Post {
             for item in list {
-                let Value::Object(fields) = item else { return Reply::internal_error() };
+                let Value::Object(fields) = item else {
+                    return Reply::internal_error();
+                };
                 if fields.get("t").is_some_and(python::truthy) {
                     return Reply::detail(400, "Parameter 't' shouldn't be specified with POST");
                 }
@@ -136,7 +154,9 @@ pub(crate) fn write(store: &mut ValueStore, request: &ValuesRequest<'_>) -> Repl
         }
         let mut items = Vec::with_capacity(list.len());
         for item in list {
-            let Value::Object(fields) = item else { return Reply::internal_error() };
+            let Value::Object(fields) = item else {
+                return Reply::internal_error();
+            };
             let (Some(path), Some(value)) = (fields.get("p"), fields.get("v")) else {
                 return Reply::internal_error();
             };
@@ -154,13 +174,20 @@ pub(crate) fn write(store: &mut ValueStore, request: &ValuesRequest<'_>) -> Repl
         let time = match request.method {
             WriteMethod::Post => {
                 if query_time.is_some_and(|t| !t.is_empty()) {
-                    return Reply::detail(400, "Query parameter 't' shouldn't be specified with POST");
+                    return Reply::detail(
+                        400,
+                        "Query parameter 't' shouldn't be specified with POST",
+                    );
                 }
                 ItemTime::Server(request.now)
             }
             WriteMethod::Put => ItemTime::Given(&query_time_value),
         };
-        vec![Item { path: &query_path_value, time, value: &query_value }]
+        vec![Item {
+            path: &query_path_value,
+            time,
+            value: &query_value,
+        }]
     } else {
         return Reply::detail(400, "Missing data");
     };
@@ -171,7 +198,9 @@ pub(crate) fn write(store: &mut ValueStore, request: &ValuesRequest<'_>) -> Repl
 fn store_items(store: &mut ValueStore, request: &ValuesRequest<'_>, items: &[Item<'_>]) -> Reply {
     let mut paths = Vec::with_capacity(items.len());
     for item in items {
-        let Value::String(path) = item.path else { return Reply::internal_error() };
+        let Value::String(path) = item.path else {
+            return Reply::internal_error();
+        };
         match check_path(path) {
             Ok(path) => paths.push(path),
             Err(message) => return Reply::validation_failed(&message, request.json_content_type),
@@ -192,18 +221,25 @@ fn store_items(store: &mut ValueStore, request: &ValuesRequest<'_>, items: &[Ite
             let value = check_value(item.value);
             let micros = match micros {
                 Check::Ok(m) => Some(m),
-                Check::Invalid(message) => return Reply::validation_failed(&message, request.json_content_type),
+                Check::Invalid(message) => {
+                    return Reply::validation_failed(&message, request.json_content_type)
+                }
                 Check::DatabaseRejects => None,
             };
             let value = match value {
                 Check::Ok(v) => Some(v),
-                Check::Invalid(message) => return Reply::validation_failed(&message, request.json_content_type),
+                Check::Invalid(message) => {
+                    return Reply::validation_failed(&message, request.json_content_type)
+                }
                 Check::DatabaseRejects => None,
             };
             match (micros, value) {
-                (Some(micros), Some(value)) => {
-                    rows.push(Row { path: path.clone(), micros, value, method: request.method })
-                }
+                (Some(micros), Some(value)) => rows.push(Row {
+                    path: path.clone(),
+                    micros,
+                    value,
+                    method: request.method,
+                }),
                 _ => database_rejects = true,
             }
         }
@@ -211,7 +247,10 @@ fn store_items(store: &mut ValueStore, request: &ValuesRequest<'_>, items: &[Ite
             return Reply::internal_error();
         }
         let mut seen = HashSet::with_capacity(rows.len());
-        if !rows.iter().all(|row| seen.insert((row.path.as_str(), row.micros))) {
+        if !rows
+            .iter()
+            .all(|row| seen.insert((row.path.as_str(), row.micros)))
+        {
             // ON CONFLICT DO UPDATE cannot touch the same row twice in one statement.
             return Reply::internal_error();
         }
@@ -272,7 +311,10 @@ fn check_value(value: &Value) -> Check<f64> {
                 }
             }
         }
-        other => Check::Invalid(format!("Invalid MeasuredValue format: {}", python::str(other))),
+        other => Check::Invalid(format!(
+            "Invalid MeasuredValue format: {}",
+            python::str(other)
+        )),
     }
 }
 
@@ -342,7 +384,9 @@ fn check_timestamp(t: &Value) -> Check<i64> {
                 Err(_) => return Check::Invalid(format!("Invalid Timestamp format: {s}")),
             }
         }
-        other => return Check::Invalid(format!("Invalid Timestamp format: {}", python::str(other))),
+        other => {
+            return Check::Invalid(format!("Invalid Timestamp format: {}", python::str(other)))
+        }
     };
     if !seconds.is_finite() || seconds.abs() > MAX_SECONDS {
         return Check::DatabaseRejects;
@@ -367,7 +411,11 @@ fn timestamp_string_ok(s: &str) -> bool {
 
 /// The last value of a query parameter, as the backend reads it.
 pub(crate) fn last<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    query.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 #[cfg(test)]
@@ -377,14 +425,25 @@ mod tests {
 
     #[test]
     fn path_rule_examples_from_the_contract() {
-        for ok in ["a", "entity.1.snmp.sysuptime", "a-b_C.9", "x.1%2e2%3a3", "a.b\n"] {
+        for ok in [
+            "a",
+            "entity.1.snmp.sysuptime",
+            "a-b_C.9",
+            "x.1%2e2%3a3",
+            "a.b\n",
+        ] {
             assert!(check_path(ok).is_ok(), "{ok:?}");
         }
         assert_eq!(check_path("a.b\n").ok().as_deref(), Some("a.b"));
-        for bad in ["", "a..b", ".a", "a.", "a b", "a/b", "a:b", "x.%2E", "x.%41", "a.b\n\n", "ä"] {
+        for bad in [
+            "", "a..b", ".a", "a.", "a b", "a/b", "a:b", "x.%2E", "x.%41", "a.b\n\n", "ä",
+        ] {
             assert!(check_path(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(check_path("system.x"), Err("Invalid path - should not start with 'system.'!".to_string()));
+        assert_eq!(
+            check_path("system.x"),
+            Err("Invalid path - should not start with 'system.'!".to_string())
+        );
         assert!(check_path("system").is_ok());
     }
 
@@ -395,18 +454,36 @@ mod tests {
         assert!(matches!(check_value(&json!(" 5 ")), Check::Ok(v) if v == 5.0));
         assert!(matches!(check_value(&json!("NaN")), Check::Ok(v) if v.is_nan()));
         for invalid in [json!(null), json!({}), json!([]), json!(""), json!("abc")] {
-            assert!(matches!(check_value(&invalid), Check::Invalid(_)), "{invalid}");
+            assert!(
+                matches!(check_value(&invalid), Check::Invalid(_)),
+                "{invalid}"
+            );
         }
         for refused in [json!(true), json!("inf"), json!("Infinity"), json!("1_000")] {
-            assert!(matches!(check_value(&refused), Check::DatabaseRejects), "{refused}");
+            assert!(
+                matches!(check_value(&refused), Check::DatabaseRejects),
+                "{refused}"
+            );
         }
     }
 
     #[test]
     fn timestamp_strings_follow_the_pattern() {
-        assert!(matches!(check_timestamp(&json!("1613291111.25")), Check::Ok(1_613_291_111_250_000)));
-        assert!(matches!(check_timestamp(&json!(1613291111)), Check::Ok(1_613_291_111_000_000)));
-        for bad in [json!("0123"), json!("1"), json!("1.1234567"), json!("abc"), json!(null)] {
+        assert!(matches!(
+            check_timestamp(&json!("1613291111.25")),
+            Check::Ok(1_613_291_111_250_000)
+        ));
+        assert!(matches!(
+            check_timestamp(&json!(1613291111)),
+            Check::Ok(1_613_291_111_000_000)
+        ));
+        for bad in [
+            json!("0123"),
+            json!("1"),
+            json!("1.1234567"),
+            json!("abc"),
+            json!(null),
+        ] {
             assert!(matches!(check_timestamp(&bad), Check::Invalid(_)), "{bad}");
         }
     }
