@@ -14,7 +14,7 @@ use crate::flow::{Direction, Flow, FlowSink};
 use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry;
 use std::hash::Hash;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// Byte sums by key.
 pub type Sums<K> = FxHashMap<K, u64>;
@@ -22,20 +22,51 @@ pub type Sums<K> = FxHashMap<K, u64>;
 /// Lists this short are never folded: interface lists and the like stay complete.
 const FOLD_MIN: usize = 16;
 
+/// An address as a compact, cheaply hashed key: IPv6 bits, IPv4 as its IPv4-mapped form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IpKey {
+    high: u64,
+    low: u64,
+}
+
+impl From<IpAddr> for IpKey {
+    #[inline]
+    fn from(ip: IpAddr) -> IpKey {
+        let bits = match ip {
+            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+            IpAddr::V6(v6) => u128::from(v6),
+        };
+        IpKey {
+            high: (bits >> 64) as u64,
+            low: bits as u64,
+        }
+    }
+}
+
+impl From<IpKey> for IpAddr {
+    fn from(key: IpKey) -> IpAddr {
+        let v6 = Ipv6Addr::from((u128::from(key.high) << 64) | u128::from(key.low));
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }
+    }
+}
+
 /// Byte sums of one exporter in one direction. Interface is the input interface for ingress,
 /// the output interface for egress; host is the source address for ingress, the destination
-/// for egress (contract §5.11).
+/// for egress (contract §5.11). Per-entity host and protocol sums are derived from the
+/// per-interface ones ([`DirectionSums::hosts`], [`DirectionSums::protocols`]), which keeps
+/// the work per flow to five map updates.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct DirectionSums {
     /// All bytes, exact whatever was folded.
     pub total: u64,
     pub interfaces: Sums<u32>,
-    pub hosts: Sums<IpAddr>,
-    pub interface_hosts: Sums<(u32, IpAddr)>,
-    pub protocols: Sums<u8>,
+    pub interface_hosts: Sums<(u32, IpKey)>,
     pub interface_protocols: Sums<(u32, u8)>,
     /// By (source, destination) address.
-    pub connections: Sums<(IpAddr, IpAddr)>,
+    pub connections: Sums<(IpKey, IpKey)>,
     pub dst_ports: Sums<u16>,
 }
 
@@ -90,18 +121,23 @@ impl DirectionSums {
     pub fn add_flow(&mut self, flow: &Flow) -> usize {
         let bytes = flow.bytes;
         let interface = flow.interface();
-        let host = flow.host();
         self.total += bytes;
         add(&mut self.interfaces, interface, bytes)
-            + add(&mut self.hosts, host, bytes)
-            + add(&mut self.interface_hosts, (interface, host), bytes)
-            + add(&mut self.protocols, flow.protocol, bytes)
+            + add(
+                &mut self.interface_hosts,
+                (interface, IpKey::from(flow.host())),
+                bytes,
+            )
             + add(
                 &mut self.interface_protocols,
                 (interface, flow.protocol),
                 bytes,
             )
-            + add(&mut self.connections, (flow.src, flow.dst), bytes)
+            + add(
+                &mut self.connections,
+                (IpKey::from(flow.src), IpKey::from(flow.dst)),
+                bytes,
+            )
             + add(&mut self.dst_ports, flow.dst_port, bytes)
     }
 
@@ -109,9 +145,7 @@ impl DirectionSums {
     pub fn merge(&mut self, other: &DirectionSums) -> usize {
         self.total += other.total;
         merge_map(&mut self.interfaces, &other.interfaces)
-            + merge_map(&mut self.hosts, &other.hosts)
             + merge_map(&mut self.interface_hosts, &other.interface_hosts)
-            + merge_map(&mut self.protocols, &other.protocols)
             + merge_map(&mut self.interface_protocols, &other.interface_protocols)
             + merge_map(&mut self.connections, &other.connections)
             + merge_map(&mut self.dst_ports, &other.dst_ports)
@@ -120,19 +154,33 @@ impl DirectionSums {
     /// Distinct keys held.
     pub fn keys(&self) -> usize {
         self.interfaces.len()
-            + self.hosts.len()
             + self.interface_hosts.len()
-            + self.protocols.len()
             + self.interface_protocols.len()
             + self.connections.len()
             + self.dst_ports.len()
     }
 
+    /// Bytes per host over all interfaces.
+    pub fn hosts(&self) -> Sums<IpKey> {
+        let mut hosts = Sums::default();
+        for ((_, host), bytes) in &self.interface_hosts {
+            *hosts.entry(*host).or_default() += bytes;
+        }
+        hosts
+    }
+
+    /// Bytes per protocol over all interfaces.
+    pub fn protocols(&self) -> Sums<u8> {
+        let mut protocols = Sums::default();
+        for ((_, protocol), bytes) in &self.interface_protocols {
+            *protocols.entry(*protocol).or_default() += bytes;
+        }
+        protocols
+    }
+
     fn fold(&mut self) -> usize {
         fold_map(&mut self.interfaces)
-            + fold_map(&mut self.hosts)
             + fold_map(&mut self.interface_hosts)
-            + fold_map(&mut self.protocols)
             + fold_map(&mut self.interface_protocols)
             + fold_map(&mut self.connections)
             + fold_map(&mut self.dst_ports)
@@ -299,6 +347,18 @@ pub fn top<K: Ord + Copy>(entries: impl IntoIterator<Item = (K, u64)>, n: usize)
 mod tests {
     use super::*;
 
+    fn key(ip: &str) -> IpKey {
+        IpKey::from(ip.parse::<IpAddr>().unwrap())
+    }
+
+    #[test]
+    fn ip_keys_round_trip() {
+        for ip in ["192.0.2.1", "0.0.0.0", "2001:db8::1", "::1", "::"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(IpAddr::from(IpKey::from(ip)), ip);
+        }
+    }
+
     fn flow(src: &str, dst: &str, direction: Direction, bytes: u64) -> Flow {
         let mut f = Flow::empty("192.0.2.1".parse().unwrap());
         f.src = src.parse().unwrap();
@@ -322,14 +382,14 @@ mod tests {
         let ingress = sums.direction(Direction::Ingress);
         assert_eq!(ingress.total, 150);
         assert_eq!(ingress.interfaces[&1], 150);
-        assert_eq!(ingress.hosts[&"10.0.0.1".parse().unwrap()], 150);
+        assert_eq!(ingress.hosts()[&key("10.0.0.1")], 150);
         assert_eq!(ingress.connections.len(), 2);
         let egress = sums.direction(Direction::Egress);
         assert_eq!(egress.interfaces[&2], 7);
-        assert_eq!(egress.hosts[&"10.0.0.3".parse().unwrap()], 7);
+        assert_eq!(egress.hosts()[&key("10.0.0.3")], 7);
         assert_eq!(sums.records, 3);
-        // exporter + 7 lists for ingress (1 + 1 + 1 + 1 + 1 + 2 + 1) + 7 for egress
-        assert_eq!(agg.keys(), 1 + 8 + 7);
+        // exporter + 5 lists for ingress (1 + 1 + 1 + 2 + 1) + 5 for egress
+        assert_eq!(agg.keys(), 1 + 6 + 5);
     }
 
     #[test]
@@ -347,14 +407,14 @@ mod tests {
             ));
             agg.enforce_limit();
         }
-        assert!(agg.keys() <= 200 + 7, "{}", agg.keys());
+        assert!(agg.keys() <= 200 + 5, "{}", agg.keys());
         assert!(agg.folded() > 0);
         let sums = agg.exporter(&"192.0.2.1".parse().unwrap()).unwrap();
         let ingress = sums.direction(Direction::Ingress);
         let light: u64 = (0..500u64).map(|i| 10 + i).sum();
         assert_eq!(ingress.total, 1_000_000 + light);
-        let top_hosts = top(ingress.hosts.iter().map(|(k, v)| (*k, *v)), 10);
-        assert_eq!(top_hosts[0], ("10.9.9.9".parse().unwrap(), 1_000_000));
+        let top_hosts = top(ingress.hosts(), 10);
+        assert_eq!(top_hosts[0], (key("10.9.9.9"), 1_000_000));
         // The latest, largest light hosts survive in order.
         assert_eq!(top_hosts[1].1, 509);
         assert_eq!(top_hosts[9].1, 501);
@@ -374,8 +434,8 @@ mod tests {
         let sums = a.exporter(&"192.0.2.1".parse().unwrap()).unwrap();
         assert_eq!(sums.direction(Direction::Ingress).total, 106);
         assert_eq!(sums.records, 3);
-        // New: host 10.0.0.4, interface/host pair, connection.
-        assert_eq!(a.keys(), keys_before + 3);
+        // New: the interface/host pair and the connection of 10.0.0.4.
+        assert_eq!(a.keys(), keys_before + 2);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! starts it (the original stored a marker then), and a run when the bot received no flow at
 //! all since the previous one reports nothing, as the original.
 
-use crate::aggregate::{top, Aggregate, DirectionSums};
+use crate::aggregate::{top, Aggregate, DirectionSums, IpKey};
 use crate::flow::Direction;
 use crate::intake::Intake;
 use crate::protocols;
@@ -99,6 +99,10 @@ pub struct Windows {
 /// Encodes an address for a path segment as the original: `.` -> `%2e`, `:` -> `%3a`.
 pub fn ip_segment(ip: &IpAddr) -> String {
     ip.to_string().replace('.', "%2e").replace(':', "%3a")
+}
+
+fn key_segment(key: IpKey) -> String {
+    ip_segment(&key.into())
 }
 
 impl Windows {
@@ -216,10 +220,10 @@ fn entity_values(prefix: &str, d: &DirectionSums, push: &mut impl FnMut(String, 
     for (interface, bytes) in &interfaces {
         push(format!("{prefix}.if.{interface}"), *bytes);
     }
-    for (ip, bytes) in top(d.hosts.iter().map(|(k, v)| (*k, *v)), TOP_N) {
-        push(format!("{prefix}.topip.{}", ip_segment(&ip)), bytes);
+    for (ip, bytes) in top(d.hosts(), TOP_N) {
+        push(format!("{prefix}.topip.{}", key_segment(ip)), bytes);
     }
-    let mut by_interface: FxHashMap<u32, Vec<(IpAddr, u64)>> = FxHashMap::default();
+    let mut by_interface: FxHashMap<u32, Vec<(IpKey, u64)>> = FxHashMap::default();
     for ((interface, ip), bytes) in &d.interface_hosts {
         by_interface
             .entry(*interface)
@@ -231,12 +235,12 @@ fn entity_values(prefix: &str, d: &DirectionSums, push: &mut impl FnMut(String, 
     for (interface, hosts) in by_interface {
         for (ip, bytes) in top(hosts, TOP_N) {
             push(
-                format!("{prefix}.if.{interface}.topip.{}", ip_segment(&ip)),
+                format!("{prefix}.if.{interface}.topip.{}", key_segment(ip)),
                 bytes,
             );
         }
     }
-    for (protocol, bytes) in top(d.protocols.iter().map(|(k, v)| (*k, *v)), TOP_N) {
+    for (protocol, bytes) in top(d.protocols(), TOP_N) {
         push(
             format!("{prefix}.topprotocol.{}", protocols::segment(protocol)),
             bytes,
@@ -264,7 +268,7 @@ fn entity_values(prefix: &str, d: &DirectionSums, push: &mut impl FnMut(String, 
     }
     for ((src, dst), bytes) in top(d.connections.iter().map(|(k, v)| (*k, *v)), TOP_N) {
         push(
-            format!("{prefix}.topconn.{}.{}", ip_segment(&src), ip_segment(&dst)),
+            format!("{prefix}.topconn.{}.{}", key_segment(src), key_segment(dst)),
             bytes,
         );
     }
