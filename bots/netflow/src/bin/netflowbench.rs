@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 /// Core the receiver (bot or nfcapd) is pinned to; the sender uses the other one.
 const RECEIVER_CPU: usize = 0;
 const SENDER_CPU: usize = 1;
-/// Distinct data datagrams cycled through (so keys vary like real traffic): about 135,000
-/// distinct records, more than one aggregate holds before folding (200,000 keys).
+/// Distinct data datagrams cycled through (about 135,000 records), so keys vary like real
+/// traffic.
 const POOL: usize = 4096;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -60,6 +60,7 @@ struct Options {
     /// Socket receive buffer asked for by both receivers.
     buffer: usize,
     bot: bool,
+    mix: Mix,
 }
 
 fn parse_options() -> Options {
@@ -71,6 +72,7 @@ fn parse_options() -> Options {
         memory_seconds: 2.0,
         buffer: rmem_max(),
         bot: true,
+        mix: Mix::Zipf,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -97,11 +99,12 @@ fn parse_options() -> Options {
             "--buffer" => o.buffer = args.next().and_then(|s| s.parse().ok()).unwrap_or(o.buffer),
             "--memory-only" => o.udp = false,
             "--no-bot" => o.bot = false,
+            "--uniform" => o.mix = Mix::Uniform,
             "--no-nfcapd" => o.nfcapd = false,
             _ => {
                 println!(
                     "usage: netflowbench [--versions v5,v9,ipfix] [--step-seconds S] \
-                     [--memory-seconds S] [--buffer BYTES] [--memory-only] [--no-bot] [--no-nfcapd]"
+                     [--memory-seconds S] [--buffer BYTES] [--memory-only] [--no-bot] [--no-nfcapd] [--uniform]"
                 );
                 std::process::exit(2);
             }
@@ -135,8 +138,43 @@ impl Rng {
     }
 }
 
-/// One synthetic flow: 20,000 sources, 20,000 destinations, 1,000 ports (skewed), 8
-/// interfaces, mostly TCP, both directions.
+/// Samples ranks 0..n with probability proportional to 1/(rank+1): the heavy-tailed popularity
+/// of hosts and ports in real traffic.
+struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    fn new(n: usize) -> Zipf {
+        let mut total = 0.0;
+        let cdf = (0..n)
+            .map(|rank| {
+                total += 1.0 / (rank as f64 + 1.0);
+                total
+            })
+            .collect();
+        Zipf { cdf }
+    }
+
+    fn sample(&self, rng: &mut Rng) -> usize {
+        let total = self.cdf.last().copied().unwrap_or(1.0);
+        let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64 * total;
+        self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1)
+    }
+}
+
+/// The traffic mix.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    /// Hosts and ports drawn from Zipf distributions (50,000 sources, 50,000 destinations,
+    /// 1,000 ports): a few talk a lot, most little, as in real networks.
+    Zipf,
+    /// Every host and port equally likely (20,000 x 20,000 hosts): a stress case for the
+    /// aggregation's memory bound, with no locality at all.
+    Uniform,
+}
+
+/// One synthetic flow: mostly TCP, 8 interfaces, both directions.
 struct Synthetic {
     src: [u8; 4],
     dst: [u8; 4],
@@ -150,33 +188,57 @@ struct Synthetic {
     direction: u8,
 }
 
-fn synthetic(rng: &mut Rng) -> Synthetic {
-    let host = |rng: &mut Rng, net: u8| {
-        let h = rng.below(20_000) as u32;
+struct Generator {
+    rng: Rng,
+    mix: Mix,
+    hosts: Zipf,
+    ports: Zipf,
+}
+
+impl Generator {
+    fn new(mix: Mix) -> Generator {
+        Generator {
+            rng: Rng(0x9e37_79b9_7f4a_7c15),
+            mix,
+            hosts: Zipf::new(50_000),
+            ports: Zipf::new(1_000),
+        }
+    }
+
+    fn host(&mut self, net: u8) -> [u8; 4] {
+        let h = match self.mix {
+            Mix::Zipf => self.hosts.sample(&mut self.rng) as u32,
+            Mix::Uniform => self.rng.below(20_000) as u32,
+        };
         [net, (h >> 16) as u8, (h >> 8) as u8, h as u8]
-    };
-    // Skewed ports: a few are popular, most rare.
-    let port = {
-        let r = rng.below(1000);
-        (if rng.below(4) == 0 { r } else { r % 20 }) as u16 + 1
-    };
-    let protocol = match rng.below(20) {
-        0 => 1,
-        1..=5 => 17,
-        _ => 6,
-    };
-    let packets = 1 + rng.below(100) as u32;
-    Synthetic {
-        src: host(rng, 10),
-        dst: host(rng, 172),
-        in_if: 1 + rng.below(8) as u32,
-        out_if: 1 + rng.below(8) as u32,
-        packets,
-        bytes: packets * (40 + rng.below(1460) as u32),
-        src_port: 1024 + rng.below(60000) as u16,
-        dst_port: port,
-        protocol,
-        direction: rng.below(2) as u8,
+    }
+
+    fn flow(&mut self) -> Synthetic {
+        let src = self.host(10);
+        let dst = self.host(172);
+        let rng = &mut self.rng;
+        let dst_port = match self.mix {
+            Mix::Zipf => self.ports.sample(rng) as u16 + 1,
+            Mix::Uniform => rng.below(1000) as u16 + 1,
+        };
+        let protocol = match rng.below(20) {
+            0 => 1,
+            1..=5 => 17,
+            _ => 6,
+        };
+        let packets = 1 + rng.below(100) as u32;
+        Synthetic {
+            src,
+            dst,
+            in_if: 1 + rng.below(8) as u32,
+            out_if: 1 + rng.below(8) as u32,
+            packets,
+            bytes: packets * (40 + rng.below(1460) as u32),
+            src_port: 1024 + rng.below(60000) as u16,
+            dst_port,
+            protocol,
+            direction: rng.below(2) as u8,
+        }
     }
 }
 
@@ -273,12 +335,12 @@ struct Export {
     data: Vec<Vec<u8>>,
 }
 
-fn export(version: Version) -> Export {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+fn export(version: Version, mix: Mix) -> Export {
+    let mut generator = Generator::new(mix);
     let n = version.records_per_datagram();
     let data = (0..POOL)
         .map(|_| {
-            let flows: Vec<Synthetic> = (0..n).map(|_| synthetic(&mut rng)).collect();
+            let flows: Vec<Synthetic> = (0..n).map(|_| generator.flow()).collect();
             match version {
                 Version::V5 => {
                     let mut d = header(version, n * 48, n);
@@ -918,7 +980,49 @@ fn search(receiver: &mut dyn Receiver, export: &Export, seconds: f64) -> Result<
     })
 }
 
+/// `netflowbench --send PORT RATE SECONDS VERSION [uniform]`: only send (to profile a
+/// receiver).
+fn send_only(args: &[String]) {
+    let port: u16 = args.first().and_then(|a| a.parse().ok()).unwrap_or(2055);
+    let rate: f64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1e6);
+    let seconds: f64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10.0);
+    let version = match args.get(3).map(String::as_str) {
+        Some("v5") => Version::V5,
+        Some("ipfix") => Version::Ipfix,
+        _ => Version::V9,
+    };
+    let mix = if args.get(4).map(String::as_str) == Some("uniform") {
+        Mix::Uniform
+    } else {
+        Mix::Zipf
+    };
+    let e = export(version, mix);
+    pin_to(SENDER_CPU);
+    let Ok(socket) = UdpSocket::bind("127.0.0.1:0") else {
+        return;
+    };
+    if socket.connect(("127.0.0.1", port)).is_err() {
+        return;
+    }
+    if let Some(t) = &e.template {
+        let _ = socket.send(t);
+    }
+    let per = version.records_per_datagram() as f64;
+    let datagrams = (rate * seconds / per) as u64;
+    let achieved = send(&socket, &e, 0, datagrams, rate / per) * per;
+    println!(
+        "sent {} records at {:.2} M/s",
+        datagrams * per as u64,
+        achieved / 1e6
+    );
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--send") {
+        send_only(&args[2..]);
+        return;
+    }
     let options = parse_options();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
@@ -926,9 +1030,21 @@ fn main() {
          socket receive buffer {} bytes asked for by both receivers",
         options.buffer
     );
-    println!("traffic: 20,000 sources x 20,000 destinations, 1,000 ports (skewed), 8 interfaces, both directions; v5 30 and v9/IPFIX 33 records per datagram (softflowd's template)\n");
+    println!(
+        "traffic: {}; 8 interfaces, both directions, {} distinct datagrams; v5 30 and v9/IPFIX \
+         33 records per datagram (softflowd's template)\n",
+        match options.mix {
+            Mix::Zipf => "Zipf-distributed 50,000 sources, 50,000 destinations, 1,000 ports",
+            Mix::Uniform => "uniform 20,000 sources x 20,000 destinations, 1,000 ports (stress)",
+        },
+        POOL
+    );
 
-    let exports: Vec<Export> = options.versions.iter().map(|&v| export(v)).collect();
+    let exports: Vec<Export> = options
+        .versions
+        .iter()
+        .map(|&v| export(v, options.mix))
+        .collect();
     let mut memory = Vec::new();
     println!("1. decode + aggregate from memory, one core:");
     for e in &exports {
