@@ -6,8 +6,8 @@
 //!   the port through SO_REUSEPORT, and the kernel keeps each exporter on one socket (it hashes
 //!   the source address and port), so each exporter's templates stay with one decoder.
 //! - The receive buffer is raised (SO_RCVBUFFORCE as root, else SO_RCVBUF up to
-//!   net.core.rmem_max); the kernel's drop counter of each socket comes with every datagram
-//!   (SO_RXQ_OVFL) and is added to `netflow_kernel_drops`.
+//!   net.core.rmem_max); each socket's kernel drop counter (the one /proc/net/udp shows, read
+//!   with SO_MEMINFO) is added to `netflow_kernel_drops`.
 
 use crate::decode::{Decoder, DecoderLimits};
 use crate::flow::{canonical_ip, Flow, FlowSink};
@@ -15,7 +15,7 @@ use crate::intake::Intake;
 use crate::templates::{self, TemplateDatabase, TemplatePersister};
 use rustc_hash::{FxHashMap, FxHashSet};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use std::mem::{size_of, zeroed, MaybeUninit};
+use std::mem::{size_of, size_of_val, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,24 +71,33 @@ fn udp_socket(domain: Domain, reuse_port: bool, receive_buffer: usize) -> std::i
         socket.set_reuse_port(true)?;
     }
     set_receive_buffer(&socket, receive_buffer);
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt with a valid fd and a pointer to a c_int of the stated size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RXQ_OVFL,
-            (&one as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
+    if kernel_drops(socket.as_raw_fd()).is_none() {
         tracing::warn!(
-            "SO_RXQ_OVFL unavailable ({}); kernel drops will not be counted",
+            "SO_MEMINFO unavailable ({}); kernel drops will not be counted",
             std::io::Error::last_os_error()
         );
     }
     Ok(socket)
+}
+
+/// `SO_MEMINFO` from asm-generic/socket.h (the libc crate lacks it).
+const SO_MEMINFO: libc::c_int = 55;
+
+/// Datagrams the kernel dropped on this socket so far (its receive buffer was full).
+fn kernel_drops(fd: libc::c_int) -> Option<u32> {
+    let mut info = [0u32; libc::SK_MEMINFO_DROPS as usize + 1];
+    let mut len = size_of_val(&info) as libc::socklen_t;
+    // SAFETY: getsockopt with a valid fd, a buffer of `len` bytes and its length.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && len as usize >= size_of_val(&info)).then(|| info[libc::SK_MEMINFO_DROPS as usize])
 }
 
 fn set_receive_buffer(socket: &Socket, bytes: usize) {
@@ -248,7 +257,6 @@ struct Batch {
     buffers: Vec<u8>,
     iovecs: Vec<libc::iovec>,
     addresses: Vec<libc::sockaddr_storage>,
-    controls: Vec<[u64; 8]>,
     headers: Vec<libc::mmsghdr>,
 }
 
@@ -259,7 +267,6 @@ impl Batch {
             iovecs: Vec::with_capacity(BATCH),
             // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
             addresses: vec![unsafe { zeroed() }; BATCH],
-            controls: vec![[0u64; 8]; BATCH],
             headers: Vec::with_capacity(BATCH),
         };
         let base = batch.buffers.as_mut_ptr();
@@ -277,7 +284,6 @@ impl Batch {
             header.msg_hdr.msg_iovlen = 1;
             header.msg_hdr.msg_name =
                 (&mut batch.addresses[i] as *mut libc::sockaddr_storage).cast();
-            header.msg_hdr.msg_control = batch.controls[i].as_mut_ptr().cast();
             batch.headers.push(header);
         }
         batch
@@ -287,7 +293,6 @@ impl Batch {
     fn receive(&mut self, fd: libc::c_int) -> std::io::Result<usize> {
         for (i, h) in self.headers.iter_mut().enumerate() {
             h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_hdr.msg_controllen = size_of::<[u64; 8]>() as _;
             h.msg_hdr.msg_flags = 0;
             h.msg_len = 0;
             debug_assert!(std::ptr::eq(h.msg_hdr.msg_iov, &self.iovecs[i]));
@@ -345,30 +350,6 @@ impl Batch {
             _ => None,
         }
     }
-
-    /// The socket's drop counter (SO_RXQ_OVFL) delivered with datagram `i`, if any.
-    fn drop_counter(&self, i: usize) -> Option<u32> {
-        let header = &self.headers[i].msg_hdr;
-        // SAFETY: the CMSG macros walk the control buffer the kernel filled, bounded by
-        // msg_controllen; the data of an SO_RXQ_OVFL message is one u32.
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(header);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SO_RXQ_OVFL
-                {
-                    let mut value = MaybeUninit::<u32>::uninit();
-                    std::ptr::copy_nonoverlapping(
-                        libc::CMSG_DATA(cmsg),
-                        value.as_mut_ptr().cast::<u8>(),
-                        size_of::<u32>(),
-                    );
-                    return Some(value.assume_init());
-                }
-                cmsg = libc::CMSG_NXTHDR(header, cmsg);
-            }
-        }
-        None
-    }
 }
 
 /// Counts the records of exporters that are not aggregated.
@@ -420,7 +401,7 @@ impl Receiver {
                 }
                 continue;
             }
-            for (socket, pollfd) in fds.iter().enumerate() {
+            for pollfd in &fds {
                 if pollfd.revents == 0 {
                     continue;
                 }
@@ -429,7 +410,7 @@ impl Receiver {
                     match batch.receive(pollfd.fd) {
                         Ok(0) => break,
                         Ok(n) => {
-                            self.process(&batch, n, socket);
+                            self.process(&batch, n);
                             if n < BATCH {
                                 break;
                             }
@@ -453,21 +434,13 @@ impl Receiver {
         }
     }
 
-    fn process(&mut self, batch: &Batch, n: usize, socket: usize) {
+    fn process(&mut self, batch: &Batch, n: usize) {
         self.refresh_aggregated();
         let now = Instant::now();
         let intake = self.intake.clone();
         let mut live = intake.live(self.index);
         let mut unattributed = 0u64;
         for i in 0..n {
-            if let Some(counter) = batch.drop_counter(i) {
-                let last = &mut self.sockets[socket].1;
-                let dropped = counter.wrapping_sub(*last);
-                if dropped > 0 && dropped < 1 << 31 {
-                    intake.counters.kernel_drops.inc_by(u64::from(dropped));
-                }
-                *last = counter;
-            }
             let Some(exporter) = batch.source(i) else {
                 continue;
             };
@@ -528,6 +501,15 @@ impl Receiver {
 
     /// Publishes counts and writes learnt templates (at most once a second unless `last`).
     fn housekeeping(&mut self, last: bool) {
+        for (socket, seen) in &mut self.sockets {
+            if let Some(drops) = kernel_drops(socket.as_raw_fd()) {
+                let new = drops.wrapping_sub(*seen);
+                if new > 0 && new < 1 << 31 {
+                    self.intake.counters.kernel_drops.inc_by(u64::from(new));
+                }
+                *seen = drops;
+            }
+        }
         let stats = self.decoder.take_stats();
         if stats != Default::default() {
             self.intake.add_records(stats.records);

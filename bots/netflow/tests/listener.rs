@@ -141,3 +141,24 @@ fn a_busy_port_is_reported() {
     let error = listener::bind(&config).err().expect("port is taken");
     assert!(error.contains(&port.to_string()), "{error}");
 }
+
+#[test]
+fn datagrams_the_kernel_drops_are_counted() {
+    let mut config = config(1);
+    config.receive_buffer = 4096;
+    config.ipv6 = false;
+    let bound = listener::bind(&config).unwrap();
+    let port = bound.port();
+    // Nobody reads yet: the tiny buffer overflows.
+    let datagrams = capture("v5");
+    send_all("127.0.0.1", port, &datagrams);
+    let intake = Arc::new(Intake::new(1, 100_000));
+    let running = bound.start(intake.clone(), None).unwrap();
+    let c = &intake.counters;
+    wait_for("the drop count", || c.kernel_drops.get() > 0);
+    wait_for("every datagram accounted for", || {
+        c.datagrams.get() + c.kernel_drops.get() == datagrams.len() as u64
+    });
+    running.stop();
+    assert!(c.datagrams.get() > 0);
+}
