@@ -11,19 +11,20 @@
 //! so the top 10 stay right unless a key that was small when folded grows into the top later.
 
 use crate::flow::{Direction, Flow, FlowSink};
+use crate::sums::SumTable;
 use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 
 /// Byte sums by key.
-pub type Sums<K> = FxHashMap<K, u64>;
+pub type Sums<K> = SumTable<K>;
 
 /// Lists this short are never folded: interface lists and the like stay complete.
 const FOLD_MIN: usize = 16;
 
 /// An address as a compact, cheaply hashed key: IPv6 bits, IPv4 as its IPv4-mapped form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IpKey {
     high: u64,
     low: u64,
@@ -72,40 +73,31 @@ pub struct DirectionSums {
 
 /// Adds `bytes` under `key`; 1 if the key is new.
 #[inline(always)]
-fn add<K: Hash + Eq>(map: &mut Sums<K>, key: K, bytes: u64) -> usize {
-    match map.entry(key) {
-        Entry::Occupied(mut e) => {
-            *e.get_mut() += bytes;
-            0
-        }
-        Entry::Vacant(e) => {
-            e.insert(bytes);
-            1
-        }
-    }
+fn add<K: Hash + Eq + Copy + Default>(map: &mut Sums<K>, key: K, bytes: u64) -> usize {
+    usize::from(map.add(key, bytes))
 }
 
-fn merge_map<K: Hash + Eq + Copy>(into: &mut Sums<K>, from: &Sums<K>) -> usize {
-    from.iter().map(|(k, &v)| add(into, *k, v)).sum()
+fn merge_map<K: Hash + Eq + Copy + Default>(into: &mut Sums<K>, from: &Sums<K>) -> usize {
+    from.iter().map(|(k, v)| add(into, k, v)).sum()
 }
 
 /// Keeps the larger half (by bytes) of a list longer than [`FOLD_MIN`]; returns how many keys
 /// were folded away.
-fn fold_map<K: Hash + Eq>(map: &mut Sums<K>) -> usize {
+fn fold_map<K: Hash + Eq + Copy + Default>(map: &mut Sums<K>) -> usize {
     let before = map.len();
     if before <= FOLD_MIN {
         return 0;
     }
     let keep = before / 2;
-    let mut values: Vec<u64> = map.values().copied().collect();
+    let mut values: Vec<u64> = map.values().collect();
     let cut = before - keep;
     let (_, &mut threshold, _) = values.select_nth_unstable(cut);
     let above = values[cut + 1..].iter().filter(|&&v| v > threshold).count();
     let mut ties_kept = keep - above;
     map.retain(|_, v| {
-        if *v > threshold {
+        if v > threshold {
             true
-        } else if *v == threshold && ties_kept > 0 {
+        } else if v == threshold && ties_kept > 0 {
             ties_kept -= 1;
             true
         } else {
@@ -163,8 +155,8 @@ impl DirectionSums {
     /// Bytes per host over all interfaces.
     pub fn hosts(&self) -> Sums<IpKey> {
         let mut hosts = Sums::default();
-        for ((_, host), bytes) in &self.interface_hosts {
-            *hosts.entry(*host).or_default() += bytes;
+        for ((_, host), bytes) in self.interface_hosts.iter() {
+            hosts.add(host, bytes);
         }
         hosts
     }
@@ -172,8 +164,8 @@ impl DirectionSums {
     /// Bytes per protocol over all interfaces.
     pub fn protocols(&self) -> Sums<u8> {
         let mut protocols = Sums::default();
-        for ((_, protocol), bytes) in &self.interface_protocols {
-            *protocols.entry(*protocol).or_default() += bytes;
+        for ((_, protocol), bytes) in self.interface_protocols.iter() {
+            protocols.add(protocol, bytes);
         }
         protocols
     }
@@ -212,6 +204,8 @@ pub struct Aggregate {
     keys: usize,
     max_keys: usize,
     folded: u64,
+    /// Records a sink holds until it adds them in one go (reused buffer).
+    staged: Vec<Staged>,
 }
 
 impl Aggregate {
@@ -222,6 +216,7 @@ impl Aggregate {
             keys: 0,
             max_keys: max_keys.max(1),
             folded: 0,
+            staged: Vec::with_capacity(SINK_BATCH),
         }
     }
 
@@ -267,6 +262,7 @@ impl Aggregate {
         ExporterSink {
             sums,
             keys: &mut self.keys,
+            staged: &mut self.staged,
         }
     }
 
@@ -310,17 +306,106 @@ impl Aggregate {
     }
 }
 
-/// Adds flows to one exporter's sums (see [`Aggregate::exporter_sink`]).
+/// Records a sink collects before adding them: enough to keep many memory fetches in flight.
+const SINK_BATCH: usize = 64;
+/// How many records ahead the slots are prefetched.
+const PREFETCH_AHEAD: usize = 8;
+
+/// One record waiting in a sink, with the hashes of its two large-table keys.
+#[derive(Debug, Clone, Copy)]
+struct Staged {
+    direction: usize,
+    interface: u32,
+    protocol: u8,
+    dst_port: u16,
+    host: IpKey,
+    src: IpKey,
+    dst: IpKey,
+    bytes: u64,
+    host_hash: u64,
+    connection_hash: u64,
+}
+
+/// Adds flows to one exporter's sums (see [`Aggregate::exporter_sink`]). Records are added in
+/// groups: the slots of a group's keys in the two large tables (interface/host pairs,
+/// connections) are prefetched before any is touched. Whatever is left is added when the sink
+/// is dropped.
 pub struct ExporterSink<'a> {
     sums: &'a mut ExporterSums,
     keys: &'a mut usize,
+    staged: &'a mut Vec<Staged>,
+}
+
+impl ExporterSink<'_> {
+    fn add_staged(&mut self) {
+        let prefetch = |sums: &ExporterSums, s: &Staged| {
+            let d = &sums.directions[s.direction];
+            d.interface_hosts.prefetch(s.host_hash);
+            d.connections.prefetch(s.connection_hash);
+        };
+        for s in self.staged.iter().take(PREFETCH_AHEAD) {
+            prefetch(self.sums, s);
+        }
+        let mut new_keys = 0;
+        for i in 0..self.staged.len() {
+            if let Some(ahead) = self.staged.get(i + PREFETCH_AHEAD) {
+                prefetch(self.sums, ahead);
+            }
+            let s = self.staged[i];
+            let d = &mut self.sums.directions[s.direction];
+            d.total += s.bytes;
+            new_keys += usize::from(d.interfaces.add(s.interface, s.bytes))
+                + usize::from(d.interface_hosts.add_hashed(
+                    s.host_hash,
+                    (s.interface, s.host),
+                    s.bytes,
+                ))
+                + usize::from(
+                    d.interface_protocols
+                        .add((s.interface, s.protocol), s.bytes),
+                )
+                + usize::from(
+                    d.connections
+                        .add_hashed(s.connection_hash, (s.src, s.dst), s.bytes),
+                )
+                + usize::from(d.dst_ports.add(s.dst_port, s.bytes));
+        }
+        self.staged.clear();
+        *self.keys += new_keys;
+    }
 }
 
 impl FlowSink for ExporterSink<'_> {
     #[inline]
     fn flow(&mut self, flow: &Flow) {
         self.sums.records += 1;
-        *self.keys += self.sums.directions[flow.direction.index()].add_flow(flow);
+        let interface = flow.interface();
+        let host = IpKey::from(flow.host());
+        let src = IpKey::from(flow.src);
+        let dst = IpKey::from(flow.dst);
+        self.staged.push(Staged {
+            direction: flow.direction.index(),
+            interface,
+            protocol: flow.protocol,
+            dst_port: flow.dst_port,
+            host,
+            src,
+            dst,
+            bytes: flow.bytes,
+            host_hash: Sums::<(u32, IpKey)>::hash_of(&(interface, host)),
+            connection_hash: Sums::<(IpKey, IpKey)>::hash_of(&(src, dst)),
+        });
+        if self.staged.len() >= SINK_BATCH {
+            self.add_staged();
+        }
+    }
+}
+
+impl Drop for ExporterSink<'_> {
+    fn drop(&mut self) {
+        if !self.staged.is_empty() {
+            self.add_staged();
+        }
     }
 }
 
@@ -381,12 +466,12 @@ mod tests {
         let sums = agg.exporter(&"192.0.2.1".parse().unwrap()).unwrap();
         let ingress = sums.direction(Direction::Ingress);
         assert_eq!(ingress.total, 150);
-        assert_eq!(ingress.interfaces[&1], 150);
-        assert_eq!(ingress.hosts()[&key("10.0.0.1")], 150);
+        assert_eq!(ingress.interfaces.get(&1), Some(150));
+        assert_eq!(ingress.hosts().get(&key("10.0.0.1")), Some(150));
         assert_eq!(ingress.connections.len(), 2);
         let egress = sums.direction(Direction::Egress);
-        assert_eq!(egress.interfaces[&2], 7);
-        assert_eq!(egress.hosts()[&key("10.0.0.3")], 7);
+        assert_eq!(egress.interfaces.get(&2), Some(7));
+        assert_eq!(egress.hosts().get(&key("10.0.0.3")), Some(7));
         assert_eq!(sums.records, 3);
         // exporter + 5 lists for ingress (1 + 1 + 1 + 2 + 1) + 5 for egress
         assert_eq!(agg.keys(), 1 + 6 + 5);
@@ -413,7 +498,7 @@ mod tests {
         let ingress = sums.direction(Direction::Ingress);
         let light: u64 = (0..500u64).map(|i| 10 + i).sum();
         assert_eq!(ingress.total, 1_000_000 + light);
-        let top_hosts = top(ingress.hosts(), 10);
+        let top_hosts = top(ingress.hosts().iter(), 10);
         assert_eq!(top_hosts[0], (key("10.9.9.9"), 1_000_000));
         // The latest, largest light hosts survive in order.
         assert_eq!(top_hosts[1].1, 509);

@@ -215,20 +215,17 @@ pub fn report(label: &str, entities: &[EntityExporter], sums: &Aggregate) -> Vec
 }
 
 fn entity_values(prefix: &str, d: &DirectionSums, push: &mut impl FnMut(String, u64)) {
-    let mut interfaces: Vec<(u32, u64)> = d.interfaces.iter().map(|(k, v)| (*k, *v)).collect();
+    let mut interfaces: Vec<(u32, u64)> = d.interfaces.iter().collect();
     interfaces.sort_unstable();
     for (interface, bytes) in &interfaces {
         push(format!("{prefix}.if.{interface}"), *bytes);
     }
-    for (ip, bytes) in top(d.hosts(), TOP_N) {
+    for (ip, bytes) in top(d.hosts().iter(), TOP_N) {
         push(format!("{prefix}.topip.{}", key_segment(ip)), bytes);
     }
     let mut by_interface: FxHashMap<u32, Vec<(IpKey, u64)>> = FxHashMap::default();
-    for ((interface, ip), bytes) in &d.interface_hosts {
-        by_interface
-            .entry(*interface)
-            .or_default()
-            .push((*ip, *bytes));
+    for ((interface, ip), bytes) in d.interface_hosts.iter() {
+        by_interface.entry(interface).or_default().push((ip, bytes));
     }
     let mut by_interface: Vec<_> = by_interface.into_iter().collect();
     by_interface.sort_unstable_by_key(|(interface, _)| *interface);
@@ -240,18 +237,18 @@ fn entity_values(prefix: &str, d: &DirectionSums, push: &mut impl FnMut(String, 
             );
         }
     }
-    for (protocol, bytes) in top(d.protocols(), TOP_N) {
+    for (protocol, bytes) in top(d.protocols().iter(), TOP_N) {
         push(
             format!("{prefix}.topprotocol.{}", protocols::segment(protocol)),
             bytes,
         );
     }
     let mut by_interface: FxHashMap<u32, Vec<(u8, u64)>> = FxHashMap::default();
-    for ((interface, protocol), bytes) in &d.interface_protocols {
+    for ((interface, protocol), bytes) in d.interface_protocols.iter() {
         by_interface
-            .entry(*interface)
+            .entry(interface)
             .or_default()
-            .push((*protocol, *bytes));
+            .push((protocol, bytes));
     }
     let mut by_interface: Vec<_> = by_interface.into_iter().collect();
     by_interface.sort_unstable_by_key(|(interface, _)| *interface);
@@ -266,13 +263,13 @@ fn entity_values(prefix: &str, d: &DirectionSums, push: &mut impl FnMut(String, 
             );
         }
     }
-    for ((src, dst), bytes) in top(d.connections.iter().map(|(k, v)| (*k, *v)), TOP_N) {
+    for ((src, dst), bytes) in top(d.connections.iter(), TOP_N) {
         push(
             format!("{prefix}.topconn.{}.{}", key_segment(src), key_segment(dst)),
             bytes,
         );
     }
-    for (port, bytes) in top(d.dst_ports.iter().map(|(k, v)| (*k, *v)), TOP_N) {
+    for (port, bytes) in top(d.dst_ports.iter(), TOP_N) {
         push(format!("{prefix}.topdstports.{port}"), bytes);
     }
 }
