@@ -1,1 +1,17 @@
-//! Grafolean netflow bot: protocol code on the collector framework.
+//! Grafolean NetFlow bot: receives NetFlow v5, v9 and IPFIX, aggregates flows in memory and
+//! reports per-window byte counts (contract §5.11).
+
+pub mod aggregate;
+pub mod bot;
+pub mod capture;
+pub mod decode;
+pub mod flow;
+pub mod intake;
+pub mod listener;
+pub mod protocols;
+pub mod reference;
+pub mod sums;
+pub mod templates;
+pub mod windows;
+
+pub use bot::{NetflowBot, NetflowJob, NetflowSettings};

@@ -1,0 +1,302 @@
+//! The NetFlow bot on the collector framework: its settings, jobs (contract §5.5, §5.11) and
+//! the listener as its background task.
+
+use crate::decode::DecoderLimits;
+use crate::intake::Intake;
+use crate::listener::{self, BoundListener, ListenerConfig};
+use crate::templates::TemplateDatabase;
+use crate::windows::{EntityExporter, Windows, WINDOWS};
+use collector::backend::BackendClient;
+use collector::bot::Firing;
+use collector::{Anchor, Collector, Context, EntityConfig, JobError, JobSpec, Store, Value};
+use futures::future::BoxFuture;
+use serde_json::json;
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The bot's own settings, each a flag and an environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NetflowSettings {
+    /// UDP port NetFlow v5/v9 and IPFIX exporters send to (IPv4 and IPv6).
+    #[arg(long, env = "NETFLOW_PORT", default_value_t = 2055)]
+    pub netflow_port: u16,
+
+    /// Receive threads, each with its own sockets (SO_REUSEPORT); default: the CPUs available
+    /// to the process, at most 8.
+    #[arg(long, env = "NETFLOW_THREADS", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub netflow_threads: Option<u64>,
+
+    /// Socket receive buffer in bytes (absorbs bursts; see net.core.rmem_max).
+    #[arg(long, env = "NETFLOW_RECEIVE_BUFFER", default_value_t = 32 << 20)]
+    pub netflow_receive_buffer: usize,
+
+    /// Distinct keys (hosts, connections, ports, interfaces...) one aggregation window holds
+    /// before the smaller half of its lists is folded away; bounds memory.
+    #[arg(long, env = "NETFLOW_MAX_KEYS", default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1000..))]
+    pub netflow_max_keys: u64,
+
+    /// Do not listen on IPv6.
+    #[arg(long, env = "NETFLOW_NO_IPV6")]
+    pub netflow_no_ipv6: bool,
+}
+
+/// What a NetFlow job does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetflowJob {
+    /// `maint/suggest_entities`: posts exporters that are no entity yet.
+    SuggestEntities,
+    /// `aggr/{label}/{account}`: reports window `window` (index into [`WINDOWS`]) of
+    /// `account`, whose NetFlow entities are `entities` (so any change re-creates the job).
+    Aggregate {
+        window: usize,
+        account: u64,
+        entities: Vec<EntityConfig>,
+    },
+}
+
+impl TemplateDatabase for Store {
+    fn database(&self) -> &redb::Database {
+        Store::database(self)
+    }
+}
+
+/// The NetFlow bot: the listener feeds the intake, the jobs report the windows.
+pub struct NetflowBot {
+    intake: Arc<Intake>,
+    windows: Arc<Windows>,
+    backend: Option<BackendClient>,
+    store: Option<Arc<dyn TemplateDatabase>>,
+    listener: Mutex<Option<BoundListener>>,
+}
+
+/// The embedded standalone jobs: the local machine as exporter, on account 1.
+const DEFAULT_JOBS: &str = r#"
+[[credentials]]
+id = 1
+protocol = "netflow"
+details = {}
+
+[[sensors]]
+id = 10
+protocol = "netflow"
+details = {}
+
+[[entities]]
+id = 100
+name = "127.0.0.1 (NetFlow exporter)"
+details = { ipv4 = "127.0.0.1" }
+protocols.netflow = { credential = 1, sensors = [{ sensor = 10 }] }
+"#;
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8)
+}
+
+impl NetflowBot {
+    /// Binds the UDP sockets (a busy port is a start-up error) and registers the counters.
+    pub fn new(settings: NetflowSettings, context: Context) -> Result<NetflowBot, String> {
+        let threads = settings
+            .netflow_threads
+            .map_or_else(default_threads, |n| n as usize);
+        let config = ListenerConfig {
+            port: settings.netflow_port,
+            threads,
+            receive_buffer: settings.netflow_receive_buffer,
+            ipv6: !settings.netflow_no_ipv6,
+            limits: DecoderLimits::default(),
+        };
+        let bound = listener::bind(&config)?;
+        tracing::info!(
+            port = bound.port(),
+            threads,
+            "listening for NetFlow v5/v9 and IPFIX"
+        );
+        let intake = Arc::new(Intake::new(threads, settings.netflow_max_keys as usize));
+        intake.counters.register(&context.metrics);
+        Ok(NetflowBot {
+            intake,
+            windows: Arc::new(Windows::new()),
+            backend: context.backend,
+            store: Some(Arc::new(context.store)),
+            listener: Mutex::new(Some(bound)),
+        })
+    }
+
+    /// Posts, to every account the bot can list, a device for each exporter seen that is not
+    /// among the account's devices yet (contract §5.11); a failed request ends the run.
+    async fn suggest_entities(&self) -> Result<(), JobError> {
+        let Some(backend) = &self.backend else {
+            return Ok(());
+        };
+        let exporters = self.intake.exporters();
+        if exporters.is_empty() {
+            return Ok(());
+        }
+        let accounts = backend
+            .list_accounts()
+            .await
+            .map_err(|e| JobError::new(format!("cannot list accounts: {e}")))?;
+        for account in accounts {
+            let entities = backend.list_entities(account).await.map_err(|e| {
+                JobError::new(format!("cannot list entities of account {account}: {e}"))
+            })?;
+            let mut known_text = HashSet::new();
+            let mut known_ip = HashSet::new();
+            for entity in entities.iter().filter(|e| e.entity_type == "device") {
+                if let Some(text) = entity.details.get("ipv4").and_then(|v| v.as_str()) {
+                    known_text.insert(text.to_string());
+                    if let Ok(ip) = text.trim().parse::<IpAddr>() {
+                        known_ip.insert(crate::flow::canonical_ip(ip));
+                    }
+                }
+            }
+            for exporter in &exporters {
+                let text = exporter.to_string();
+                if known_ip.contains(exporter) || known_text.contains(&text) {
+                    continue;
+                }
+                let entity = json!({
+                    "name": format!("{text} (NetFlow exporter)"),
+                    "entity_type": "device",
+                    "details": { "ipv4": text },
+                });
+                let id = backend.create_entity(account, &entity).await.map_err(|e| {
+                    JobError::new(format!(
+                        "cannot suggest exporter {text} to account {account}: {e}"
+                    ))
+                })?;
+                tracing::info!(account, entity = id, exporter = %text, "exporter suggested as entity");
+            }
+        }
+        Ok(())
+    }
+
+    async fn aggregate(
+        &self,
+        window: usize,
+        account: u64,
+        configs: &[EntityConfig],
+    ) -> Result<Vec<Value>, JobError> {
+        let mut entities = Vec::with_capacity(configs.len());
+        for config in configs {
+            match config
+                .address()
+                .and_then(|a| a.trim().parse::<IpAddr>().ok())
+            {
+                Some(ip) => entities.push(EntityExporter {
+                    entity_id: config.entity_id,
+                    exporter: crate::flow::canonical_ip(ip),
+                }),
+                None => tracing::warn!(
+                    account,
+                    entity = config.entity_id,
+                    "details.ipv4 {:?} is not an IP address; no flows can be matched to it",
+                    config.details.get("ipv4")
+                ),
+            }
+        }
+        let intake = self.intake.clone();
+        let windows = self.windows.clone();
+        let (values, folded) = tokio::task::spawn_blocking(move || {
+            windows.run(&intake, account, window, &entities, Instant::now())
+        })
+        .await
+        .map_err(|e| JobError::new(format!("aggregation task failed: {e}")))?;
+        self.intake.counters.keys_folded.inc_by(folded);
+        Ok(values
+            .into_iter()
+            .map(|v| Value::new(v.path, v.bytes as f64))
+            .collect())
+    }
+}
+
+impl Collector for NetflowBot {
+    type Params = NetflowJob;
+
+    fn protocol(&self) -> &'static str {
+        "netflow"
+    }
+
+    fn jobs(&self, configs: &[EntityConfig]) -> Vec<JobSpec<NetflowJob>> {
+        let mut specs = Vec::new();
+        if self.backend.is_some() {
+            specs.push(
+                JobSpec::new(
+                    "maint/suggest_entities",
+                    vec![120],
+                    NetflowJob::SuggestEntities,
+                )
+                .anchored(Anchor::Unix(10)),
+            );
+        }
+        let mut accounts: BTreeMap<u64, Vec<EntityConfig>> = BTreeMap::new();
+        for config in configs {
+            accounts
+                .entry(config.account_id)
+                .or_default()
+                .push(config.clone());
+        }
+        for (account, entities) in accounts {
+            for (window, spec) in WINDOWS.iter().enumerate() {
+                specs.push(
+                    JobSpec::new(
+                        format!("aggr/{}/{account}", spec.label),
+                        vec![spec.interval],
+                        NetflowJob::Aggregate {
+                            window,
+                            account,
+                            entities: entities.clone(),
+                        },
+                    )
+                    .account(account)
+                    .anchored(Anchor::FirstAfter(spec.first_run_after)),
+                );
+            }
+        }
+        specs
+    }
+
+    async fn perform(
+        &self,
+        job: &JobSpec<NetflowJob>,
+        _firing: &Firing,
+    ) -> Result<Vec<Value>, JobError> {
+        match &job.params {
+            NetflowJob::SuggestEntities => self.suggest_entities().await.map(|()| Vec::new()),
+            NetflowJob::Aggregate {
+                window,
+                account,
+                entities,
+            } => self.aggregate(*window, *account, entities).await,
+        }
+    }
+
+    fn background(&self, shutdown: CancellationToken) -> Option<BoxFuture<'static, ()>> {
+        let bound = self
+            .listener
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()?;
+        let running = match bound.start(self.intake.clone(), self.store.clone()) {
+            Ok(running) => running,
+            Err(e) => {
+                tracing::error!("NetFlow listener did not start: {e}");
+                return None;
+            }
+        };
+        Some(Box::pin(async move {
+            shutdown.cancelled().await;
+            let _ = tokio::task::spawn_blocking(move || running.stop()).await;
+        }))
+    }
+
+    fn default_jobs(&self) -> Option<&'static str> {
+        Some(DEFAULT_JOBS)
+    }
+}

@@ -1,0 +1,275 @@
+//! The aggregation windows of each account (`aggr/{label}/{account}`) and the values they
+//! report, exactly the paths of contract §5.11.
+//!
+//! Each run of a window's job first drains the receive threads' live aggregates into the pending
+//! sums of every window of every account whose entities include the exporter, then reports and
+//! clears its own pending sums. So each window reports exactly the flows received since the
+//! previous run of that window's job, whatever the other windows do. A window's first run only
+//! starts it (the original stored a marker then), and a run when the bot received no flow at
+//! all since the previous one reports nothing, as the original.
+
+use crate::aggregate::{top, Aggregate, DirectionSums, IpKey};
+use crate::flow::Direction;
+use crate::intake::Intake;
+use crate::protocols;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How many entries each top list reports.
+pub const TOP_N: usize = 10;
+
+/// One aggregation window: its label, interval, and when its first run happens after the job
+/// is (re)created (the original's offsets, so the windows' runs do not coincide).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSpec {
+    pub label: &'static str,
+    pub interval: u64,
+    pub first_run_after: u64,
+}
+
+/// The five windows of contract §5.11.
+pub const WINDOWS: [WindowSpec; 5] = [
+    WindowSpec {
+        label: "1min",
+        interval: 60,
+        first_run_after: 60,
+    },
+    WindowSpec {
+        label: "15min",
+        interval: 900,
+        first_run_after: 15,
+    },
+    WindowSpec {
+        label: "1h",
+        interval: 3600,
+        first_run_after: 4 * 60 + 15,
+    },
+    WindowSpec {
+        label: "4h",
+        interval: 4 * 3600,
+        first_run_after: 29 * 60 + 15,
+    },
+    WindowSpec {
+        label: "24h",
+        interval: 24 * 3600,
+        first_run_after: 3600 + 29 * 60 + 15,
+    },
+];
+
+/// An account whose jobs have not run for this long is forgotten (its jobs were removed).
+const FORGET_ACCOUNT_AFTER: Duration = Duration::from_secs(2 * 3600);
+
+/// One value to report: a path and a byte count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathValue {
+    pub path: String,
+    pub bytes: u64,
+}
+
+/// One NetFlow entity of an account: its id and the exporter address it stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntityExporter {
+    pub entity_id: u64,
+    pub exporter: IpAddr,
+}
+
+#[derive(Debug)]
+struct WindowState {
+    started: bool,
+    pending: Aggregate,
+    records_at_last_run: u64,
+}
+
+#[derive(Debug)]
+struct AccountWindows {
+    entities: Vec<EntityExporter>,
+    windows: Vec<WindowState>,
+    last_run: Instant,
+}
+
+/// The pending sums of every window of every account.
+#[derive(Debug, Default)]
+pub struct Windows {
+    accounts: Mutex<BTreeMap<u64, AccountWindows>>,
+}
+
+/// Encodes an address for a path segment as the original: `.` -> `%2e`, `:` -> `%3a`.
+pub fn ip_segment(ip: &IpAddr) -> String {
+    ip.to_string().replace('.', "%2e").replace(':', "%3a")
+}
+
+fn key_segment(key: IpKey) -> String {
+    ip_segment(&key.into())
+}
+
+impl Windows {
+    pub fn new() -> Windows {
+        Windows::default()
+    }
+
+    /// Runs window `window` (index into [`WINDOWS`]) of `account` whose NetFlow entities are
+    /// `entities`: drains the live aggregates, then reports and clears this window's sums.
+    /// Returns the values and the number of aggregation keys folded away while merging.
+    pub fn run(
+        &self,
+        intake: &Intake,
+        account: u64,
+        window: usize,
+        entities: &[EntityExporter],
+        now: Instant,
+    ) -> (Vec<PathValue>, u64) {
+        let mut accounts = self
+            .accounts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        accounts.retain(|_, a| now.duration_since(a.last_run) < FORGET_ACCOUNT_AFTER);
+        let state = accounts.entry(account).or_insert_with(|| AccountWindows {
+            entities: Vec::new(),
+            windows: WINDOWS
+                .iter()
+                .map(|_| WindowState {
+                    started: false,
+                    pending: Aggregate::new(intake.max_keys()),
+                    records_at_last_run: 0,
+                })
+                .collect(),
+            last_run: now,
+        });
+        state.entities = entities.to_vec();
+        state.last_run = now;
+
+        // Drain under the lock, so concurrent runs of other windows cannot interleave.
+        let mut folded = 0u64;
+        for live in intake.drain() {
+            for (exporter, sums) in live.exporters() {
+                for account in accounts.values_mut() {
+                    if account.entities.iter().any(|e| e.exporter == *exporter) {
+                        for w in &mut account.windows {
+                            folded += w.pending.merge_exporter(*exporter, sums);
+                        }
+                    }
+                }
+            }
+        }
+        let aggregated: FxHashSet<IpAddr> = accounts
+            .values()
+            .flat_map(|a| a.entities.iter().map(|e| e.exporter))
+            .collect();
+        intake.set_aggregated(aggregated);
+
+        let Some(state) = accounts.get_mut(&account) else {
+            return (Vec::new(), folded);
+        };
+        let records = intake.records();
+        let Some(w) = state.windows.get_mut(window) else {
+            return (Vec::new(), folded);
+        };
+        let pending = w.pending.take();
+        if !w.started {
+            w.started = true;
+            w.records_at_last_run = records;
+            return (Vec::new(), folded);
+        }
+        if records == w.records_at_last_run {
+            return (Vec::new(), folded);
+        }
+        w.records_at_last_run = records;
+        if pending.folded() > 0 {
+            tracing::warn!(
+                account,
+                window = WINDOWS[window].label,
+                "{} aggregation keys were folded away to bound memory; top lists are approximate",
+                pending.folded()
+            );
+        }
+        (report(WINDOWS[window].label, entities, &pending), folded)
+    }
+}
+
+/// The values of one window of one account (contract §5.11), bytes per path.
+pub fn report(label: &str, entities: &[EntityExporter], sums: &Aggregate) -> Vec<PathValue> {
+    let mut values = Vec::new();
+    let mut push = |path: String, bytes: u64| values.push(PathValue { path, bytes });
+    for direction in Direction::ALL {
+        let prefix = format!("netflow.{label}.{}", direction.label());
+        let mut account_total = 0u64;
+        for entity in entities {
+            let entity_prefix = format!("{prefix}.entity.{}", entity.entity_id);
+            let Some(d) = sums
+                .exporter(&entity.exporter)
+                .map(|s| s.direction(direction))
+            else {
+                push(entity_prefix, 0);
+                continue;
+            };
+            account_total += d.total;
+            push(entity_prefix.clone(), d.total);
+            entity_values(&entity_prefix, d, &mut push);
+        }
+        push(prefix, account_total);
+    }
+    values
+}
+
+fn entity_values(prefix: &str, d: &DirectionSums, push: &mut impl FnMut(String, u64)) {
+    let mut interfaces: Vec<(u32, u64)> = d.interfaces.iter().collect();
+    interfaces.sort_unstable();
+    for (interface, bytes) in &interfaces {
+        push(format!("{prefix}.if.{interface}"), *bytes);
+    }
+    for (ip, bytes) in top(d.hosts().iter(), TOP_N) {
+        push(format!("{prefix}.topip.{}", key_segment(ip)), bytes);
+    }
+    let mut by_interface: FxHashMap<u32, Vec<(IpKey, u64)>> = FxHashMap::default();
+    for ((interface, ip), bytes) in d.interface_hosts.iter() {
+        by_interface.entry(interface).or_default().push((ip, bytes));
+    }
+    let mut by_interface: Vec<_> = by_interface.into_iter().collect();
+    by_interface.sort_unstable_by_key(|(interface, _)| *interface);
+    for (interface, hosts) in by_interface {
+        for (ip, bytes) in top(hosts, TOP_N) {
+            push(
+                format!("{prefix}.if.{interface}.topip.{}", key_segment(ip)),
+                bytes,
+            );
+        }
+    }
+    for (protocol, bytes) in top(d.protocols().iter(), TOP_N) {
+        push(
+            format!("{prefix}.topprotocol.{}", protocols::segment(protocol)),
+            bytes,
+        );
+    }
+    let mut by_interface: FxHashMap<u32, Vec<(u8, u64)>> = FxHashMap::default();
+    for ((interface, protocol), bytes) in d.interface_protocols.iter() {
+        by_interface
+            .entry(interface)
+            .or_default()
+            .push((protocol, bytes));
+    }
+    let mut by_interface: Vec<_> = by_interface.into_iter().collect();
+    by_interface.sort_unstable_by_key(|(interface, _)| *interface);
+    for (interface, list) in by_interface {
+        for (protocol, bytes) in top(list, TOP_N) {
+            push(
+                format!(
+                    "{prefix}.if.{interface}.topprotocol.{}",
+                    protocols::segment(protocol)
+                ),
+                bytes,
+            );
+        }
+    }
+    for ((src, dst), bytes) in top(d.connections.iter(), TOP_N) {
+        push(
+            format!("{prefix}.topconn.{}.{}", key_segment(src), key_segment(dst)),
+            bytes,
+        );
+    }
+    for (port, bytes) in top(d.dst_ports.iter(), TOP_N) {
+        push(format!("{prefix}.topdstports.{port}"), bytes);
+    }
+}
