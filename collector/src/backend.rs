@@ -38,6 +38,29 @@ impl BackendError {
         }
     }
 
+    /// The likely cause and fix of a problem a user can set right (URL, token), if there is one.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            BackendError::Status { status: 404, .. } => Some(
+                "the backend has no such route: does BACKEND_URL end with the API prefix, \
+                 e.g. http://grafolean/api?",
+            ),
+            BackendError::Status {
+                status: 401 | 403, ..
+            } => Some(
+                "the backend refused the token: is BOT_TOKEN a bot's token from the Grafolean UI?",
+            ),
+            BackendError::Decode { message, .. } if message.contains("HTML") => Some(
+                "that is not the Grafolean API: does BACKEND_URL end with the API prefix, \
+                 e.g. http://grafolean/api?",
+            ),
+            BackendError::Transport { message, .. } if message.contains("cannot connect") => {
+                Some("is the backend running, and are the host and port in BACKEND_URL right?")
+            }
+            _ => None,
+        }
+    }
+
     /// Whether trying again later may help: no answer at all, or a 5xx.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -139,7 +162,7 @@ impl BackendClient {
         let result = async {
             let response = request.send().await.map_err(|e| BackendError::Transport {
                 operation: operation.clone(),
-                message: scrub(&e.without_url().to_string(), &self.inner.token),
+                message: scrub(&transport_problem(&e, &self.inner.base), &self.inner.token),
             })?;
             let status = response.status().as_u16();
             let bytes = response
@@ -147,10 +170,14 @@ impl BackendClient {
                 .await
                 .map_err(|e| BackendError::Transport {
                     operation: operation.clone(),
-                    message: scrub(&e.without_url().to_string(), &self.inner.token),
+                    message: scrub(&transport_problem(&e, &self.inner.base), &self.inner.token),
                 })?;
             if !(200..300).contains(&status) {
-                let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
+                let text = if looks_like_html(&bytes) {
+                    "(an HTML page)".to_string()
+                } else {
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned()
+                };
                 return Err(BackendError::Status {
                     operation: operation.clone(),
                     status,
@@ -182,33 +209,35 @@ impl BackendClient {
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, BackendError> {
         let bytes = self.send(Method::GET, path, None, true).await?;
-        serde_json::from_slice(&bytes).map_err(|e| BackendError::Decode {
-            operation: format!("GET {path}"),
-            message: e.to_string(),
-        })
+        decode(&format!("GET {path}"), &bytes)
     }
 
     /// Whether the backend is up, migrated and set up (contract §5.1 step 2).
     pub async fn is_ready(&self) -> Result<bool, BackendError> {
         let bytes = self.send(Method::GET, "/status/info", None, false).await?;
-        let info: StatusInfo =
-            serde_json::from_slice(&bytes).map_err(|e| BackendError::Decode {
-                operation: "GET /status/info".into(),
-                message: e.to_string(),
-            })?;
+        let info: StatusInfo = decode("GET /status/info", &bytes)?;
         Ok(info.db_migration_needed == Some(false) && info.user_exists == Some(true))
     }
 
     /// Polls `/status/info` every `every` until the backend is ready. Returns false if `shutdown`
     /// was cancelled first.
+    /// A problem is logged once with its likely fix, then again only when it changes.
     pub async fn wait_ready(&self, every: Duration, shutdown: &CancellationToken) -> bool {
+        let mut last_problem = String::new();
         loop {
-            match self.is_ready().await {
+            let problem = match self.is_ready().await {
                 Ok(true) => return true,
-                Ok(false) => {
-                    tracing::info!("backend is not ready yet (migration or setup pending)")
-                }
-                Err(e) => tracing::info!("waiting for the backend: {e}"),
+                Ok(false) => "backend is not ready yet (migration or setup pending)".to_string(),
+                Err(e) => match e.hint() {
+                    Some(hint) => format!("waiting for the backend: {e}: {hint}"),
+                    None => format!("waiting for the backend: {e}"),
+                },
+            };
+            if problem != last_problem {
+                tracing::warn!("{problem} (checking again every {}s)", every.as_secs());
+                last_problem = problem;
+            } else {
+                tracing::debug!("{problem}");
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return false,
@@ -256,10 +285,7 @@ impl BackendClient {
         let bytes = self
             .send(Method::POST, &path, Some(json_body(entity)), true)
             .await?;
-        let created: IdOnly = serde_json::from_slice(&bytes).map_err(|e| BackendError::Decode {
-            operation: format!("POST {path}"),
-            message: e.to_string(),
-        })?;
+        let created: IdOnly = decode(&format!("POST {path}"), &bytes)?;
         Ok(created.id)
     }
 
@@ -301,6 +327,59 @@ impl BackendClient {
         self.send(Method::PUT, &path, Some(json_body(values)), true)
             .await?;
         Ok(())
+    }
+}
+
+/// Parses a JSON answer; an HTML page (a web server or the UI instead of the API) is named as such
+/// rather than pasted into the log.
+fn decode<T: DeserializeOwned>(operation: &str, bytes: &[u8]) -> Result<T, BackendError> {
+    serde_json::from_slice(bytes).map_err(|e| BackendError::Decode {
+        operation: operation.to_string(),
+        message: if looks_like_html(bytes) {
+            "an HTML page instead of JSON".to_string()
+        } else {
+            e.to_string()
+        },
+    })
+}
+
+fn looks_like_html(bytes: &[u8]) -> bool {
+    let start = String::from_utf8_lossy(&bytes[..bytes.len().min(64)]).to_ascii_lowercase();
+    let start = start.trim_start();
+    start.starts_with("<!doctype html") || start.starts_with("<html") || start.starts_with("<head")
+}
+
+/// What went wrong below HTTP, with the causes reqwest keeps in its source chain ("connection
+/// refused") and the host and port that were tried. The URL itself is left out: it holds the token.
+fn transport_problem(error: &reqwest::Error, base: &str) -> String {
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !causes.iter().any(|c: &String| c.contains(&text)) {
+            causes.push(text);
+        }
+        source = cause.source();
+    }
+    let cause = causes.last().cloned().unwrap_or_default();
+    let address = reqwest::Url::parse(base)
+        .ok()
+        .and_then(|url| {
+            Some(format!(
+                "{}:{}",
+                url.host_str()?,
+                url.port_or_known_default()?
+            ))
+        })
+        .unwrap_or_default();
+    if error.is_timeout() {
+        format!("no answer from {address} within BACKEND_TIMEOUT")
+    } else if error.is_connect() {
+        format!("cannot connect to {address}: {cause}")
+    } else if cause.is_empty() {
+        crate::redact::redact_url(&error.to_string())
+    } else {
+        format!("{address}: {cause}")
     }
 }
 

@@ -9,7 +9,6 @@ use crate::value::{path_problem, Value};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use std::collections::HashSet;
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
@@ -94,12 +93,8 @@ impl Sink for StdoutSink {
                     out.push('\n');
                 }
             }
-            let mut stdout = std::io::stdout().lock();
-            if stdout
-                .write_all(out.as_bytes())
-                .and_then(|_| stdout.flush())
-                .is_ok()
-            {
+            // A failed write (the reader closed the pipe) ends the bot; see `crate::output`.
+            if crate::output::write_stdout(out.as_bytes()).is_ok() {
                 self.metrics
                     .framework
                     .values_delivered

@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod entity;
 pub mod job;
 pub mod metrics;
+pub mod output;
 pub mod redact;
 pub mod runtime;
 pub mod scheduler;

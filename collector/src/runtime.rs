@@ -8,6 +8,7 @@ use crate::entity::{build_configs, AccountData, EntityConfig};
 use crate::executor::Executor;
 use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
+use crate::output::say;
 use crate::scheduler::{Clock, Scheduler};
 use crate::settings::{LogFormat, Mode, Settings, ValuesOutput};
 use crate::spool::Spool;
@@ -42,14 +43,14 @@ where
     let mode = match settings.mode() {
         Ok(mode) => mode,
         Err(problem) => {
-            eprintln!("error: {problem}");
+            say(format_args!("error: {problem}"));
             return ExitCode::from(2);
         }
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            say(format_args!("error: cannot start the async runtime: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -60,7 +61,7 @@ where
 fn health_check(address: Option<SocketAddr>) -> ExitCode {
     use std::io::{Read, Write};
     let Some(mut address) = address else {
-        eprintln!("error: --health-check needs METRICS_ADDRESS");
+        say(format_args!("error: --health-check needs METRICS_ADDRESS"));
         return ExitCode::from(2);
     };
     if address.ip().is_unspecified() {
@@ -79,11 +80,14 @@ fn health_check(address: Option<SocketAddr>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(answer) => {
-            eprintln!("unhealthy: {}", answer.lines().next().unwrap_or(""));
+            say(format_args!(
+                "unhealthy: {}",
+                answer.lines().next().unwrap_or("")
+            ));
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("unhealthy: {address}: {e}");
+            say(format_args!("unhealthy: {address}: {e}"));
             ExitCode::from(1)
         }
     }
@@ -94,7 +98,7 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::output::LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -131,13 +135,19 @@ where
 {
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
+    tokio::spawn(watch_output(shutdown.clone()));
     let metrics = Metrics::new();
     let clock = Clock::new();
-    let store = match Store::open(&settings.data_dir, "state") {
+    let data_dir = settings.data_dir();
+    if settings.data_dir.is_none() {
+        warn_about_a_shared_data_dir(&data_dir);
+    }
+    // A data directory that cannot be used is a bad setting: exit 2.
+    let store = match Store::open(&data_dir, "state") {
         Ok(store) => store,
         Err(e) => {
             tracing::error!("{e}");
-            return ExitCode::from(1);
+            return ExitCode::from(2);
         }
     };
     let concurrency = settings.job_concurrency as usize;
@@ -197,7 +207,7 @@ where
         {
             Ok(task) => Some(task),
             Err(e) => {
-                eprintln!("error: {e}");
+                say(format_args!("error: {e}"));
                 return ExitCode::from(2);
             }
         },
@@ -214,7 +224,8 @@ where
             let bot_id = match client.profile().await {
                 Ok(id) => id,
                 Err(e) => {
-                    tracing::error!("cannot read our bot profile (is BOT_TOKEN right?): {e}");
+                    let hint = e.hint().unwrap_or("is BOT_TOKEN right?");
+                    tracing::error!("cannot read our bot profile: {e}: {hint}");
                     return ExitCode::from(1);
                 }
             };
@@ -247,7 +258,9 @@ where
             };
             let embedded = bot.default_jobs().unwrap_or("");
             if jobs_file.is_none() && embedded.is_empty() {
-                eprintln!("error: this bot has no embedded example jobs; give --jobs FILE");
+                say(format_args!(
+                    "error: this bot has no embedded example jobs; give --jobs FILE"
+                ));
                 return ExitCode::from(2);
             }
             let source = Source::File {
@@ -256,7 +269,7 @@ where
             };
             // A bad jobs file at start-up is a bad setting: say so and stop.
             if let Err(e) = refresh(&source, protocol, &metrics).await {
-                eprintln!("error: {e}");
+                say(format_args!("error: {e}"));
                 return ExitCode::from(2);
             }
             readiness.set(true);
@@ -366,6 +379,32 @@ async fn watch_signals(shutdown: CancellationToken) {
         let _ = tokio::signal::ctrl_c().await;
     }
     shutdown.cancel();
+}
+
+/// Before each bot had its own default data directory, all used `data`: point at state left there.
+fn warn_about_a_shared_data_dir(data_dir: &std::path::Path) {
+    let old = std::path::Path::new("data").join("state.redb");
+    if old.exists() && !data_dir.join("state.redb").exists() {
+        tracing::warn!(
+            "{} was left by an earlier version, where every bot shared DATA_DIR=data; this bot \
+             now uses {} by default: to keep the undelivered values and counter samples in it, \
+             stop the bot and move the file there (or set DATA_DIR=data)",
+            old.display(),
+            data_dir.display()
+        );
+    }
+}
+
+/// A closed stdout or stderr (the reader of a pipe went away) stops the bot like SIGTERM.
+async fn watch_output(shutdown: CancellationToken) {
+    let closed = crate::output::closed();
+    tokio::select! {
+        _ = closed.cancelled() => {
+            tracing::info!("stdout or stderr was closed: stopping");
+            shutdown.cancel();
+        }
+        _ = shutdown.cancelled() => {}
+    }
 }
 
 async fn refresh_loop<C: Collector>(

@@ -33,9 +33,10 @@ pub struct Settings {
     #[arg(long, env = "STANDALONE")]
     pub standalone: bool,
 
-    /// Directory for the bot's durable state (counter samples, templates, spool).
-    #[arg(long, env = "DATA_DIR", default_value = "data")]
-    pub data_dir: PathBuf,
+    /// Directory for the bot's durable state (counter samples, templates, spool); each bot needs
+    /// its own [default: data/<bot>, e.g. data/pingbot].
+    #[arg(long, env = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 
     /// Maximum number of jobs running at once.
     #[arg(long, env = "JOB_CONCURRENCY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -162,6 +163,19 @@ impl Settings {
             return Err("BOT_TOKEN is empty".into());
         }
         Ok(Mode::Backend { url, token })
+    }
+
+    /// `DATA_DIR`, or `data/<bot>` named after the running executable, so that two bots started
+    /// in the same folder do not share (and lock each other out of) one store.
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.data_dir {
+            return dir.clone();
+        }
+        let bot = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "bot".into());
+        PathBuf::from("data").join(bot)
     }
 
     pub fn refresh_interval(&self) -> Duration {
