@@ -100,3 +100,47 @@ impl From<&str> for JobError {
         JobError(message.to_string())
     }
 }
+
+/// Why a bot could not be built; it decides the exit code. A plain message (from a `String`) is a
+/// fault of the environment (exit 1: e.g. no ICMP permission); [`StartError::bad_setting`] is a
+/// setting the user must change (exit 2: e.g. a UDP port another process holds).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct StartError {
+    message: String,
+    bad_setting: bool,
+}
+
+impl StartError {
+    /// A setting the user must change: the bot exits with code 2, as for any bad setting.
+    pub fn bad_setting(message: impl Into<String>) -> Self {
+        StartError {
+            message: message.into(),
+            bad_setting: true,
+        }
+    }
+
+    /// The process exit code this failure ends the bot with.
+    pub fn exit_code(&self) -> u8 {
+        if self.bad_setting {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+impl From<String> for StartError {
+    fn from(message: String) -> Self {
+        StartError {
+            message,
+            bad_setting: false,
+        }
+    }
+}
+
+impl From<&str> for StartError {
+    fn from(message: &str) -> Self {
+        StartError::from(message.to_string())
+    }
+}

@@ -21,7 +21,7 @@ pub mod task_record;
 pub mod telemetry;
 pub mod value;
 
-pub use bot::{Collector, Context, Firing, JobError};
+pub use bot::{Collector, Context, Firing, JobError, StartError};
 pub use entity::{EntityConfig, SensorConfig};
 pub use job::{Anchor, JobSpec};
 pub use runtime::run;

@@ -2,7 +2,7 @@
 //! an orderly shutdown.
 
 use crate::backend::BackendClient;
-use crate::bot::{Collector, Context};
+use crate::bot::{Collector, Context, StartError};
 use crate::delivery::{BackendSink, Delivery, Sink, StdoutSink};
 use crate::entity::{build_configs, AccountData, EntityConfig};
 use crate::executor::Executor;
@@ -34,7 +34,7 @@ const ACCOUNTS_IN_PARALLEL: usize = 8;
 pub fn run<C, F>(settings: Settings, make: F) -> ExitCode
 where
     C: Collector,
-    F: FnOnce(Context) -> Result<C, String>,
+    F: FnOnce(Context) -> Result<C, StartError>,
 {
     if settings.health_check {
         return health_check(settings.metrics_address);
@@ -131,7 +131,7 @@ pub struct Refresh {
 async fn run_async<C, F>(settings: Settings, mode: Mode, make: F) -> ExitCode
 where
     C: Collector,
-    F: FnOnce(Context) -> Result<C, String>,
+    F: FnOnce(Context) -> Result<C, StartError>,
 {
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
@@ -177,7 +177,7 @@ where
         Ok(bot) => Arc::new(bot),
         Err(e) => {
             tracing::error!("cannot start the bot: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(e.exit_code());
         }
     };
     let protocol = bot.protocol();

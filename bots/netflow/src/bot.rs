@@ -8,7 +8,9 @@ use crate::templates::TemplateDatabase;
 use crate::windows::{EntityExporter, Windows, WINDOWS};
 use collector::backend::BackendClient;
 use collector::bot::Firing;
-use collector::{Anchor, Collector, Context, EntityConfig, JobError, JobSpec, Store, Value};
+use collector::{
+    Anchor, Collector, Context, EntityConfig, JobError, JobSpec, StartError, Store, Value,
+};
 use futures::future::BoxFuture;
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
@@ -100,7 +102,7 @@ fn default_threads() -> usize {
 
 impl NetflowBot {
     /// Binds the UDP sockets (a busy port is a start-up error) and registers the counters.
-    pub fn new(settings: NetflowSettings, context: Context) -> Result<NetflowBot, String> {
+    pub fn new(settings: NetflowSettings, context: Context) -> Result<NetflowBot, StartError> {
         let threads = settings
             .netflow_threads
             .map_or_else(default_threads, |n| n as usize);
@@ -111,6 +113,7 @@ impl NetflowBot {
             ipv6: !settings.netflow_no_ipv6,
             limits: DecoderLimits::default(),
         };
+        listener::ensure_port_free(config.port, config.ipv6).map_err(StartError::bad_setting)?;
         let bound = listener::bind(&config)?;
         tracing::info!(
             port = bound.port(),

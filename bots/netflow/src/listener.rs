@@ -127,6 +127,39 @@ fn set_receive_buffer(socket: &Socket, bytes: usize) {
     }
 }
 
+/// Fails, naming the port, when another process already receives on it. The bot's own threads
+/// share the port through SO_REUSEPORT, which would also let a second netflowbot (or any program
+/// setting it) join silently and take part of the traffic; a socket bound without the option
+/// finds any holder.
+pub fn ensure_port_free(port: u16, ipv6: bool) -> Result<(), String> {
+    if port == 0 {
+        return Ok(());
+    }
+    let mut families = vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)];
+    if ipv6 {
+        families.push(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
+    }
+    for address in families {
+        let domain = Domain::for_address(address);
+        let Ok(probe) = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)) else {
+            continue;
+        };
+        if domain == Domain::IPV6 && probe.set_only_v6(true).is_err() {
+            continue;
+        }
+        if let Err(e) = probe.bind(&SockAddr::from(address)) {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                return Err(format!(
+                    "UDP port {port} is already in use by another process (another netflowbot?); \
+                     two receivers on one port would each get part of the flows: stop the other \
+                     one or set NETFLOW_PORT"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Binds the sockets: one IPv4 (and, if wanted and possible, one IPv6) socket per thread.
 pub fn bind(config: &ListenerConfig) -> Result<BoundListener, String> {
     let threads = config.threads.max(1);

@@ -1,7 +1,7 @@
 //! The ping bot on the collector framework: one job per device entity with the `ping` protocol
 //! (job id `"{entity_id}"`, contract §5.5 and §5.10), run on the shared ICMP engine.
 
-use collector::{Collector, Context, EntityConfig, Firing, JobError, JobSpec, Value};
+use collector::{Collector, Context, EntityConfig, Firing, JobError, JobSpec, StartError, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -62,7 +62,7 @@ protocols.ping = { credential = 1, sensors = [{ sensor = 10 }] }
 impl PingBot {
     /// Opens the ICMP sockets and registers the engine's counters. Fails, saying what to
     /// grant, when the process may open no ICMP socket at all.
-    pub fn new(args: &PingArgs, context: &Context) -> Result<PingBot, String> {
+    pub fn new(args: &PingArgs, context: &Context) -> Result<PingBot, StartError> {
         let counters = PingCounters::default();
         let metrics = &context.metrics;
         metrics.register(

@@ -5,7 +5,7 @@ use crate::counters::CounterStore;
 use crate::interfaces::{InterfaceCounters, InterfaceJob, InterfaceSync};
 use crate::sensor::{parse_sensor, EntityPoll, Poller, SensorCounters};
 use crate::session::{des_salt_state, Credential, SnmpCounters, SnmpEngine, SnmpSettings};
-use collector::{Collector, Context, EntityConfig, Firing, JobError, JobSpec, Value};
+use collector::{Collector, Context, EntityConfig, Firing, JobError, JobSpec, StartError, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,9 +108,11 @@ impl crate::counters::DatabaseHandle for Store {
 impl SnmpBot {
     /// Builds the bot: binds the shared SNMP socket, opens the counter state and registers the
     /// bot's metrics. Must run inside the framework's runtime (it spawns the socket's receiver).
-    pub fn new(settings: BotSettings, context: Context) -> Result<SnmpBot, String> {
+    pub fn new(settings: BotSettings, context: Context) -> Result<SnmpBot, StartError> {
         if settings.interface_interval == 0 {
-            return Err("the interface sync interval must be at least 1 second".to_string());
+            return Err(StartError::bad_setting(
+                "the interface sync interval must be at least 1 second",
+            ));
         }
         let des_salt = match des_salt_state(context.store.database()) {
             Ok(state) => Some(state),

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     match cli.snmp.settings() {
         Ok(settings) => collector::run(cli.settings, |context| SnmpBot::new(settings, context)),
         Err(problem) => {
-            eprintln!("error: {problem}");
+            collector::output::say(format_args!("error: {problem}"));
             ExitCode::from(2)
         }
     }
