@@ -133,6 +133,6 @@ protocols.tcpcheck = { credential = 1, sensors = [{ sensor = 10 }] }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = collector::cli::parse();
     collector::run(cli.settings, |_context: Context| Ok(TcpCheck))
 }

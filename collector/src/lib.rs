@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod bot;
+pub mod cli;
 pub mod delivery;
 pub mod entity;
 pub mod job;

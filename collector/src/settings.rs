@@ -9,89 +9,108 @@ use std::time::Duration;
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Backend URL including the API prefix, e.g. http://grafolean/api.
-    #[arg(long, env = "BACKEND_URL")]
+    #[arg(help_heading = "Backend", long, env = "BACKEND_URL")]
     pub backend_url: Option<String>,
 
     /// Bot token (a UUID from the Grafolean UI). Prefer BOT_TOKEN_FROM_FILE.
-    #[arg(long, env = "BOT_TOKEN", hide_env_values = true)]
+    #[arg(
+        help_heading = "Backend",
+        long,
+        env = "BOT_TOKEN",
+        hide_env_values = true
+    )]
     pub bot_token: Option<String>,
 
     /// File holding the bot token (trailing whitespace is trimmed).
-    #[arg(long, env = "BOT_TOKEN_FROM_FILE")]
+    #[arg(help_heading = "Backend", long, env = "BOT_TOKEN_FROM_FILE")]
     pub bot_token_from_file: Option<PathBuf>,
 
     /// Seconds between two refreshes of the job configs.
-    #[arg(long, env = "JOBS_REFRESH_INTERVAL", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Backend", long, env = "JOBS_REFRESH_INTERVAL", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub jobs_refresh_interval: u64,
 
     /// Standalone mode: read jobs from this TOML file instead of the backend and print values
     /// to stdout as JSON lines. The file is read again at every refresh.
-    #[arg(long, env = "JOBS_FILE")]
+    #[arg(help_heading = "Standalone", long, env = "JOBS_FILE")]
     pub jobs: Option<PathBuf>,
 
     /// Standalone mode with the bot's embedded example jobs (when --jobs is not given).
-    #[arg(long, env = "STANDALONE")]
+    #[arg(help_heading = "Standalone", long, env = "STANDALONE", value_parser = clap::builder::BoolishValueParser::new())]
     pub standalone: bool,
 
     /// Directory for the bot's durable state (counter samples, templates, spool); each bot needs
     /// its own [default: data/<bot>, e.g. data/pingbot].
-    #[arg(long, env = "DATA_DIR")]
+    #[arg(help_heading = "Jobs and state", long, env = "DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
     /// Maximum number of jobs running at once.
-    #[arg(long, env = "JOB_CONCURRENCY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Jobs and state", long, env = "JOB_CONCURRENCY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub job_concurrency: u64,
 
     /// Seconds a job may run before it is cancelled (default: the job's smallest interval).
-    #[arg(long, env = "JOB_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Jobs and state", long, env = "JOB_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..))]
     pub job_timeout: Option<u64>,
 
     /// Seconds a running job may take to finish after SIGTERM/SIGINT.
-    #[arg(long, env = "SHUTDOWN_GRACE", default_value_t = 10)]
+    #[arg(
+        help_heading = "Jobs and state",
+        long,
+        env = "SHUTDOWN_GRACE",
+        default_value_t = 10
+    )]
     pub shutdown_grace: u64,
 
     /// Seconds before a backend request is abandoned.
-    #[arg(long, env = "BACKEND_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Backend", long, env = "BACKEND_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub backend_timeout: u64,
 
     /// Seconds between two checks of /status/info while waiting for the backend.
-    #[arg(long, env = "BACKEND_WAIT_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Backend", long, env = "BACKEND_WAIT_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub backend_wait_interval: u64,
 
     /// Tries to POST one batch of values (connection errors and 5xx) before it goes to the spool.
-    #[arg(long, env = "DELIVERY_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(help_heading = "Delivery", long, env = "DELIVERY_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub delivery_attempts: u64,
 
     /// Bytes the on-disk spool of undelivered values may hold; when full the oldest are dropped.
-    #[arg(long, env = "SPOOL_MAX_BYTES", default_value_t = 256 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..))]
+    #[arg(help_heading = "Delivery", long, env = "SPOOL_MAX_BYTES", default_value_t = 256 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..))]
     pub spool_max_bytes: u64,
 
     /// Address for /metrics, /health and /ready (e.g. 0.0.0.0:9100); none by default.
-    #[arg(long, env = "METRICS_ADDRESS")]
+    #[arg(help_heading = "Telemetry", long, env = "METRICS_ADDRESS")]
     pub metrics_address: Option<std::net::SocketAddr>,
 
     /// Standalone mode: print values to stdout, or show the last value of each path on the
     /// /metrics page (at METRICS_ADDRESS, default 127.0.0.1:9100).
-    #[arg(long, env = "VALUES_OUTPUT", value_enum, default_value_t = ValuesOutput::Stdout)]
+    #[arg(help_heading = "Standalone", long, env = "VALUES_OUTPUT", value_enum, default_value_t = ValuesOutput::Stdout)]
     pub values_output: ValuesOutput,
 
     /// Log a task record (job, entity, trigger, start, end, wait/run/total cost, status) for
     /// every firing at INFO level (otherwise at DEBUG).
-    #[arg(long, env = "TASK_RECORDS")]
+    #[arg(help_heading = "Telemetry", long, env = "TASK_RECORDS", value_parser = clap::builder::BoolishValueParser::new())]
     pub task_records: bool,
 
     /// Also send task records as values under `<prefix>.job.<job id>.{success,wait_cost,run_cost,total_cost}`
     /// to the job's account, e.g. `bot.snmp`.
-    #[arg(long, env = "TASK_RECORDS_PREFIX", value_parser = valid_prefix)]
+    #[arg(help_heading = "Telemetry", long, env = "TASK_RECORDS_PREFIX", value_parser = valid_prefix)]
     pub task_records_prefix: Option<String>,
 
     /// Ask a running bot whether it is healthy (GET /health at METRICS_ADDRESS) and exit 0 if
     /// so, 1 if not: the container HEALTHCHECK, with no curl in the image.
-    #[arg(long)]
+    #[arg(help_heading = "Telemetry", long)]
     pub health_check: bool,
 
+    /// Print a completion script for this shell and exit (e.g. `--completions bash >
+    /// /etc/bash_completion.d/pingbot`).
+    #[arg(help_heading = "Installation", long, value_name = "SHELL")]
+    pub completions: Option<clap_complete::Shell>,
+
+    /// Print the man page (roff) and exit (e.g. `--man-page > /usr/local/share/man/man1/pingbot.1`).
+    #[arg(help_heading = "Installation", long)]
+    pub man_page: bool,
+
     /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(help_heading = "Telemetry", long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
