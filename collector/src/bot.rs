@@ -20,6 +20,13 @@ pub trait Collector: Send + Sync + 'static {
     /// The protocol key in entities' `protocols` (`"snmp"`, `"ping"`, `"netflow"`).
     fn protocol(&self) -> &'static str;
 
+    /// Whether an entity needs a credential for this protocol to be polled (the Grafolean
+    /// rule). A protocol with nothing secret (an HTTP check) returns `false`: its entities then
+    /// need only sensors, and [`EntityConfig::credential_details`] is `null` without one.
+    fn needs_credential(&self) -> bool {
+        true
+    }
+
     /// Turns the job configs of every readable account into job specs. Must be pure and
     /// deterministic: the same configs give the same specs, so unchanged jobs keep their phase.
     fn jobs(&self, configs: &[EntityConfig]) -> Vec<JobSpec<Self::Params>>;

@@ -41,15 +41,15 @@ pub fn clean(batch: &mut Batch, metrics: &Metrics) {
     let mut kept = Vec::with_capacity(batch.values.len());
     for value in batch.values.drain(..).rev() {
         if !value.value.is_finite() {
-            tracing::warn!(job = %batch.job_id, entity = ?batch.entity_id, path = %value.path,
+            tracing::warn!(job = %batch.job_id, entity = batch.entity_id, path = %value.path,
                 value = %value.value, "value dropped: not a finite number");
             dropped("non_finite");
         } else if let Some(problem) = path_problem(&value.path) {
-            tracing::warn!(job = %batch.job_id, entity = ?batch.entity_id, path = %value.path,
+            tracing::warn!(job = %batch.job_id, entity = batch.entity_id, path = %value.path,
                 "value dropped: {problem}");
             dropped("invalid_path");
         } else if !seen.insert(value.path.clone()) {
-            tracing::warn!(job = %batch.job_id, entity = ?batch.entity_id, path = %value.path,
+            tracing::warn!(job = %batch.job_id, entity = batch.entity_id, path = %value.path,
                 "value dropped: the same path again in one firing (the last one is kept)");
             dropped("duplicate_path");
         } else {
@@ -158,11 +158,11 @@ impl Sink for BackendSink {
                     }
                     Err(e) if e.is_retryable() => {
                         if attempt == self.attempts || self.shutdown.is_cancelled() {
-                            tracing::warn!(job = %batch.job_id, entity = ?batch.entity_id, account,
+                            tracing::warn!(job = %batch.job_id, entity = batch.entity_id, account,
                                 "backend unavailable, {count} values go to the spool: {e}");
                             return self.to_spool(batch, account).await;
                         }
-                        tracing::warn!(job = %batch.job_id, entity = ?batch.entity_id, account,
+                        tracing::warn!(job = %batch.job_id, entity = batch.entity_id, account,
                             "delivery attempt {attempt} failed, retrying in {backoff:?}: {e}");
                         self.metrics.framework.delivery_retries.inc();
                         tokio::select! {
@@ -172,7 +172,7 @@ impl Sink for BackendSink {
                         backoff = (backoff * 2).min(Duration::from_secs(60));
                     }
                     Err(e) => {
-                        tracing::error!(job = %batch.job_id, entity = ?batch.entity_id, account,
+                        tracing::error!(job = %batch.job_id, entity = batch.entity_id, account,
                             "{count} values rejected by the backend, not retried: {e}");
                         self.lost("rejected", count);
                         return;

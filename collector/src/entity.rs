@@ -145,16 +145,40 @@ fn interval_secs(value: Option<&Json>) -> Option<u64> {
     (secs.is_finite() && secs >= 1.0).then_some(secs as u64)
 }
 
+/// A protocol key (`"snmp"`) with what it requires of an entity's binding. A plain `&str` is a
+/// protocol that needs a credential, as every Grafolean protocol does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocol<'a> {
+    pub name: &'a str,
+    /// Whether an entity without a credential for this protocol is left out (contract §5.2).
+    /// A protocol with nothing secret to hold (an HTTP check) says `false`: its entities then
+    /// need only sensors, and `credential_details` is `null` when none is attached.
+    pub needs_credential: bool,
+}
+
+impl<'a> From<&'a str> for Protocol<'a> {
+    fn from(name: &'a str) -> Self {
+        Protocol {
+            name,
+            needs_credential: true,
+        }
+    }
+}
+
 /// Builds the job configs of one account for `protocol`, applying the skip rules of contract §5.2:
 /// only `device` entities, with the protocol key, served by `bot_id` (or legacy null), a truthy
 /// credential and at least one sensor. The original aborted the whole refresh when a credential
 /// or sensor could not be fetched; here such an entity (or sensor) is left out and reported.
-pub fn build_configs(
-    protocol: &str,
+pub fn build_configs<'a>(
+    protocol: impl Into<Protocol<'a>>,
     bot_id: Option<u64>,
     account_id: u64,
     data: &AccountData,
 ) -> (Vec<EntityConfig>, Vec<ConfigProblem>) {
+    let Protocol {
+        name: protocol,
+        needs_credential,
+    } = protocol.into();
     let credentials: HashMap<u64, &CredentialRecord> =
         data.credentials.iter().map(|c| (c.id, c)).collect();
     let sensors: HashMap<u64, &SensorRecord> = data.sensors.iter().map(|s| (s.id, s)).collect();
@@ -177,18 +201,30 @@ pub fn build_configs(
                 continue;
             }
         }
-        let Some(credential_ref) = binding.credential.as_ref().filter(|c| truthy(c)) else {
+        let credential_ref = binding.credential.as_ref().filter(|c| truthy(c));
+        if credential_ref.is_none() && needs_credential {
             continue;
-        };
+        }
         if binding.sensors.is_empty() {
             continue;
         }
-        let Some(credential) = json_id(credential_ref).and_then(|id| credentials.get(&id)) else {
-            problem(
-                entity.id,
-                format!("credential {credential_ref} is not among the account's credentials"),
-            );
-            continue;
+        let credential_details = match credential_ref {
+            Some(credential_ref) => {
+                match json_id(credential_ref).and_then(|id| credentials.get(&id)) {
+                    Some(credential) => credential.details.clone(),
+                    None if needs_credential => {
+                        problem(
+                            entity.id,
+                            format!(
+                                "credential {credential_ref} is not among the account's credentials"
+                            ),
+                        );
+                        continue;
+                    }
+                    None => Json::Null,
+                }
+            }
+            None => Json::Null,
         };
         let mut entity_sensors = Vec::with_capacity(binding.sensors.len());
         for binding in &binding.sensors {
@@ -219,7 +255,7 @@ pub fn build_configs(
             entity_type: entity.entity_type.clone(),
             parent: entity.parent,
             details: entity.details.clone(),
-            credential_details: credential.details.clone(),
+            credential_details,
             sensors: entity_sensors,
         });
     }
@@ -296,6 +332,28 @@ mod tests {
         );
         let bad: Vec<u64> = problems.iter().map(|p| p.entity_id).collect();
         assert_eq!(bad, vec![8, 9]);
+    }
+
+    #[test]
+    fn a_protocol_without_credentials_keeps_entities_that_have_none() {
+        let protocol = Protocol {
+            name: "ping",
+            needs_credential: false,
+        };
+        let (configs, problems) = build_configs(protocol, Some(99), 1000, &data());
+        let falsy = configs
+            .iter()
+            .find(|c| c.entity_id == 6)
+            .expect("the entity with a falsy credential is kept");
+        assert_eq!(falsy.credential_details, Json::Null);
+        let dangling = configs
+            .iter()
+            .find(|c| c.entity_id == 8)
+            .expect("a dangling credential is no problem when none is needed");
+        assert_eq!(dangling.credential_details, Json::Null);
+        assert!(problems.iter().all(|p| p.entity_id != 8), "{problems:?}");
+        let with_one = configs.iter().find(|c| c.entity_id == 1).unwrap();
+        assert_eq!(with_one.credential_details, json!({"n_packets": "3"}));
     }
 
     #[test]

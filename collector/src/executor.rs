@@ -76,7 +76,7 @@ impl<C: Collector> Executor<C> {
         let framework = &self.metrics.framework;
         framework.firings.inc();
         if due.state.running.swap(true, Ordering::AcqRel) {
-            tracing::warn!(job = %due.spec.id, entity = ?due.spec.entity_id,
+            tracing::warn!(job = %due.spec.id, entity = due.spec.entity_id,
                 "previous run still going; this firing is skipped");
             framework
                 .runs
@@ -133,15 +133,15 @@ impl<C: Collector> Executor<C> {
             let (outcome, mut values) = match result {
                 Ok(Ok(Ok(values))) => (Outcome::Success, values),
                 Ok(Ok(Err(e))) => {
-                    tracing::error!(job = %spec.id, entity = ?spec.entity_id, "job failed: {e}");
+                    tracing::error!(job = %spec.id, entity = spec.entity_id, "job failed: {e}");
                     (Outcome::Failure, Vec::new())
                 }
                 Ok(Err(_panic)) => {
-                    tracing::error!(job = %spec.id, entity = ?spec.entity_id, "job panicked; other jobs go on");
+                    tracing::error!(job = %spec.id, entity = spec.entity_id, "job panicked; other jobs go on");
                     (Outcome::Panic, Vec::new())
                 }
                 Err(_) => {
-                    tracing::error!(job = %spec.id, entity = ?spec.entity_id,
+                    tracing::error!(job = %spec.id, entity = spec.entity_id,
                         "job timed out after {limit:?} and was cancelled");
                     (Outcome::Timeout, Vec::new())
                 }

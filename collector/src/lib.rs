@@ -22,8 +22,16 @@ pub mod task_record;
 pub mod telemetry;
 pub mod value;
 
+// What a bot's own code needs, at the versions the framework uses: a bot depends on `collector`
+// alone (plus `clap` for `#[derive(Parser)]`, whose generated code names the crate directly).
+pub use clap;
+pub use prometheus_client;
+pub use serde_json;
+pub use tokio;
+pub use tracing;
+
 pub use bot::{Collector, Context, Firing, JobError, StartError};
-pub use entity::{EntityConfig, SensorConfig};
+pub use entity::{EntityConfig, Protocol, SensorConfig};
 pub use job::{Anchor, JobSpec};
 pub use runtime::run;
 pub use settings::Settings;

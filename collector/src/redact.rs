@@ -20,13 +20,25 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Removes every occurrence of `secret` from `text` (for messages from libraries that may quote
-/// a URL or a request).
+/// a URL or a request). Only whole occurrences count, not bordered by a letter or digit, so that
+/// a short token (`BOT_TOKEN=x`) does not turn "explanation" into "eREDACTEDplanation".
 pub fn scrub(text: &str, secret: &str) -> String {
     if secret.is_empty() {
-        text.to_string()
-    } else {
-        text.replace(secret, "REDACTED")
+        return text.to_string();
     }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(secret) {
+        let before = rest[..at].chars().next_back();
+        let after = rest[at + secret.len()..].chars().next();
+        let whole =
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric);
+        out.push_str(&rest[..at]);
+        out.push_str(if whole { "REDACTED" } else { secret });
+        rest = &rest[at + secret.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -50,6 +62,15 @@ mod tests {
         assert_eq!(
             scrub("failed http://h/?b=tok", "tok"),
             "failed http://h/?b=REDACTED"
+        );
+        assert_eq!(
+            scrub("an explanation: GET /x?b=x&y=1 (x)", "x"),
+            "an explanation: GET /REDACTED?b=REDACTED&y=1 (REDACTED)"
+        );
+        let uuid = "b0b5e5a3-1c2d-4e5f-8a9b-0c1d2e3f4a5b";
+        assert_eq!(
+            scrub(&format!("url (http://h/api/?b={uuid})"), uuid),
+            "url (http://h/api/?b=REDACTED)"
         );
     }
 }

@@ -4,7 +4,7 @@
 use crate::backend::BackendClient;
 use crate::bot::{Collector, Context, StartError};
 use crate::delivery::{BackendSink, Delivery, Sink, StdoutSink};
-use crate::entity::{build_configs, AccountData, EntityConfig};
+use crate::entity::{build_configs, AccountData, EntityConfig, Protocol};
 use crate::executor::Executor;
 use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
@@ -214,83 +214,98 @@ where
         None => None,
     };
 
-    let (source, sink): (Source, Arc<dyn Sink>) = match (mode, backend) {
-        (Mode::Backend { .. }, Some(client)) => {
-            tracing::info!(protocol, "waiting for the backend");
-            let wait = Duration::from_secs(settings.backend_wait_interval);
-            if !client.wait_ready(wait, &shutdown).await {
-                return ExitCode::SUCCESS;
-            }
-            let bot_id = match client.profile().await {
-                Ok(id) => id,
-                Err(e) => {
-                    let hint = e.hint().unwrap_or("is BOT_TOKEN right?");
-                    tracing::error!("cannot read our bot profile: {e}: {hint}");
-                    return ExitCode::from(1);
+    let (source, sink, first_refresh): (Source, Arc<dyn Sink>, Option<Refresh>) =
+        match (mode, backend) {
+            (Mode::Backend { .. }, Some(client)) => {
+                tracing::info!(protocol, "waiting for the backend");
+                let wait = Duration::from_secs(settings.backend_wait_interval);
+                if !client.wait_ready(wait, &shutdown).await {
+                    return ExitCode::SUCCESS;
                 }
-            };
-            tracing::info!(protocol, bot_id, "backend ready");
-            let spool = match Spool::open(store.clone(), settings.spool_max_bytes, metrics.clone())
-            {
-                Ok(spool) => spool,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    return ExitCode::from(1);
-                }
-            };
-            replayer = Some(tokio::spawn(
-                spool.clone().replay(client.clone(), replay_stop.clone()),
-            ));
-            let sink = Arc::new(BackendSink {
-                client: client.clone(),
-                attempts: settings.delivery_attempts,
-                first_backoff: Duration::from_secs(1),
-                metrics: metrics.clone(),
-                spool,
-                shutdown: shutdown.clone(),
-            });
-            (Source::Backend { client, bot_id }, sink)
-        }
-        (mode, _) => {
-            let jobs_file = match mode {
-                Mode::Standalone { jobs_file } => jobs_file,
-                Mode::Backend { .. } => None,
-            };
-            let embedded = bot.default_jobs().unwrap_or("");
-            if jobs_file.is_none() && embedded.is_empty() {
-                say(format_args!(
-                    "error: this bot has no embedded example jobs; give --jobs FILE"
+                let bot_id = match client.profile().await {
+                    Ok(id) => id,
+                    Err(e) => {
+                        let hint = e.hint().unwrap_or("is BOT_TOKEN right?");
+                        tracing::error!("cannot read our bot profile: {e}: {hint}");
+                        return ExitCode::from(1);
+                    }
+                };
+                tracing::info!(protocol, bot_id, "backend ready");
+                let spool =
+                    match Spool::open(store.clone(), settings.spool_max_bytes, metrics.clone()) {
+                        Ok(spool) => spool,
+                        Err(e) => {
+                            tracing::error!("{e}");
+                            return ExitCode::from(1);
+                        }
+                    };
+                replayer = Some(tokio::spawn(
+                    spool.clone().replay(client.clone(), replay_stop.clone()),
                 ));
-                return ExitCode::from(2);
+                let sink = Arc::new(BackendSink {
+                    client: client.clone(),
+                    attempts: settings.delivery_attempts,
+                    first_backoff: Duration::from_secs(1),
+                    metrics: metrics.clone(),
+                    spool,
+                    shutdown: shutdown.clone(),
+                });
+                (Source::Backend { client, bot_id }, sink, None)
             }
-            let source = Source::File {
-                path: jobs_file,
-                embedded,
-            };
-            // A bad jobs file at start-up is a bad setting: say so and stop.
-            if let Err(e) = refresh(&source, protocol, &metrics).await {
-                say(format_args!("error: {e}"));
-                return ExitCode::from(2);
-            }
-            readiness.set(true);
-            let sink: Arc<dyn Sink> = match settings.values_output {
-                ValuesOutput::Stdout => {
-                    tracing::info!(
+            (mode, _) => {
+                let jobs_file = match mode {
+                    Mode::Standalone { jobs_file } => jobs_file,
+                    Mode::Backend { .. } => None,
+                };
+                let embedded = bot.default_jobs().unwrap_or("");
+                if jobs_file.is_none() && embedded.is_empty() {
+                    say(format_args!(
+                        "error: this bot has no embedded example jobs; give --jobs FILE"
+                    ));
+                    return ExitCode::from(2);
+                }
+                let source = Source::File {
+                    path: jobs_file,
+                    embedded,
+                };
+                // A bad jobs file at start-up is a bad setting: say so and stop.
+                let first_refresh =
+                    match refresh(&source, protocol_of(bot.as_ref()), &metrics).await {
+                        Ok(first) => first,
+                        Err(e) => {
+                            say(format_args!("error: {e}"));
+                            return ExitCode::from(2);
+                        }
+                    };
+                if first_refresh.configs.is_empty() {
+                    tracing::warn!(
                         protocol,
-                        "standalone mode: values go to stdout as JSON lines"
+                        "the jobs file has no entity for this bot (a device whose `protocols` has \
+                     `{protocol}`, with a credential and sensors): nothing will run"
                     );
-                    Arc::new(StdoutSink {
-                        metrics: metrics.clone(),
-                    })
                 }
-                ValuesOutput::Metrics => {
-                    tracing::info!(protocol, "standalone mode: values go to the /metrics page");
-                    Arc::new(last_values.clone().unwrap_or_default())
-                }
-            };
-            (source, sink)
-        }
-    };
+                readiness.set(true);
+                let sink: Arc<dyn Sink> = match settings.values_output {
+                    ValuesOutput::Stdout => {
+                        tracing::info!(
+                            protocol,
+                            "standalone mode: values go to stdout as JSON lines"
+                        );
+                        Arc::new(StdoutSink {
+                            metrics: metrics.clone(),
+                        })
+                    }
+                    ValuesOutput::Metrics => {
+                        tracing::info!(protocol, "standalone mode: values go to the /metrics page");
+                        Arc::new(telemetry::MetricsPageSink {
+                            values: last_values.clone().unwrap_or_default(),
+                            metrics: metrics.clone(),
+                        })
+                    }
+                };
+                (source, sink, Some(first_refresh))
+            }
+        };
 
     let delivery = Delivery::start(sink, metrics.clone(), 10_000, 64);
     let executor = Executor::new(
@@ -308,6 +323,7 @@ where
     let (updates, mut updates_rx) = mpsc::channel::<JobUpdate<C::Params>>(2);
     let refresher = tokio::spawn(refresh_loop(
         source,
+        first_refresh,
         bot.clone(),
         settings.refresh_interval(),
         updates,
@@ -407,8 +423,11 @@ async fn watch_output(shutdown: CancellationToken) {
     }
 }
 
+/// Refreshes the jobs every `every`; `first` is a refresh already made at start-up (standalone
+/// mode reads its file once to check it), used instead of reading again.
 async fn refresh_loop<C: Collector>(
     source: Source,
+    mut first: Option<Refresh>,
     bot: Arc<C>,
     every: Duration,
     updates: mpsc::Sender<JobUpdate<C::Params>>,
@@ -418,7 +437,11 @@ async fn refresh_loop<C: Collector>(
 ) {
     loop {
         let started = Instant::now();
-        match refresh(&source, bot.protocol(), &metrics).await {
+        let result = match first.take() {
+            Some(done) => Ok(done),
+            None => refresh(&source, protocol_of(bot.as_ref()), &metrics).await,
+        };
+        match result {
             Ok(result) => {
                 metrics
                     .framework
@@ -451,9 +474,21 @@ async fn refresh_loop<C: Collector>(
     }
 }
 
+/// The bot's protocol key with what it requires of an entity.
+fn protocol_of<C: Collector>(bot: &C) -> Protocol<'static> {
+    Protocol {
+        name: bot.protocol(),
+        needs_credential: bot.needs_credential(),
+    }
+}
+
 /// Fetches every account's job configs. Fails only when the account list cannot be had (or the
 /// jobs file cannot be read); a single unreadable account is logged and reported.
-async fn refresh(source: &Source, protocol: &str, metrics: &Metrics) -> Result<Refresh, String> {
+async fn refresh(
+    source: &Source,
+    protocol: Protocol<'_>,
+    metrics: &Metrics,
+) -> Result<Refresh, String> {
     match source {
         Source::Backend { client, bot_id } => {
             fetch_from_backend(client, protocol, *bot_id, metrics).await
@@ -480,9 +515,9 @@ async fn refresh(source: &Source, protocol: &str, metrics: &Metrics) -> Result<R
 }
 
 /// Fetches the configs of every account (1 request for the list, 3 per account).
-pub async fn fetch_from_backend(
+pub async fn fetch_from_backend<'a>(
     client: &BackendClient,
-    protocol: &str,
+    protocol: impl Into<Protocol<'a>>,
     bot_id: u64,
     metrics: &Metrics,
 ) -> Result<Refresh, String> {
@@ -520,13 +555,14 @@ pub async fn fetch_from_backend(
     ))
 }
 
-fn configs_of(
-    protocol: &str,
+fn configs_of<'a>(
+    protocol: impl Into<Protocol<'a>>,
     bot_id: Option<u64>,
     accounts: impl IntoIterator<Item = (u64, AccountData)>,
     unreadable: HashSet<u64>,
     metrics: &Metrics,
 ) -> Refresh {
+    let protocol = protocol.into();
     let mut configs = Vec::new();
     for (account, data) in accounts {
         let (mut found, problems) = build_configs(protocol, bot_id, account, &data);

@@ -227,6 +227,10 @@ impl Spool {
     /// 100 values with their original timestamps; waits with backoff while the backend fails.
     pub async fn replay(self, client: BackendClient, shutdown: CancellationToken) {
         let mut backoff = Duration::from_secs(1);
+        // For the two lines a user watching an outage wants: when the backend takes values again,
+        // and when the spool is empty and live delivery is back.
+        let mut backend_failing = false;
+        let mut replayed = 0u64;
         loop {
             let next = {
                 let spool = self.clone();
@@ -235,6 +239,13 @@ impl Spool {
             let entry = match next {
                 Ok(Ok(Some(entry))) => entry,
                 Ok(Ok(None)) => {
+                    if replayed > 0 {
+                        tracing::info!(
+                            "spool replayed: {replayed} values delivered late with their own \
+                             timestamps; values go straight to the backend again"
+                        );
+                        replayed = 0;
+                    }
                     if self.is_empty() {
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
@@ -258,6 +269,14 @@ impl Spool {
             let (key, entry) = entry;
             match self.send(&client, &entry).await {
                 Ok(()) => {
+                    if backend_failing {
+                        tracing::info!(
+                            account = entry.account,
+                            "the backend takes values again: replaying the spool"
+                        );
+                        backend_failing = false;
+                    }
+                    replayed += entry.values.len() as u64;
                     backoff = Duration::from_secs(1);
                     self.inner
                         .metrics
@@ -269,6 +288,7 @@ impl Spool {
                     }
                 }
                 Err(e) if e.is_retryable() => {
+                    backend_failing = true;
                     tracing::warn!(
                         account = entry.account,
                         "backend still unavailable, spool replay waits {backoff:?}: {e}"

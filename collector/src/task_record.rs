@@ -59,7 +59,7 @@ impl TaskRecords {
             ($level:ident) => {
                 tracing::$level!(
                     job = record.job,
-                    entity = ?record.entity,
+                    entity = record.entity,
                     trigger = record.trigger,
                     start = record.start,
                     end = record.end,

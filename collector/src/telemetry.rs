@@ -54,13 +54,22 @@ impl LastValues {
     }
 }
 
-impl Sink for LastValues {
+/// Standalone mode's sink for `VALUES_OUTPUT=metrics`: keeps the last value of each path for the
+/// /metrics page and counts them as delivered.
+pub struct MetricsPageSink {
+    pub values: LastValues,
+    pub metrics: Metrics,
+}
+
+impl Sink for MetricsPageSink {
     fn deliver(&self, batch: Batch) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            if let Ok(mut values) = self.0.lock() {
+            if let Ok(mut values) = self.values.0.lock() {
+                let count = batch.values.len() as u64;
                 for value in batch.values {
                     values.insert(value.path, value.value);
                 }
+                self.metrics.framework.values_delivered.inc_by(count);
             }
         })
     }
