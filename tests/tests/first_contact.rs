@@ -124,8 +124,13 @@ fn the_readme_first_commands_work_as_written() {
     let (run, test) = (&commands[0], &commands[1]);
     assert!(run.starts_with("cargo run "), "{run}");
     assert!(test.starts_with("cargo test"), "{test}");
-    // CI runs the README's test command (with --locked added).
+    // CI runs the README's test command (with --locked added), and stops nothing it did not
+    // start (a developer's own snmpd survives `bash .ci/run`).
     let ci = std::fs::read_to_string(workspace_root().join(".ci/run")).expect(".ci/run");
+    assert!(
+        !ci.contains("pkill") && !ci.contains("killall"),
+        ".ci/run kills processes by name"
+    );
     let locked = format!("{test} --locked");
     assert!(
         ci.lines().any(|l| l.trim() == test || l.trim() == locked),

@@ -120,6 +120,10 @@ async fn an_outage_loses_nothing_values_arrive_by_put_with_their_timestamps() {
         "no firing lost across the outage (largest gap {gap:.2} s): {all:?}"
     );
     assert!(bot.stderr().contains("spool"), "{}", bot.stderr());
+    // The user watching the log is told when values flow again and when the backlog is gone.
+    bot.wait_for_log("the backend takes values again", WAIT)
+        .await;
+    bot.wait_for_log("spool replayed", WAIT).await;
 }
 
 #[tokio::test]
