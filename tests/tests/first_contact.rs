@@ -4,6 +4,7 @@
 
 use e2e::process::{build, workspace_root, BotProcess};
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -103,11 +104,16 @@ fn readme_commands(heading: &str) -> Vec<String> {
         .collect()
 }
 
-/// A shell in the workspace root running `line` as written, with cargo's variables for the running
-/// test removed (they would change the build's fingerprint).
+/// A shell in `dir` running `line` as written, in its own process group (as a terminal runs a
+/// command), with cargo's variables for the running test removed (they would change the build's
+/// fingerprint). The shell `exec`s the line, so that a signal reaches the command itself (`cargo
+/// run` replaces itself with the bot).
 fn shell(line: &str, dir: &Path) -> Command {
     let mut command = Command::new("sh");
-    command.args(["-c", line]).current_dir(dir);
+    command
+        .args(["-c", &format!("exec {line}")])
+        .current_dir(dir)
+        .process_group(0);
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy().into_owned();
         if name.starts_with("CARGO_") && name != "CARGO_HOME" {
@@ -166,6 +172,10 @@ fn the_readme_first_commands_work_as_written() {
     let found = found_rx.recv_timeout(Duration::from_secs(900));
     sigterm(&child);
     let status = wait_exit(&mut child, WAIT);
+    // Whatever the line left behind in its process group goes too.
+    let _ = Command::new("kill")
+        .args(["-KILL", &format!("-{}", child.id())])
+        .status();
     let log = log.join().unwrap_or_default();
     assert!(found.is_ok(), "no answered ping from `{run}`:\n{log}");
     assert!(status.success(), "{status:?}\n{log}");
