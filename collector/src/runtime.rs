@@ -386,6 +386,7 @@ async fn refresh_loop<C: Collector>(
                     .refreshes
                     .get_or_create(&label("outcome", "ok"))
                     .inc();
+                bot.configs_refreshed(&result.configs, &result.unreadable);
                 let specs = bot.jobs(&result.configs);
                 if updates.send((specs, result.unreadable)).await.is_err() {
                     return;

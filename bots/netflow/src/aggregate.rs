@@ -244,6 +244,11 @@ impl Aggregate {
         self.exporters.get(exporter)
     }
 
+    /// How many exporters it holds sums of.
+    pub fn exporter_count(&self) -> usize {
+        self.exporters.len()
+    }
+
     /// Every exporter's sums.
     pub fn exporters(&self) -> impl Iterator<Item = (&IpAddr, &ExporterSums)> {
         self.exporters.iter()
