@@ -311,7 +311,7 @@ pub fn report(label: &str, entities: &[EntityExporter], sums: &Aggregate) -> Vec
                 push(entity_prefix, 0);
                 continue;
             };
-            account_total += d.total;
+            account_total = account_total.saturating_add(d.total);
             push(entity_prefix.clone(), d.total);
             entity_values(&entity_prefix, d, &mut push);
         }
