@@ -7,6 +7,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::value::Value;
 use futures::future::BoxFuture;
+use std::collections::HashSet;
 use std::fmt::Debug;
 use std::future::Future;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +31,14 @@ pub trait Collector: Send + Sync + 'static {
     /// Turns the job configs of every readable account into job specs. Must be pure and
     /// deterministic: the same configs give the same specs, so unchanged jobs keep their phase.
     fn jobs(&self, configs: &[EntityConfig]) -> Vec<JobSpec<Self::Params>>;
+
+    /// Called on every successful refresh, just before [`Collector::jobs`], with the same
+    /// configs and the accounts that could not be read (whose jobs are kept). For state that
+    /// must follow the configs as soon as they are known rather than when a job runs (the
+    /// NetFlow listener's set of exporters).
+    fn configs_refreshed(&self, configs: &[EntityConfig], unreadable: &HashSet<u64>) {
+        let _ = (configs, unreadable);
+    }
 
     /// Runs one firing of `job`. `firing.affecting` holds the intervals that fell due at this
     /// firing (contract §5.4); a bot runs only the sensors with one of those intervals.

@@ -93,9 +93,28 @@ fn health_check(address: Option<SocketAddr>) -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+/// Added to the log filter unless `RUST_LOG` names the library. The SNMP library logs each
+/// failed request itself, at ERROR, with the socket address and no entity; the bot logs every
+/// failure once with the job, entity and address, so the library's own lines are off
+/// (`RUST_LOG=info,async_snmp=debug` shows them).
+const QUIET_LIBRARIES: &str = "async_snmp=off";
+
+/// `RUST_LOG` (default `info`; an invalid one falls back to `info`) plus [`QUIET_LIBRARIES`].
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let text = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|text| !text.trim().is_empty())
+        .unwrap_or_else(|| "info".to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&text)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match QUIET_LIBRARIES.parse() {
+        Ok(quiet) if !text.contains("async_snmp") => filter.add_directive(quiet),
+        _ => filter,
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = log_filter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(crate::output::LogWriter)
@@ -448,6 +467,7 @@ async fn refresh_loop<C: Collector>(
                     .refreshes
                     .get_or_create(&label("outcome", "ok"))
                     .inc();
+                bot.configs_refreshed(&result.configs, &result.unreadable);
                 let specs = bot.jobs(&result.configs);
                 if updates.send((specs, result.unreadable)).await.is_err() {
                     return;

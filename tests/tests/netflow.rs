@@ -66,13 +66,23 @@ fn fixture(devices: &[(Id, &str)]) -> Fixture {
 
 /// Starts the bot and returns it with the moment its jobs were created.
 async fn start_bot(backend: &TestBackend, port: u16) -> (BotProcess, Instant) {
+    start_bot_refreshing(backend, port, 1).await
+}
+
+/// Starts the bot with `JOBS_REFRESH_INTERVAL` = `refresh` seconds.
+async fn start_bot_refreshing(
+    backend: &TestBackend,
+    port: u16,
+    refresh: u64,
+) -> (BotProcess, Instant) {
     let url = backend.url();
     let token = backend.token(BOT);
     let port = port.to_string();
+    let refresh = refresh.to_string();
     let env = [
         ("BACKEND_URL", url.as_str()),
         ("BOT_TOKEN", token.as_str()),
-        ("JOBS_REFRESH_INTERVAL", "1"),
+        ("JOBS_REFRESH_INTERVAL", refresh.as_str()),
         ("NETFLOW_PORT", port.as_str()),
         ("NETFLOW_THREADS", "2"),
     ];
@@ -223,6 +233,71 @@ async fn replayed_captures_are_reported_per_entity_and_unknown_exporters_suggest
         "one suggestion per exporter"
     );
     backend.assert_no_authorization_header();
+    bot.terminate(Duration::from_secs(15)).await;
+}
+
+/// Waits for the bot's next job refresh after the `seen` ones, and returns how many it has had.
+async fn next_refresh(bot: &BotProcess, seen: usize) -> usize {
+    bot.wait_for(
+        "the next job refresh",
+        |_, err| err.matches("jobs refreshed").count() > seen,
+        Duration::from_secs(30),
+    )
+    .await;
+    bot.stderr().matches("jobs refreshed").count()
+}
+
+/// The field case: NetFlow is enabled on a device while the bot runs. What the exporter sends
+/// before the next job refresh (the bot cannot know yet) and right after it (before any window
+/// job ran with the new entity) is all reported. The 15-minute window runs 15 s after its job is
+/// (re)created, so this takes about 40 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exporter_enabled_between_two_refreshes_loses_no_flows() {
+    const ENABLED: Id = 131;
+    let port = free_udp_port();
+    let mut fixture = fixture(&[(130, "127.0.0.4")]);
+    fixture.device(ACCOUNT, ENABLED, "edge router", "127.0.0.5");
+    let backend = TestBackend::start(fixture).await;
+    let (mut bot, created) = start_bot_refreshing(&backend, port, 4).await;
+    // The account's 15-minute window starts (its first run reports nothing).
+    tokio::time::sleep_until(created + Duration::from_secs(17)).await;
+
+    let to = format!("127.0.0.1:{port}");
+    let v5 = capture("v5");
+    let seen = bot.stderr().matches("jobs refreshed").count();
+    let refreshes = next_refresh(&bot, seen).await;
+    backend.update(|f| {
+        f.bind(ENABLED, "netflow", CREDENTIAL, &[(SENSOR, None)], BOT);
+    });
+    let (sent_to, datagrams) = (to.clone(), v5.clone());
+    tokio::task::spawn_blocking(move || {
+        replay("127.0.0.5:0", &sent_to, &datagrams);
+        // Never an entity: held, then left out.
+        replay("127.0.0.6:0", &sent_to, &datagrams);
+    })
+    .await
+    .expect("replay before the refresh");
+    assert_eq!(
+        bot.stderr().matches("jobs refreshed").count(),
+        refreshes,
+        "the replay must end before the next refresh"
+    );
+
+    next_refresh(&bot, refreshes).await;
+    tokio::task::spawn_blocking(move || replay("127.0.0.5:0", &to, &v5))
+        .await
+        .expect("replay after the refresh");
+
+    let enabled = format!("netflow.15min.ingress.entity.{ENABLED}");
+    let report = report_with(&backend, &enabled).await;
+    let v5_bytes = 13_239_795.0;
+    assert_eq!(report.get(&enabled), Some(&(2.0 * v5_bytes)), "{report:?}");
+    assert_eq!(report.get("netflow.15min.ingress.entity.130"), Some(&0.0));
+    assert_eq!(report.get("netflow.15min.ingress"), Some(&(2.0 * v5_bytes)));
+    bot.wait_for_log("NetFlow records left out", Duration::from_secs(10))
+        .await;
+    let stderr = bot.stderr();
+    assert!(stderr.contains("127.0.0.6"), "{stderr}");
     bot.terminate(Duration::from_secs(15)).await;
 }
 

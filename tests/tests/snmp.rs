@@ -202,6 +202,42 @@ async fn values_paths_and_rates_arrive_and_a_dead_agent_costs_only_its_entity() 
     backend.assert_no_authorization_header();
 }
 
+/// An agent that never answers: each failed firing is one log line, naming the job, the entity
+/// and the address as the entity gives it (not the library's IPv4-mapped socket address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_is_logged_once_naming_job_entity_and_address() {
+    let (_silent, silent_port) = snmpd::silent_udp_port();
+    let address = format!("127.0.0.1:{silent_port}");
+    let mut fixture = base_fixture();
+    fixture.device(ACCOUNT, OTHER_DEVICE, "dead", &address);
+    fixture.bind(OTHER_DEVICE, "snmp", V2C, &[(UPTIME_SENSOR, Some(1))], BOT);
+    let backend = TestBackend::start(fixture).await;
+    let mut bot = start_bot(&backend, &[]);
+    let failure = format!("no answer from {address}");
+    bot.wait_for(
+        "two failed firings",
+        |_, err| err.matches(&failure).count() >= 2,
+        WAIT,
+    )
+    .await;
+    bot.terminate(Duration::from_secs(10)).await;
+
+    let log = bot.stderr();
+    let about_it: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&silent_port.to_string()) || l.to_lowercase().contains("timeout"))
+        .collect();
+    for line in &about_it {
+        assert!(
+            line.contains(&failure)
+                && line.contains(&format!("job={OTHER_DEVICE}"))
+                && line.contains(&OTHER_DEVICE.to_string()),
+            "every line about the dead agent is the one failure line with job, entity and              address: {line}\n{log}"
+        );
+    }
+    assert!(!log.contains("::ffff:"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v3_polls_and_a_wrong_v3_password_is_reported_clearly() {
     let agent = Snmpd::start(&agent_objects());
@@ -283,10 +319,38 @@ fn interfaces_by_snmpwalk(address: &str) -> BTreeSet<(String, String, String)> {
             .zip(values)
             .collect()
     };
+    // ifSpeed saturates at 4294967295 (and some agents say 0): then ifHighSpeed x 10^6.
+    let high: Vec<(String, String)> = walk_columns(address, "1.3.6.1.2.1.31.1.1.1.15");
+    let speed_of = |index: &str, speed: String| match speed.as_str() {
+        "0" | "4294967295" => high
+            .iter()
+            .find(|(i, mbps)| i == index && mbps != "0")
+            .map_or(speed, |(_, mbps)| format!("{mbps}000000")),
+        _ => speed,
+    };
     walk("2")
         .into_iter()
         .zip(walk("5"))
-        .map(|((index, name), (_, speed))| (index, name, speed))
+        .map(|((index, name), (_, speed))| {
+            let speed = speed_of(&index, speed);
+            (index, name, speed)
+        })
+        .collect()
+}
+
+/// (index, value) of one column, by snmpwalk.
+fn walk_columns(address: &str, column: &str) -> Vec<(String, String)> {
+    let output = std::process::Command::new("snmpwalk")
+        .args(["-v2c", "-c", COMMUNITY, "-On", "-Oq", address, column])
+        .output()
+        .expect("run snmpwalk (apt-get install snmp)");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (oid, value) = l.split_once(' ')?;
+            let index = oid.rsplit('.').next()?;
+            Some((index.to_string(), value.trim().to_string()))
+        })
         .collect()
 }
 
@@ -311,6 +375,37 @@ fn entity_writes(backend: &TestBackend) -> usize {
     backend.count("POST", &prefix)
         + backend.count("PUT", &prefix)
         + backend.count("DELETE", &prefix)
+}
+
+/// A 10G link: ifSpeed is stuck at 4294967295, ifHighSpeed says 10000 Mb/s; the interface
+/// entity's `speed_bps` is 10^10.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interface_speed_beyond_ifspeed_comes_from_ifhighspeed() {
+    let agent = Snmpd::start_with_config(
+        &agent_objects(),
+        "override .1.3.6.1.2.1.2.2.1.5.1 unsigned 4294967295\n\
+         override .1.3.6.1.2.1.31.1.1.1.15.1 unsigned 10000",
+    );
+    let mut fixture = base_fixture();
+    fixture.device(ACCOUNT, DEVICE, "router", &agent.address());
+    fixture.bind(DEVICE, "snmp", V2C, &[(UPTIME_SENSOR, Some(60))], BOT);
+    let backend = TestBackend::start(fixture).await;
+    let expected = interfaces_by_snmpwalk(&agent.address());
+    let ten_gigabit = ("1".to_string(), "lo".to_string(), "10000000000".to_string());
+    assert!(expected.contains(&ten_gigabit), "{expected:?}");
+    let mut bot = start_bot(&backend, &[("SNMP_INTERFACE_INTERVAL", "1")]);
+    let synced = backend
+        .wait_until(
+            |b| (interfaces_in_backend(b) == expected).then_some(()),
+            WAIT,
+        )
+        .await;
+    assert!(
+        synced.is_some(),
+        "backend has {:?}, agent lists {expected:?}",
+        interfaces_in_backend(&backend)
+    );
+    bot.terminate(Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

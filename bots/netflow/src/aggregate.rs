@@ -113,7 +113,7 @@ impl DirectionSums {
     pub fn add_flow(&mut self, flow: &Flow) -> usize {
         let bytes = flow.bytes;
         let interface = flow.interface();
-        self.total += bytes;
+        self.total = self.total.saturating_add(bytes);
         add(&mut self.interfaces, interface, bytes)
             + add(
                 &mut self.interface_hosts,
@@ -135,7 +135,7 @@ impl DirectionSums {
 
     /// Adds another aggregate's sums; returns the number of new keys.
     pub fn merge(&mut self, other: &DirectionSums) -> usize {
-        self.total += other.total;
+        self.total = self.total.saturating_add(other.total);
         merge_map(&mut self.interfaces, &other.interfaces)
             + merge_map(&mut self.interface_hosts, &other.interface_hosts)
             + merge_map(&mut self.interface_protocols, &other.interface_protocols)
@@ -242,6 +242,11 @@ impl Aggregate {
     /// The sums of one exporter.
     pub fn exporter(&self, exporter: &IpAddr) -> Option<&ExporterSums> {
         self.exporters.get(exporter)
+    }
+
+    /// How many exporters it holds sums of.
+    pub fn exporter_count(&self) -> usize {
+        self.exporters.len()
     }
 
     /// Every exporter's sums.
@@ -353,7 +358,7 @@ impl ExporterSink<'_> {
             }
             let s = self.staged[i];
             let d = &mut self.sums.directions[s.direction];
-            d.total += s.bytes;
+            d.total = d.total.saturating_add(s.bytes);
             new_keys += usize::from(d.interfaces.add(s.interface, s.bytes))
                 + usize::from(d.interface_hosts.add_hashed(
                     s.host_hash,

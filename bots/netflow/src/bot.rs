@@ -5,7 +5,7 @@ use crate::decode::DecoderLimits;
 use crate::intake::Intake;
 use crate::listener::{self, BoundListener, ListenerConfig};
 use crate::templates::TemplateDatabase;
-use crate::windows::{EntityExporter, Windows, WINDOWS};
+use crate::windows::{EntityExporter, HeldOutcome, Windows, WINDOWS};
 use collector::backend::BackendClient;
 use collector::bot::Firing;
 use collector::{
@@ -100,6 +100,47 @@ fn default_threads() -> usize {
         .min(8)
 }
 
+/// The exporter address an entity stands for: its `details.ipv4`, if that is an IP address.
+fn entity_exporter(config: &EntityConfig) -> Option<EntityExporter> {
+    let ip = config.address()?.trim().parse::<IpAddr>().ok()?;
+    Some(EntityExporter {
+        entity_id: config.entity_id,
+        exporter: crate::flow::canonical_ip(ip),
+    })
+}
+
+/// Logs what a job refresh did with the flows held for exporters that were not entities.
+fn log_held(outcome: &HeldOutcome) {
+    if outcome.attributed > 0 {
+        tracing::info!(
+            records = outcome.attributed,
+            "NetFlow records received before their exporter's entity was known are attributed"
+        );
+    }
+    if outcome.discarded > 0 {
+        let shown: Vec<String> = outcome
+            .discarded_exporters
+            .iter()
+            .take(10)
+            .map(IpAddr::to_string)
+            .collect();
+        let more = outcome
+            .discarded_exporters
+            .len()
+            .saturating_sub(shown.len());
+        tracing::info!(
+            records = outcome.discarded,
+            "NetFlow records left out: their exporters are no entity of any account: {}{}",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
 impl NetflowBot {
     /// Binds the UDP sockets (a busy port is a start-up error) and registers the counters.
     pub fn new(settings: NetflowSettings, context: Context) -> Result<NetflowBot, StartError> {
@@ -188,14 +229,8 @@ impl NetflowBot {
     ) -> Result<Vec<Value>, JobError> {
         let mut entities = Vec::with_capacity(configs.len());
         for config in configs {
-            match config
-                .address()
-                .and_then(|a| a.trim().parse::<IpAddr>().ok())
-            {
-                Some(ip) => entities.push(EntityExporter {
-                    entity_id: config.entity_id,
-                    exporter: crate::flow::canonical_ip(ip),
-                }),
+            match entity_exporter(config) {
+                Some(entity) => entities.push(entity),
                 None => tracing::warn!(
                     account,
                     entity = config.entity_id,
@@ -224,6 +259,22 @@ impl Collector for NetflowBot {
 
     fn protocol(&self) -> &'static str {
         "netflow"
+    }
+
+    fn configs_refreshed(&self, configs: &[EntityConfig], unreadable: &HashSet<u64>) {
+        let mut accounts: BTreeMap<u64, Vec<EntityExporter>> = BTreeMap::new();
+        for config in configs {
+            let list = accounts.entry(config.account_id).or_default();
+            list.extend(entity_exporter(config));
+        }
+        let outcome = self
+            .windows
+            .configure(&self.intake, &accounts, unreadable, Instant::now());
+        let counters = &self.intake.counters;
+        counters.records_held_attributed.inc_by(outcome.attributed);
+        counters.records_unattributed.inc_by(outcome.discarded);
+        counters.keys_folded.inc_by(outcome.folded);
+        log_held(&outcome);
     }
 
     fn jobs(&self, configs: &[EntityConfig]) -> Vec<JobSpec<NetflowJob>> {

@@ -23,6 +23,21 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     Ok(datagrams)
 }
 
+/// Splits any bytes into datagrams the capture way, never failing: a length past the end takes
+/// the rest, fewer than 4 bytes left end it. The fuzz target's input format, so its findings
+/// replay in the tests exactly as fuzzed.
+pub fn split_lenient(mut bytes: &[u8]) -> Vec<&[u8]> {
+    let mut datagrams = Vec::new();
+    while bytes.len() >= 4 {
+        let length = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        let body = &bytes[4..];
+        let (datagram, rest) = body.split_at(length.min(body.len()));
+        datagrams.push(datagram);
+        bytes = rest;
+    }
+    datagrams
+}
+
 /// Reads and splits a capture file.
 pub fn read(path: &Path) -> Result<Vec<Vec<u8>>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -13,14 +13,26 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// Distinct exporters remembered for suggestions; more are counted, not kept.
 pub const MAX_EXPORTERS: usize = 10_000;
+/// Keys each receive thread's holding area keeps for exporters not known to be entities (yet),
+/// until the next job refresh attributes or discards them; past it, lists are folded as in any
+/// aggregate (totals stay exact). At 55 to 130 bytes a key: at most 6.5 MB per thread.
+pub const HELD_MAX_KEYS: usize = 50_000;
+/// Distinct exporters each receive thread's holding area keeps; records of more are discarded
+/// at once and counted as unattributed.
+pub const HELD_MAX_EXPORTERS: usize = 1_024;
 
 /// The bot's counters, registered with the framework's metrics (prefix `netflow_`).
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
     pub datagrams: Counter,
     pub records: Counter,
-    /// Records from exporters that are no entity of any account: decoded, then left out.
+    /// Records from exporters that are no entity of any account: decoded, held until the next
+    /// job refresh, then left out.
     pub records_unattributed: Counter,
+    /// Records held because their exporter was not known to be an entity when they arrived.
+    pub records_held: Counter,
+    /// Held records attributed at a job refresh that found their exporter's entity.
+    pub records_held_attributed: Counter,
     pub option_records: Counter,
     pub decode_errors: Counter,
     pub sequence_gaps: Counter,
@@ -55,6 +67,16 @@ impl Counters {
             "netflow_records_unattributed",
             "Flow records from exporters that are no entity",
             c.records_unattributed.clone(),
+        );
+        metrics.register(
+            "netflow_records_held",
+            "Flow records held until a job refresh: their exporter was not known to be an entity",
+            c.records_held.clone(),
+        );
+        metrics.register(
+            "netflow_records_held_attributed",
+            "Held flow records attributed once their exporter's entity was known",
+            c.records_held_attributed.clone(),
         );
         metrics.register(
             "netflow_option_records",
@@ -161,6 +183,8 @@ impl Counters {
 #[derive(Debug)]
 pub struct Intake {
     live: Vec<Mutex<Aggregate>>,
+    /// Per receive thread: flows of exporters not (yet) aggregated, until the next refresh.
+    held: Vec<Mutex<Aggregate>>,
     aggregated: RwLock<Arc<FxHashSet<IpAddr>>>,
     aggregated_generation: AtomicU64,
     exporters: Mutex<BTreeSet<IpAddr>>,
@@ -179,6 +203,9 @@ impl Intake {
         Intake {
             live: (0..threads.max(1))
                 .map(|_| Mutex::new(Aggregate::new(max_keys)))
+                .collect(),
+            held: (0..threads.max(1))
+                .map(|_| Mutex::new(Aggregate::new(HELD_MAX_KEYS)))
                 .collect(),
             aggregated: RwLock::new(Arc::new(FxHashSet::default())),
             aggregated_generation: AtomicU64::new(0),
@@ -207,6 +234,20 @@ impl Intake {
     /// Takes every live aggregate's contents.
     pub fn drain(&self) -> Vec<Aggregate> {
         self.live
+            .iter()
+            .map(|m| lock(m).take())
+            .filter(|a| !a.is_empty())
+            .collect()
+    }
+
+    /// The holding area of receive thread `thread`: flows of exporters that are not aggregated.
+    pub fn held(&self, thread: usize) -> MutexGuard<'_, Aggregate> {
+        lock(&self.held[thread % self.held.len()])
+    }
+
+    /// Takes every holding area's contents (at a job refresh).
+    pub fn take_held(&self) -> Vec<Aggregate> {
+        self.held
             .iter()
             .map(|m| lock(m).take())
             .filter(|a| !a.is_empty())

@@ -1,5 +1,7 @@
 //! The UDP listener: sockets on NETFLOW_PORT for IPv4 and IPv6, receive threads that take
-//! datagrams in batches (`recvmmsg`), decode them and add the flows to their live aggregate.
+//! datagrams in batches (`recvmmsg`), decode them and add the flows to their live aggregate
+//! (exporters that are entities) or to their holding area (the others, until the next job
+//! refresh attributes or discards them).
 //!
 //! - The exporter is the datagram's source address (IPv4-mapped addresses unmapped).
 //! - Each thread owns a socket per address family; with more than one thread the sockets share
@@ -11,7 +13,7 @@
 
 use crate::decode::{Decoder, DecoderLimits};
 use crate::flow::{canonical_ip, Flow, FlowSink};
-use crate::intake::Intake;
+use crate::intake::{Intake, HELD_MAX_EXPORTERS};
 use crate::templates::{self, TemplateDatabase, TemplatePersister};
 use rustc_hash::{FxHashMap, FxHashSet};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -385,12 +387,22 @@ impl Batch {
     }
 }
 
-/// Counts the records of exporters that are not aggregated.
+/// Counts the records of exporters that are not aggregated and cannot be held.
 struct Discard(u64);
 
 impl FlowSink for Discard {
     fn flow(&mut self, _flow: &Flow) {
         self.0 += 1;
+    }
+}
+
+/// Passes flows on to another sink, counting them.
+struct Counted<S>(S, u64);
+
+impl<S: FlowSink> FlowSink for Counted<S> {
+    fn flow(&mut self, flow: &Flow) {
+        self.1 += 1;
+        self.0.flow(flow);
     }
 }
 
@@ -473,6 +485,8 @@ impl Receiver {
         let intake = self.intake.clone();
         let mut live = intake.live(self.index);
         let mut unattributed = 0u64;
+        let mut held_records = 0u64;
+        let mut held_folded = 0u64;
         for i in 0..n {
             let Some(exporter) = batch.source(i) else {
                 continue;
@@ -487,10 +501,21 @@ impl Receiver {
                 let mut sink = live.exporter_sink(exporter);
                 self.decoder.decode(exporter, datagram, now, &mut sink)
             } else {
-                let mut sink = Discard(0);
-                let result = self.decoder.decode(exporter, datagram, now, &mut sink);
-                unattributed += sink.0;
-                result
+                let mut held = intake.held(self.index);
+                if held.exporter(&exporter).is_some() || held.exporter_count() < HELD_MAX_EXPORTERS
+                {
+                    let mut sink = Counted(held.exporter_sink(exporter), 0);
+                    let result = self.decoder.decode(exporter, datagram, now, &mut sink);
+                    held_records += sink.1;
+                    drop(sink);
+                    held_folded += held.enforce_limit();
+                    result
+                } else {
+                    let mut sink = Discard(0);
+                    let result = self.decoder.decode(exporter, datagram, now, &mut sink);
+                    unattributed += sink.0;
+                    result
+                }
             };
             match result {
                 Ok(()) => {
@@ -508,8 +533,9 @@ impl Receiver {
         }
         let folded = live.enforce_limit();
         drop(live);
-        intake.counters.keys_folded.inc_by(folded);
+        intake.counters.keys_folded.inc_by(folded + held_folded);
         intake.counters.records_unattributed.inc_by(unattributed);
+        intake.counters.records_held.inc_by(held_records);
         let stats = self.decoder.take_stats();
         intake.add_records(stats.records);
         intake.counters.add_decode(&stats);

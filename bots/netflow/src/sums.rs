@@ -100,7 +100,8 @@ impl<K: Copy + Eq + Hash + Default> SumTable<K> {
                 return true;
             }
             if slot.tag == tag && slot.key == key {
-                slot.sum += sum;
+                // Saturating: a hostile exporter's byte counts must not wrap a sum around.
+                slot.sum = slot.sum.saturating_add(sum);
                 return false;
             }
             i = (i + 1) & mask;

@@ -7,13 +7,17 @@
 //! previous run of that window's job, whatever the other windows do. A window's first run only
 //! starts it (the original stored a marker then), and a run when the bot received no flow at
 //! all since the previous one reports nothing, as the original.
+//!
+//! Which exporters belong to which account comes from every job refresh ([`Windows::configure`]),
+//! not from the window runs, so an exporter is aggregated from the refresh that first lists its
+//! entity; what it sent before (held by the receive threads) is attributed at that refresh.
 
-use crate::aggregate::{top, Aggregate, DirectionSums, IpKey};
+use crate::aggregate::{top, Aggregate, DirectionSums, ExporterSums, IpKey};
 use crate::flow::Direction;
 use crate::intake::Intake;
 use crate::protocols;
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -86,8 +90,82 @@ struct WindowState {
 #[derive(Debug)]
 struct AccountWindows {
     entities: Vec<EntityExporter>,
+    /// Whether `entities` comes from a job refresh ([`Windows::configure`]); if not, the
+    /// window runs set it.
+    configured: bool,
     windows: Vec<WindowState>,
     last_run: Instant,
+}
+
+impl AccountWindows {
+    fn new(max_keys: usize, now: Instant) -> AccountWindows {
+        AccountWindows {
+            entities: Vec::new(),
+            configured: false,
+            windows: WINDOWS
+                .iter()
+                .map(|_| WindowState {
+                    started: false,
+                    pending: Aggregate::new(max_keys),
+                    records_at_last_run: 0,
+                })
+                .collect(),
+            last_run: now,
+        }
+    }
+
+    fn has(&self, exporter: &IpAddr) -> bool {
+        self.entities.iter().any(|e| e.exporter == *exporter)
+    }
+}
+
+/// What a job refresh did with the flows held for exporters that were not known as entities.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct HeldOutcome {
+    /// Records whose exporter is now an entity: added to its accounts' windows.
+    pub attributed: u64,
+    /// Records whose exporter is still no entity of any account: left out.
+    pub discarded: u64,
+    /// Those exporters, in address order.
+    pub discarded_exporters: Vec<IpAddr>,
+    /// Aggregation keys folded away while merging.
+    pub folded: u64,
+}
+
+/// Adds `sums` of `exporter` to every window of every account that has it; false if none has.
+fn merge_into_accounts(
+    accounts: &mut BTreeMap<u64, AccountWindows>,
+    exporter: IpAddr,
+    sums: &ExporterSums,
+    folded: &mut u64,
+) -> bool {
+    let mut found = false;
+    for account in accounts.values_mut().filter(|a| a.has(&exporter)) {
+        found = true;
+        for w in &mut account.windows {
+            *folded += w.pending.merge_exporter(exporter, sums);
+        }
+    }
+    found
+}
+
+/// Moves the receive threads' live aggregates into the pending sums of the accounts' windows.
+fn drain_live(accounts: &mut BTreeMap<u64, AccountWindows>, intake: &Intake) -> u64 {
+    let mut folded = 0u64;
+    for live in intake.drain() {
+        for (exporter, sums) in live.exporters() {
+            merge_into_accounts(accounts, *exporter, sums, &mut folded);
+        }
+    }
+    folded
+}
+
+fn publish_aggregated(accounts: &BTreeMap<u64, AccountWindows>, intake: &Intake) {
+    let aggregated: FxHashSet<IpAddr> = accounts
+        .values()
+        .flat_map(|a| a.entities.iter().map(|e| e.exporter))
+        .collect();
+    intake.set_aggregated(aggregated);
 }
 
 /// The pending sums of every window of every account.
@@ -126,39 +204,17 @@ impl Windows {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         accounts.retain(|_, a| now.duration_since(a.last_run) < FORGET_ACCOUNT_AFTER);
-        let state = accounts.entry(account).or_insert_with(|| AccountWindows {
-            entities: Vec::new(),
-            windows: WINDOWS
-                .iter()
-                .map(|_| WindowState {
-                    started: false,
-                    pending: Aggregate::new(intake.max_keys()),
-                    records_at_last_run: 0,
-                })
-                .collect(),
-            last_run: now,
-        });
-        state.entities = entities.to_vec();
+        let state = accounts
+            .entry(account)
+            .or_insert_with(|| AccountWindows::new(intake.max_keys(), now));
+        if !state.configured {
+            state.entities = entities.to_vec();
+        }
         state.last_run = now;
 
         // Drain under the lock, so concurrent runs of other windows cannot interleave.
-        let mut folded = 0u64;
-        for live in intake.drain() {
-            for (exporter, sums) in live.exporters() {
-                for account in accounts.values_mut() {
-                    if account.entities.iter().any(|e| e.exporter == *exporter) {
-                        for w in &mut account.windows {
-                            folded += w.pending.merge_exporter(*exporter, sums);
-                        }
-                    }
-                }
-            }
-        }
-        let aggregated: FxHashSet<IpAddr> = accounts
-            .values()
-            .flat_map(|a| a.entities.iter().map(|e| e.exporter))
-            .collect();
-        intake.set_aggregated(aggregated);
+        let folded = drain_live(&mut accounts, intake);
+        publish_aggregated(&accounts, intake);
 
         let Some(state) = accounts.get_mut(&account) else {
             return (Vec::new(), folded);
@@ -189,6 +245,56 @@ impl Windows {
     }
 }
 
+impl Windows {
+    /// Takes the NetFlow entities of every account from a job refresh (`entities`; accounts in
+    /// `kept` could not be read and keep theirs), so the receive threads aggregate the new
+    /// exporters at once. Flows received so far go where the previous configuration said; the
+    /// flows held for exporters that were not entities go to the accounts that now have them,
+    /// or are discarded.
+    pub fn configure(
+        &self,
+        intake: &Intake,
+        entities: &BTreeMap<u64, Vec<EntityExporter>>,
+        kept: &HashSet<u64>,
+        now: Instant,
+    ) -> HeldOutcome {
+        let mut accounts = self
+            .accounts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut outcome = HeldOutcome {
+            folded: drain_live(&mut accounts, intake),
+            ..HeldOutcome::default()
+        };
+        for (account, state) in accounts.iter_mut() {
+            if !entities.contains_key(account) && !kept.contains(account) {
+                state.entities.clear();
+            }
+        }
+        for (account, list) in entities {
+            let state = accounts
+                .entry(*account)
+                .or_insert_with(|| AccountWindows::new(intake.max_keys(), now));
+            state.entities = list.clone();
+            state.configured = true;
+        }
+        publish_aggregated(&accounts, intake);
+        let mut discarded = BTreeSet::new();
+        for held in intake.take_held() {
+            for (exporter, sums) in held.exporters() {
+                if merge_into_accounts(&mut accounts, *exporter, sums, &mut outcome.folded) {
+                    outcome.attributed += sums.records;
+                } else {
+                    outcome.discarded += sums.records;
+                    discarded.insert(*exporter);
+                }
+            }
+        }
+        outcome.discarded_exporters = discarded.into_iter().collect();
+        outcome
+    }
+}
+
 /// The values of one window of one account (contract §5.11), bytes per path.
 pub fn report(label: &str, entities: &[EntityExporter], sums: &Aggregate) -> Vec<PathValue> {
     let mut values = Vec::new();
@@ -205,7 +311,7 @@ pub fn report(label: &str, entities: &[EntityExporter], sums: &Aggregate) -> Vec
                 push(entity_prefix, 0);
                 continue;
             };
-            account_total += d.total;
+            account_total = account_total.saturating_add(d.total);
             push(entity_prefix.clone(), d.total);
             entity_values(&entity_prefix, d, &mut push);
         }

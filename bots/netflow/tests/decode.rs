@@ -3,6 +3,8 @@
 mod common;
 
 use common::*;
+use netflowbot::aggregate::Aggregate;
+use netflowbot::capture::split_lenient;
 use netflowbot::decode::{DecodeError, Decoder, DecoderLimits, TemplateChange, TemplateKey};
 use netflowbot::flow::{Direction, Flow};
 use netflowbot::reference::ReferenceDecoder;
@@ -655,4 +657,35 @@ fn random_mutations_never_panic() {
     let stats = decoder.take_stats();
     assert_eq!(stats.datagrams, 20_000);
     assert!(stats.malformed > 1000, "{stats:?}");
+}
+
+/// Inputs the fuzz target `netflow_decode` (fuzz/) crashed on, in its input format, replayed as it
+/// does: decoded in order by one decoder into the bounded aggregate, without a panic.
+#[test]
+fn fuzz_findings_decode_and_aggregate_without_panic() {
+    let dir = testdata("fuzz");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{}", dir.display());
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        let mut decoder = Decoder::new(DecoderLimits::default());
+        let mut aggregate = Aggregate::new(1000);
+        let now = Instant::now();
+        for datagram in split_lenient(&bytes) {
+            let mut sink = aggregate.exporter_sink(exporter());
+            let _ = decoder.decode(exporter(), datagram, now, &mut sink);
+            drop(sink);
+            aggregate.enforce_limit();
+        }
+        if file.ends_with("v9-field-of-100-bytes-overflows-sums") {
+            // Byte counts near 2^64 saturate the sums instead of wrapping them around.
+            let sums = aggregate.exporter(&exporter()).expect("flows decoded");
+            let total = sums.direction(Direction::Ingress).total;
+            assert_eq!(total, u64::MAX, "{}", file.display());
+        }
+    }
 }

@@ -9,6 +9,8 @@ use netflowbot::flow::Direction;
 use netflowbot::intake::Intake;
 use netflowbot::listener::{self, ListenerConfig};
 use netflowbot::templates::TemplateDatabase;
+use netflowbot::windows::{EntityExporter, Windows};
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,7 +88,7 @@ fn captures_sent_over_ipv4_and_ipv6_are_decoded_and_aggregated() {
 }
 
 #[test]
-fn exporters_that_are_no_entity_are_counted_not_aggregated() {
+fn exporters_that_are_no_entity_are_held_then_left_out_not_aggregated() {
     let bound = listener::bind(&config(1)).unwrap();
     let port = bound.port();
     let intake = Arc::new(Intake::new(1, 100_000));
@@ -94,12 +96,70 @@ fn exporters_that_are_no_entity_are_counted_not_aggregated() {
     send_all("127.0.0.1", port, &capture("v5"));
     wait_for("all records", || intake.records() == 3167);
     running.stop();
-    assert_eq!(intake.counters.records_unattributed.get(), 3167);
+    assert_eq!(intake.counters.records_held.get(), 3167);
     assert!(intake.drain().is_empty());
-    assert_eq!(
-        intake.exporters(),
-        vec!["127.0.0.1".parse::<IpAddr>().unwrap()]
+    let exporter: IpAddr = "127.0.0.1".parse().unwrap();
+    assert_eq!(intake.exporters(), vec![exporter]);
+
+    let outcome =
+        Windows::new().configure(&intake, &BTreeMap::new(), &HashSet::new(), Instant::now());
+    assert_eq!(outcome.attributed, 0);
+    assert_eq!(outcome.discarded, 3167);
+    assert_eq!(outcome.discarded_exporters, vec![exporter]);
+    assert!(
+        intake.take_held().is_empty(),
+        "nothing held after a refresh"
     );
+}
+
+/// Flows that arrive before the first job refresh of a start, or from an exporter whose entity
+/// appears at the next refresh, are held and attributed at that refresh; from then on the
+/// exporter's flows go straight to the windows.
+#[test]
+fn flows_before_the_refresh_that_lists_their_entity_are_attributed() {
+    let bound = listener::bind(&config(2)).unwrap();
+    let port = bound.port();
+    let intake = Arc::new(Intake::new(2, 100_000));
+    let windows = Windows::new();
+    let running = bound.start(intake.clone(), None).unwrap();
+    const ACCOUNT: u64 = 1;
+    let (values, _) = windows.run(&intake, ACCOUNT, 0, &[], Instant::now());
+    assert!(values.is_empty(), "the window's first run only starts it");
+
+    let v4: IpAddr = "127.0.0.1".parse().unwrap();
+    send_all("127.0.0.1", port, &capture("v5"));
+    send_all("[::1]", port, &capture("ipfix"));
+    wait_for("all records", || intake.records() == 3167 + 3967);
+    assert_eq!(intake.counters.records_held.get(), 3167 + 3967);
+
+    let entity = EntityExporter {
+        entity_id: 7,
+        exporter: v4,
+    };
+    let configured = BTreeMap::from([(ACCOUNT, vec![entity])]);
+    let outcome = windows.configure(&intake, &configured, &HashSet::new(), Instant::now());
+    assert_eq!(outcome.attributed, 3167);
+    assert_eq!(outcome.discarded, 3967);
+    assert_eq!(
+        outcome.discarded_exporters,
+        vec!["::1".parse::<IpAddr>().unwrap()]
+    );
+
+    send_all("127.0.0.1", port, &capture("v5"));
+    wait_for("the second replay", || intake.records() == 2 * 3167 + 3967);
+    running.stop();
+    assert_eq!(
+        intake.counters.records_held.get(),
+        3167 + 3967,
+        "aggregated, not held"
+    );
+
+    let (values, _) = windows.run(&intake, ACCOUNT, 0, &[entity], Instant::now());
+    let total = values
+        .iter()
+        .find(|v| v.path == "netflow.1min.ingress.entity.7")
+        .map(|v| v.bytes);
+    assert_eq!(total, Some(2 * 13_239_795));
 }
 
 #[test]

@@ -1,9 +1,11 @@
-//! Interface sync (contract §5.9): every 300 s, walk ifDescr and ifSpeed of a device and make
-//! its `interface` child entities in the backend match: create, update, delete.
+//! Interface sync (contract §5.9): every 300 s, walk ifDescr and ifSpeed of a device (and
+//! ifHighSpeed where ifSpeed saturates, see `if_speed`) and make its `interface` child entities
+//! in the backend match: create, update, delete.
 //!
 //! A bot without permission to write entities (account bots by default) gets 403; that is
 //! logged once per entity, not every 5 minutes, and the job itself does not fail.
 
+use crate::if_speed;
 use crate::session::{Credential, SnmpEngine};
 use crate::walk::{walk, WalkRow};
 use async_snmp::Oid;
@@ -196,13 +198,19 @@ impl InterfaceSync {
         let speeds = walk(&session, &Oid::from_slice(&IF_SPEED))
             .await
             .map_err(|e| format!("walking ifSpeed: {e}"))?;
-        let Some(rows) = pair_rows(&descriptions, &speeds) else {
+        let Some(mut rows) = pair_rows(&descriptions, &speeds) else {
             tracing::warn!(
                 entity = job.entity_id,
                 "interface sync skipped: ifDescr and ifSpeed list different interfaces"
             );
             return Ok(0);
         };
+        if rows.iter().any(if_speed::needs_high_speed) {
+            let high_speeds = walk(&session, &Oid::from_slice(&if_speed::IF_HIGH_SPEED))
+                .await
+                .map_err(|e| format!("walking ifHighSpeed: {e}"))?;
+            if_speed::use_high_speeds(&mut rows, &high_speeds);
+        }
         let entities = match self.backend.list_entities(job.account_id).await {
             Ok(entities) => entities,
             Err(error) => return self.refused(job, error),

@@ -2,12 +2,13 @@
 //!
 //! `session` (credentials to async-snmp clients on one shared socket), `walk` (GET and WALK),
 //! `expression`, `slug` and `output_path` (sensor config), `counters` (rates, persisted),
-//! `sensor` (one firing of an entity's sensors), `interfaces` (interface entity sync) and
+//! `sensor` (one firing of an entity's sensors), `interfaces` (interface entity sync, `if_speed` the speed of each) and
 //! `bot` (the `Collector` implementation).
 
 pub mod bot;
 pub mod counters;
 pub mod expression;
+pub mod if_speed;
 pub mod interfaces;
 pub mod output_path;
 pub mod sensor;

@@ -18,7 +18,7 @@ use serde_json::Value as Json;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// sysUpTime.0, read once per firing when a sensor returned counters.
@@ -197,6 +197,30 @@ pub struct SensorCounters {
     pub sensor_failures: Counter,
     /// Rows left out: expression failed, path invalid or repeated.
     pub rows_skipped: Counter,
+    /// (entity, sensor) pairs whose empty walk was logged, so it is logged once, not every firing.
+    pub empty_walks_logged: Arc<Mutex<HashSet<(u64, u64)>>>,
+}
+
+impl SensorCounters {
+    /// Logs at INFO, the first time, that a sensor's walk finds nothing on a device (the agent
+    /// has no such table, e.g. lm-sensors temperatures), so "no data" differs from "not polled".
+    /// Once the walk finds rows again, a later empty walk is logged again.
+    /// `empty_oid` is the first walked OID of the sensor that came back empty, if any.
+    fn note_walks(&self, entity_id: u64, sensor_id: u64, empty_oid: Option<&str>) {
+        let mut logged = self
+            .empty_walks_logged
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(oid) = empty_oid else {
+            logged.remove(&(entity_id, sensor_id));
+            return;
+        };
+        if logged.insert((entity_id, sensor_id)) {
+            tracing::info!(entity = entity_id, sensor = sensor_id, %oid,
+                "sensor finds nothing on this device: the walk of {oid} came back empty (the agent \
+                 has no such table, or its view hides it); not logged again while it stays empty");
+        }
+    }
 }
 
 /// Runs the sensors of an entity.
@@ -303,6 +327,17 @@ impl Poller {
                     return Ok(());
                 }
             }
+        }
+        if fetched.iter().any(|r| matches!(**r, Fetched::Walk(_))) {
+            let empty = spec
+                .oids
+                .iter()
+                .zip(&fetched)
+                .find_map(|(oid, r)| match &**r {
+                    Fetched::Walk(rows) if rows.is_empty() => Some(oid.text.as_str()),
+                    _ => None,
+                });
+            self.metrics.note_walks(entity_id, sensor_id, empty);
         }
         let now = unix_now();
         let rates = self.rates(entity_id, spec, &fetched, fetcher, now).await;

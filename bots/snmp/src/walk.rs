@@ -23,7 +23,8 @@ pub enum SnmpValue {
 }
 
 impl SnmpValue {
-    fn from_value(value: Value) -> Option<SnmpValue> {
+    /// Converts what async-snmp decoded; `None` for the exceptions (noSuchObject...).
+    pub fn from_value(value: Value) -> Option<SnmpValue> {
         Some(match value {
             Value::Integer(i) => SnmpValue::Integer(i64::from(i)),
             Value::Gauge32(u) | Value::UInteger32(u) => SnmpValue::Unsigned(u64::from(u)),
@@ -184,7 +185,8 @@ fn is_no_such_name(error: &async_snmp::Error) -> bool {
     )
 }
 
-fn index_text(arcs: &[u32]) -> String {
+/// The index of a walked row: the OID arcs after the walked OID, dot-separated.
+pub fn index_text(arcs: &[u32]) -> String {
     let mut text = String::with_capacity(arcs.len() * 4);
     for (i, arc) in arcs.iter().enumerate() {
         if i > 0 {

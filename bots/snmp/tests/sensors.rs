@@ -368,3 +368,42 @@ async fn an_unreachable_agent_fails_the_firing_quickly() {
         started.elapsed()
     );
 }
+
+/// A sensor whose walk finds nothing (like the default lm-sensors sensor on an agent without
+/// that table) is logged at INFO once per sensor and device, naming both; not at every firing.
+#[tokio::test]
+async fn an_empty_walk_is_logged_once_per_sensor_and_device() {
+    let agent = Snmpd::start(&[PassObject::fixed(&oid("1.1"), "string", "eth0")]);
+    let bot = bot().await;
+    let sensors = [
+        sensor(41, 60, &[(&oid("9"), "walk")], "$1", "temp.{$index}"),
+        sensor(42, 60, &[(&oid("1"), "walk")], "1", "name.{$index}.{$1}"),
+    ];
+    let first = entity(&agent.address(), &sensors);
+    let second = EntityPoll {
+        entity_id: ENTITY + 1,
+        ..first.clone()
+    };
+    let log = CapturedLog::default();
+    {
+        let _guard = log.install();
+        for _ in 0..3 {
+            for job in [&first, &second] {
+                let values = bot.poller.poll(job, |_| true).await.unwrap();
+                assert_eq!(values.len(), 1, "{values:?}");
+            }
+        }
+    }
+    let log = log.text();
+    let empty: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("came back empty"))
+        .collect();
+    assert_eq!(empty.len(), 2, "{log}");
+    for (line, entity_id) in empty.iter().zip([ENTITY, ENTITY + 1]) {
+        assert!(line.contains("INFO"), "{line}");
+        assert!(line.contains(&format!("entity={entity_id}")), "{line}");
+        assert!(line.contains("sensor=41"), "{line}");
+        assert!(line.contains(&oid("9")), "{line}");
+    }
+}

@@ -163,6 +163,12 @@ fn now_ms() -> u128 {
 impl Snmpd {
     /// Starts snmpd serving `objects` and waits until it answers.
     pub fn start(objects: &[PassObject]) -> Snmpd {
+        Snmpd::start_with_config(objects, "")
+    }
+
+    /// Like [`Snmpd::start`], with `extra` lines appended to snmpd.conf (e.g. `override OID
+    /// unsigned VALUE`, which replaces one of the agent's own objects).
+    pub fn start_with_config(objects: &[PassObject], extra: &str) -> Snmpd {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_udp_port();
         let snmpd = Snmpd {
@@ -190,7 +196,8 @@ impl Snmpd {
              createUser {V3_SHA2_USER} SHA-256 \"{V3_AUTH_KEY}\"\n\
              rouser {V3_SHA2_USER} auth\n\
              pass_persist {PASS_BASE} {}\n\
-             dontLogTCPWrappersConnects yes\n",
+             dontLogTCPWrappersConnects yes\n\
+             {extra}\n",
             script_path.display()
         );
         std::fs::write(snmpd.path("snmpd.conf"), config).expect("write snmpd.conf");
