@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod bot;
+pub mod cluster;
 pub mod delivery;
 pub mod entity;
 pub mod job;

@@ -3,6 +3,7 @@
 
 use crate::backend::BackendClient;
 use crate::bot::{Collector, Context};
+use crate::cluster::{Assignment, Membership};
 use crate::delivery::{BackendSink, Delivery, Sink, StdoutSink};
 use crate::entity::{build_configs, AccountData, EntityConfig};
 use crate::executor::Executor;
@@ -46,6 +47,13 @@ where
             return ExitCode::from(2);
         }
     };
+    let membership = match settings.cluster.membership() {
+        Ok(membership) => membership,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -53,7 +61,7 @@ where
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(run_async(settings, mode, make))
+    runtime.block_on(run_async(settings, mode, membership, make))
 }
 
 /// `--health-check`: one GET of /health at the telemetry address.
@@ -124,7 +132,12 @@ pub struct Refresh {
     pub unreadable: HashSet<u64>,
 }
 
-async fn run_async<C, F>(settings: Settings, mode: Mode, make: F) -> ExitCode
+async fn run_async<C, F>(
+    settings: Settings,
+    mode: Mode,
+    membership: Membership,
+    make: F,
+) -> ExitCode
 where
     C: Collector,
     F: FnOnce(Context) -> Result<C, String>,
@@ -162,6 +175,7 @@ where
         backend: backend.clone(),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
+        cluster: membership,
     };
     let bot = match make(context) {
         Ok(bot) => Arc::new(bot),
@@ -293,9 +307,18 @@ where
         },
     );
     let (updates, mut updates_rx) = mpsc::channel::<JobUpdate<C::Params>>(2);
+    if membership.is_clustered() {
+        tracing::info!(
+            member = membership.member(),
+            members = membership.members(),
+            replication = membership.replication(),
+            "cluster member: running only the jobs this member owns"
+        );
+    }
     let refresher = tokio::spawn(refresh_loop(
         source,
         bot.clone(),
+        Assignment::new(membership, &metrics),
         settings.refresh_interval(),
         updates,
         metrics.clone(),
@@ -371,6 +394,7 @@ async fn watch_signals(shutdown: CancellationToken) {
 async fn refresh_loop<C: Collector>(
     source: Source,
     bot: Arc<C>,
+    assignment: Assignment,
     every: Duration,
     updates: mpsc::Sender<JobUpdate<C::Params>>,
     metrics: Metrics,
@@ -386,7 +410,7 @@ async fn refresh_loop<C: Collector>(
                     .refreshes
                     .get_or_create(&label("outcome", "ok"))
                     .inc();
-                let specs = bot.jobs(&result.configs);
+                let specs = assignment.keep_owned(bot.jobs(&result.configs));
                 if updates.send((specs, result.unreadable)).await.is_err() {
                     return;
                 }
