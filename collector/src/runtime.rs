@@ -315,10 +315,10 @@ where
             "cluster member: running only the jobs this member owns"
         );
     }
+    let assignment = Assignment::new(membership, &metrics);
     let refresher = tokio::spawn(refresh_loop(
         source,
         bot.clone(),
-        Assignment::new(membership, &metrics),
         settings.refresh_interval(),
         updates,
         metrics.clone(),
@@ -332,7 +332,7 @@ where
             _ = shutdown.cancelled() => break,
             update = updates_rx.recv() => {
                 let Some((specs, unreadable)) = update else { break };
-                let summary = scheduler.update(specs, &unreadable);
+                let summary = scheduler.update(assignment.keep_owned(specs), &unreadable);
                 metrics.framework.jobs_scheduled.set(scheduler.len() as i64);
                 tracing::info!(protocol, jobs = scheduler.len(), added = summary.added,
                     changed = summary.changed, removed = summary.removed,
@@ -394,7 +394,6 @@ async fn watch_signals(shutdown: CancellationToken) {
 async fn refresh_loop<C: Collector>(
     source: Source,
     bot: Arc<C>,
-    assignment: Assignment,
     every: Duration,
     updates: mpsc::Sender<JobUpdate<C::Params>>,
     metrics: Metrics,
@@ -410,7 +409,7 @@ async fn refresh_loop<C: Collector>(
                     .refreshes
                     .get_or_create(&label("outcome", "ok"))
                     .inc();
-                let specs = assignment.keep_owned(bot.jobs(&result.configs));
+                let specs = bot.jobs(&result.configs);
                 if updates.send((specs, result.unreadable)).await.is_err() {
                     return;
                 }

@@ -271,7 +271,7 @@ fn gap_problems(path: &str, ts: &[f64], start: f64, end: f64) -> Vec<String> {
     }
     for pair in ts.windows(2) {
         let gap = pair[1] - pair[0];
-        if gap < 0.5 || gap > 2.0 * INTERVAL - 1.0 {
+        if !(0.5..=2.0 * INTERVAL - 1.0).contains(&gap) {
             problems.push(format!(
                 "{path}: {gap:.2} s between two values (interval {INTERVAL} s): {ts:?}"
             ));
