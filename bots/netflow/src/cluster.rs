@@ -49,6 +49,10 @@ pub fn log_owned(account: u64, owned: &[EntityConfig], all: usize, membership: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::windows::WINDOWS;
+    use crate::{NetflowBot, NetflowJob, NetflowSettings};
+    use collector::job::Placement;
+    use collector::{Collector, Context};
     use serde_json::json;
 
     fn config(entity_id: u64) -> EntityConfig {
@@ -81,6 +85,52 @@ mod tests {
         assert_eq!(reported, all);
         let alone = Membership::default();
         assert_eq!(owned_entities(&configs, &alone).count(), 200);
+    }
+
+    /// The jobs of a standalone NetFlow bot that is member `member` of 3.
+    fn jobs_on(member: u32, configs: &[EntityConfig]) -> Vec<collector::JobSpec<NetflowJob>> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let context = Context {
+            store: collector::Store::open(dir.path(), "state").expect("store"),
+            backend: None,
+            metrics: collector::metrics::Metrics::new(),
+            shutdown: Default::default(),
+            cluster: Membership::new(member, 3, 1).expect("membership"),
+        };
+        let settings = NetflowSettings {
+            netflow_port: 0,
+            netflow_threads: Some(1),
+            netflow_receive_buffer: 1 << 20,
+            netflow_max_keys: 1000,
+            netflow_no_ipv6: true,
+        };
+        let bot = NetflowBot::new(settings, context).expect("bot");
+        bot.jobs(configs)
+    }
+
+    #[test]
+    fn window_jobs_run_on_every_member_with_its_own_entities() {
+        let configs: Vec<EntityConfig> = (0..60).map(|i| config(1_348_300_000 + i)).collect();
+        let mut reported = Vec::new();
+        for member in 0..3 {
+            let jobs = jobs_on(member, &configs);
+            assert_eq!(jobs.len(), WINDOWS.len(), "one account, five windows");
+            for job in &jobs {
+                assert_eq!(job.placement, Placement::EveryMember, "{}", job.id);
+                let NetflowJob::Aggregate {
+                    entities, window, ..
+                } = &job.params
+                else {
+                    panic!("{} is no window job", job.id);
+                };
+                if *window == 0 {
+                    reported.extend(entities.iter().map(|e| e.entity_id));
+                }
+            }
+        }
+        reported.sort_unstable();
+        let all: Vec<u64> = configs.iter().map(|c| c.entity_id).collect();
+        assert_eq!(reported, all, "each entity in exactly one member's windows");
     }
 
     #[test]
