@@ -397,9 +397,9 @@ mod tests {
 
     #[test]
     fn jobs_of_one_entity_stay_together() {
-        let metrics = Metrics::new();
         let mut kept = 0;
         for member in 0..3 {
+            let metrics = Metrics::new();
             let assignment = Assignment::new(Membership::new(member, 3, 1).unwrap(), &metrics);
             let jobs: Vec<JobSpec<()>> = (0..300u64)
                 .flat_map(|e| {
