@@ -91,6 +91,9 @@ pub struct Context {
     pub metrics: Metrics,
     /// Cancelled when the process is asked to stop.
     pub shutdown: CancellationToken,
+    /// This process's place among the bot's replicas, for bots that narrow jobs down themselves
+    /// ([`crate::job::Placement::EveryMember`]).
+    pub cluster: crate::cluster::Membership,
 }
 
 /// A job that failed as a whole. Its message is logged with the job id and entity; it must never

@@ -15,6 +15,17 @@ pub enum Anchor {
     FirstAfter(u64),
 }
 
+/// Which members of a cluster (`CLUSTER_MEMBERS` > 1) run a job; see [`crate::cluster`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// The members rendezvous hashing picks for the job's entity (or, without one, its id).
+    #[default]
+    Owners,
+    /// Every member: the bot narrows the job down itself (NetFlow's windows report only the
+    /// exporters this member owns).
+    EveryMember,
+}
+
 /// One job a bot wants scheduled. Produced by [`crate::Collector::jobs`]; the scheduler keeps a
 /// job's timer as long as a refresh yields the same id with equal `intervals`, `anchor` and `params`.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +42,8 @@ pub struct JobSpec<P> {
     pub entity_id: Option<u64>,
     /// Whatever the bot needs to perform the job.
     pub params: P,
+    /// Which cluster members run it.
+    pub placement: Placement,
 }
 
 impl<P> JobSpec<P> {
@@ -43,6 +56,7 @@ impl<P> JobSpec<P> {
             account_id: None,
             entity_id: None,
             params,
+            placement: Placement::Owners,
         }
     }
 
@@ -62,6 +76,21 @@ impl<P> JobSpec<P> {
     pub fn anchored(mut self, anchor: Anchor) -> Self {
         self.anchor = anchor;
         self
+    }
+
+    /// Runs the job on every cluster member instead of its owners only.
+    pub fn on_every_member(mut self) -> Self {
+        self.placement = Placement::EveryMember;
+        self
+    }
+
+    /// What rendezvous hashing assigns the job by: its entity, so that all jobs of one entity
+    /// (SNMP polling and interface sync) land on the same member; else its id.
+    pub fn assignment_key(&self) -> String {
+        match self.entity_id {
+            Some(entity) => entity.to_string(),
+            None => self.id.clone(),
+        }
     }
 
     /// The smallest non-zero interval, or `None` for a job that can never fire.

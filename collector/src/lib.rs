@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod bot;
 pub mod cli;
+pub mod cluster;
 pub mod delivery;
 pub mod entity;
 pub mod job;

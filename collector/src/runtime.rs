@@ -3,6 +3,7 @@
 
 use crate::backend::BackendClient;
 use crate::bot::{Collector, Context, StartError};
+use crate::cluster::{Assignment, Membership};
 use crate::delivery::{BackendSink, Delivery, Sink, StdoutSink};
 use crate::entity::{build_configs, AccountData, EntityConfig, Protocol};
 use crate::executor::Executor;
@@ -47,6 +48,13 @@ where
             return ExitCode::from(2);
         }
     };
+    let membership = match settings.cluster.membership() {
+        Ok(membership) => membership,
+        Err(problem) => {
+            say(format_args!("error: {problem}"));
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -54,7 +62,7 @@ where
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(run_async(settings, mode, make))
+    runtime.block_on(run_async(settings, mode, membership, make))
 }
 
 /// `--health-check`: one GET of /health at the telemetry address.
@@ -147,7 +155,12 @@ pub struct Refresh {
     pub unreadable: HashSet<u64>,
 }
 
-async fn run_async<C, F>(settings: Settings, mode: Mode, make: F) -> ExitCode
+async fn run_async<C, F>(
+    settings: Settings,
+    mode: Mode,
+    membership: Membership,
+    make: F,
+) -> ExitCode
 where
     C: Collector,
     F: FnOnce(Context) -> Result<C, StartError>,
@@ -191,6 +204,7 @@ where
         backend: backend.clone(),
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
+        cluster: membership,
     };
     let bot = match make(context) {
         Ok(bot) => Arc::new(bot),
@@ -340,6 +354,15 @@ where
         },
     );
     let (updates, mut updates_rx) = mpsc::channel::<JobUpdate<C::Params>>(2);
+    if membership.is_clustered() {
+        tracing::info!(
+            member = membership.member(),
+            members = membership.members(),
+            replication = membership.replication(),
+            "cluster member: running only the jobs this member owns"
+        );
+    }
+    let assignment = Assignment::new(membership, &metrics);
     let refresher = tokio::spawn(refresh_loop(
         source,
         first_refresh,
@@ -357,7 +380,7 @@ where
             _ = shutdown.cancelled() => break,
             update = updates_rx.recv() => {
                 let Some((specs, unreadable)) = update else { break };
-                let summary = scheduler.update(specs, &unreadable);
+                let summary = scheduler.update(assignment.keep_owned(specs), &unreadable);
                 metrics.framework.jobs_scheduled.set(scheduler.len() as i64);
                 tracing::info!(protocol, jobs = scheduler.len(), added = summary.added,
                     changed = summary.changed, removed = summary.removed,

@@ -112,6 +112,10 @@ pub struct Settings {
     /// Log format.
     #[arg(help_heading = "Telemetry", long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Replicas sharing the jobs (CLUSTER_MEMBERS, CLUSTER_MEMBER, CLUSTER_REPLICATION).
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterSettings,
 }
 
 /// How log lines are written (to stderr; stdout is for values in standalone mode).

@@ -88,6 +88,9 @@ const BOT_ENV: &[&str] = &[
     "JOB_CONCURRENCY",
     "JOB_TIMEOUT",
     "LOG_FORMAT",
+    "CLUSTER_MEMBERS",
+    "CLUSTER_MEMBER",
+    "CLUSTER_REPLICATION",
 ];
 
 impl BotProcess {

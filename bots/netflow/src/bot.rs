@@ -1,6 +1,7 @@
 //! The NetFlow bot on the collector framework: its settings, jobs (contract §5.5, §5.11) and
 //! the listener as its background task.
 
+use crate::cluster;
 use crate::decode::DecoderLimits;
 use crate::intake::Intake;
 use crate::listener::{self, BoundListener, ListenerConfig};
@@ -8,6 +9,7 @@ use crate::templates::TemplateDatabase;
 use crate::windows::{EntityExporter, HeldOutcome, Windows, WINDOWS};
 use collector::backend::BackendClient;
 use collector::bot::Firing;
+use collector::cluster::Membership;
 use collector::{
     Anchor, Collector, Context, EntityConfig, JobError, JobSpec, StartError, Store, Value,
 };
@@ -72,6 +74,7 @@ pub struct NetflowBot {
     backend: Option<BackendClient>,
     store: Option<Arc<dyn TemplateDatabase>>,
     listener: Mutex<Option<BoundListener>>,
+    cluster: Membership,
 }
 
 /// The embedded standalone jobs: the local machine as exporter, on account 1.
@@ -169,6 +172,7 @@ impl NetflowBot {
             backend: context.backend,
             store: Some(Arc::new(context.store)),
             listener: Mutex::new(Some(bound)),
+            cluster: context.cluster,
         })
     }
 
@@ -239,6 +243,7 @@ impl NetflowBot {
                 ),
             }
         }
+        let clustered = self.cluster.is_clustered();
         let intake = self.intake.clone();
         let windows = self.windows.clone();
         let (values, folded) = tokio::task::spawn_blocking(move || {
@@ -247,8 +252,10 @@ impl NetflowBot {
         .await
         .map_err(|e| JobError::new(format!("aggregation task failed: {e}")))?;
         self.intake.counters.keys_folded.inc_by(folded);
+        let label = WINDOWS[window].label;
         Ok(values
             .into_iter()
+            .filter(|v| !(clustered && cluster::is_account_total(label, &v.path)))
             .map(|v| Value::new(v.path, v.bytes as f64))
             .collect())
     }
@@ -290,13 +297,21 @@ impl Collector for NetflowBot {
             );
         }
         let mut accounts: BTreeMap<u64, Vec<EntityConfig>> = BTreeMap::new();
+        let mut offered: BTreeMap<u64, usize> = BTreeMap::new();
         for config in configs {
+            *offered.entry(config.account_id).or_default() += 1;
+        }
+        for config in cluster::owned_entities(configs, &self.cluster) {
             accounts
                 .entry(config.account_id)
                 .or_default()
                 .push(config.clone());
         }
         for (account, entities) in accounts {
+            if self.cluster.is_clustered() {
+                let all = offered.get(&account).copied().unwrap_or_default();
+                cluster::log_owned(account, &entities, all, &self.cluster);
+            }
             for (window, spec) in WINDOWS.iter().enumerate() {
                 specs.push(
                     JobSpec::new(
@@ -309,7 +324,8 @@ impl Collector for NetflowBot {
                         },
                     )
                     .account(account)
-                    .anchored(Anchor::FirstAfter(spec.first_run_after)),
+                    .anchored(Anchor::FirstAfter(spec.first_run_after))
+                    .on_every_member(),
                 );
             }
         }

@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod bot;
 pub mod capture;
+pub mod cluster;
 pub mod decode;
 pub mod flow;
 pub mod intake;

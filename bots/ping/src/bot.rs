@@ -405,6 +405,7 @@ mod tests {
             backend: None,
             metrics: collector::metrics::Metrics::new(),
             shutdown: Default::default(),
+            cluster: Default::default(),
         };
         let bot = PingBot::new(
             &PingArgs {
