@@ -1,6 +1,7 @@
 //! Job configs: what the backend (or a local jobs file) says about one entity, in the shape of the
 //! Python collector's `fetch_job_configs` result (contract §5.2), and the skip rules that build them.
 
+use crate::status::SkippedEntity;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -155,6 +156,40 @@ pub fn build_configs(
     account_id: u64,
     data: &AccountData,
 ) -> (Vec<EntityConfig>, Vec<ConfigProblem>) {
+    let built = build_configs_explained(protocol, bot_id, account_id, data);
+    (built.configs, built.problems)
+}
+
+/// The job configs of one account, with the problems and every entity left out with the
+/// reason (for the status page).
+#[derive(Debug, Default)]
+pub struct BuiltConfigs {
+    pub configs: Vec<EntityConfig>,
+    pub problems: Vec<ConfigProblem>,
+    /// Devices and entities bound to the protocol that got no config.
+    pub skipped: Vec<SkippedEntity>,
+}
+
+/// [`build_configs`], also saying why each device (or entity bound to `protocol`) was left out.
+pub fn build_configs_explained(
+    protocol: &str,
+    bot_id: Option<u64>,
+    account_id: u64,
+    data: &AccountData,
+) -> BuiltConfigs {
+    let mut skipped = Vec::new();
+    let mut skip = |entity: &EntityRecord, reason: String| {
+        skipped.push(SkippedEntity {
+            account_id,
+            entity_id: entity.id,
+            name: entity.name.clone(),
+            address: entity.details.get("ipv4").map(|a| match a {
+                Json::String(text) => text.clone(),
+                other => other.to_string(),
+            }),
+            reason,
+        })
+    };
     let credentials: HashMap<u64, &CredentialRecord> =
         data.credentials.iter().map(|c| (c.id, c)).collect();
     let sensors: HashMap<u64, &SensorRecord> = data.sensors.iter().map(|s| (s.id, s)).collect();
@@ -168,26 +203,36 @@ pub fn build_configs(
         })
     };
 
-    for entity in data.entities.iter().filter(|e| e.entity_type == "device") {
+    for entity in &data.entities {
         let Some(binding) = entity.protocols.get(protocol) else {
+            if entity.entity_type == "device" {
+                skip(entity, format!("{protocol} is not enabled on this device"));
+            }
             continue;
         };
+        if entity.entity_type != "device" {
+            skip(entity, format!("not a device ({})", entity.entity_type));
+            continue;
+        }
         if let (Some(bot), Some(me)) = (binding.bot.as_ref(), bot_id) {
             if !bot.is_null() && json_id(bot) != Some(me) {
+                skip(entity, format!("served by another bot ({bot})"));
                 continue;
             }
         }
         let Some(credential_ref) = binding.credential.as_ref().filter(|c| truthy(c)) else {
+            skip(entity, format!("no {protocol} credential chosen"));
             continue;
         };
         if binding.sensors.is_empty() {
+            skip(entity, format!("no {protocol} sensor attached"));
             continue;
         }
         let Some(credential) = json_id(credential_ref).and_then(|id| credentials.get(&id)) else {
-            problem(
-                entity.id,
-                format!("credential {credential_ref} is not among the account's credentials"),
-            );
+            let message =
+                format!("credential {credential_ref} is not among the account's credentials");
+            problem(entity.id, message.clone());
+            skip(entity, message);
             continue;
         };
         let mut entity_sensors = Vec::with_capacity(binding.sensors.len());
@@ -210,6 +255,10 @@ pub fn build_configs(
             });
         }
         if entity_sensors.is_empty() {
+            skip(
+                entity,
+                "none of its sensors is among the account's sensors".into(),
+            );
             continue;
         }
         configs.push(EntityConfig {
@@ -223,7 +272,11 @@ pub fn build_configs(
             sensors: entity_sensors,
         });
     }
-    (configs, problems)
+    BuiltConfigs {
+        configs,
+        problems,
+        skipped,
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use crate::backend::BackendClient;
 use crate::bot::{Collector, Context};
 use crate::delivery::{BackendSink, Delivery, Sink, StdoutSink};
-use crate::entity::{build_configs, AccountData, EntityConfig};
+use crate::entity::{build_configs_explained, AccountData, ConfigProblem, EntityConfig};
 use crate::executor::Executor;
 use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
@@ -12,6 +12,7 @@ use crate::scheduler::{Clock, Scheduler};
 use crate::settings::{LogFormat, Mode, Settings, ValuesOutput};
 use crate::spool::Spool;
 use crate::standalone::parse_jobs_file;
+use crate::status::{EntityReport, SkippedEntity, StatusBoard};
 use crate::store::Store;
 use crate::task_record::TaskRecords;
 use crate::telemetry::{self, LastValues, Readiness};
@@ -122,6 +123,9 @@ enum Source {
 pub struct Refresh {
     pub configs: Vec<EntityConfig>,
     pub unreadable: HashSet<u64>,
+    /// Entities left out, with the reason (for the status page).
+    pub skipped: Vec<SkippedEntity>,
+    pub problems: Vec<ConfigProblem>,
 }
 
 async fn run_async<C, F>(settings: Settings, mode: Mode, make: F) -> ExitCode
@@ -171,6 +175,7 @@ where
         }
     };
     let protocol = bot.protocol();
+    let status = StatusBoard::new(protocol);
     let readiness = Readiness::default();
     let replay_stop = CancellationToken::new();
     let mut replayer = None;
@@ -191,6 +196,7 @@ where
             metrics.clone(),
             readiness.clone(),
             last_values.clone(),
+            status.clone(),
             shutdown.child_token(),
         )
         .await
@@ -300,6 +306,7 @@ where
         updates,
         metrics.clone(),
         readiness,
+        status.clone(),
         shutdown.clone(),
     ));
 
@@ -311,6 +318,7 @@ where
                 let Some((specs, unreadable)) = update else { break };
                 let summary = scheduler.update(specs, &unreadable);
                 metrics.framework.jobs_scheduled.set(scheduler.len() as i64);
+                status.set_jobs(&scheduler, &*bot);
                 tracing::info!(protocol, jobs = scheduler.len(), added = summary.added,
                     changed = summary.changed, removed = summary.removed,
                     kept_unreadable = summary.kept_unreadable, "jobs refreshed");
@@ -375,6 +383,7 @@ async fn refresh_loop<C: Collector>(
     updates: mpsc::Sender<JobUpdate<C::Params>>,
     metrics: Metrics,
     readiness: Readiness,
+    status: StatusBoard,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -387,6 +396,14 @@ async fn refresh_loop<C: Collector>(
                     .get_or_create(&label("outcome", "ok"))
                     .inc();
                 let specs = bot.jobs(&result.configs);
+                let left_out = bot.left_out(&result.configs);
+                let report = EntityReport {
+                    configs: result.configs,
+                    skipped: result.skipped,
+                    problems: result.problems,
+                    left_out,
+                };
+                status.set_entities(report, &result.unreadable);
                 if updates.send((specs, result.unreadable)).await.is_err() {
                     return;
                 }
@@ -489,9 +506,13 @@ fn configs_of(
     metrics: &Metrics,
 ) -> Refresh {
     let mut configs = Vec::new();
+    let mut skipped = Vec::new();
+    let mut all_problems = Vec::new();
     for (account, data) in accounts {
-        let (mut found, problems) = build_configs(protocol, bot_id, account, &data);
-        for p in problems {
+        let mut built = build_configs_explained(protocol, bot_id, account, &data);
+        skipped.append(&mut built.skipped);
+        let (mut found, problems) = (built.configs, built.problems);
+        for p in &problems {
             tracing::warn!(
                 account = p.account_id,
                 entity = p.entity_id,
@@ -500,10 +521,13 @@ fn configs_of(
             );
             metrics.framework.config_problems.inc();
         }
+        all_problems.extend(problems);
         configs.append(&mut found);
     }
     Refresh {
         configs,
         unreadable,
+        skipped,
+        problems: all_problems,
     }
 }
