@@ -352,6 +352,30 @@ mod tests {
     }
 
     #[test]
+    fn every_entity_left_out_says_why() {
+        let built = build_configs_explained("ping", Some(99), 1000, &data());
+        let reasons: Vec<(u64, &str)> = built
+            .skipped
+            .iter()
+            .map(|s| (s.entity_id, s.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (2, "not a device (interface)"),
+                (3, "ping is not enabled on this device"),
+                (4, "served by another bot (98)"),
+                (6, "no ping credential chosen"),
+                (7, "no ping sensor attached"),
+                (8, "credential 12345 is not among the account's credentials"),
+            ]
+        );
+        assert_eq!(built.skipped[0].name, "interface");
+        let kept: Vec<u64> = built.configs.iter().map(|c| c.entity_id).collect();
+        assert_eq!(kept, vec![1, 5, 9], "the same configs as build_configs");
+    }
+
+    #[test]
     fn standalone_without_bot_id_accepts_any_bot() {
         let (configs, _) = build_configs("ping", None, 1, &data());
         assert!(configs.iter().any(|c| c.entity_id == 4));

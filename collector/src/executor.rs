@@ -309,6 +309,18 @@ mod tests {
             !slow.running.load(Ordering::Acquire),
             "a timed-out job may run again"
         );
+        let history = slow.runs.history();
+        assert_eq!(
+            (history.firings, history.unsuccessful),
+            (2, 2),
+            "skip, then timeout"
+        );
+        let last = history.last.expect("a last run for the status page");
+        assert_eq!(last.outcome, Outcome::Timeout);
+        assert_eq!(
+            last.error.as_deref(),
+            Some("timed out after 10s and was cancelled")
+        );
         drop(executor);
         assert!(delivery.close(Duration::from_secs(5)).await);
         let batches = capture.0.lock().unwrap();

@@ -363,3 +363,52 @@ fn render_job(out: &mut String, job: &JobView, now: f64) {
         state = job.state,
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{Board, SkippedEntity};
+    use crate::status_view::Filter;
+
+    #[test]
+    fn entity_text_is_escaped_and_filters_survive_paging_links() {
+        let mut board = Board {
+            protocol: "ping",
+            ..Board::default()
+        };
+        for id in 0..3 {
+            board.skipped.push(SkippedEntity {
+                account_id: 7,
+                entity_id: id,
+                name: "<script>alert(1)</script>".into(),
+                address: Some("\"x\" & 'y'".into()),
+                reason: "no <b>credential</b>".into(),
+            });
+        }
+        let filter = Filter {
+            entity: Some("<script>".into()),
+            per_page: 1,
+            page: 2,
+            ..Filter::default()
+        };
+        let page = render(&build(&board, filter, 1000.0));
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(page.contains("&quot;x&quot; &amp; &#39;y&#39;"));
+        assert!(
+            page.contains("Not polled: <span class=\"reason\">no &lt;b&gt;credential&lt;/b&gt;")
+        );
+        assert!(page.contains("<a href=\"/jobs?entity=%3Cscript%3E\">previous</a>"));
+        assert!(page.contains("<a href=\"/jobs?entity=%3Cscript%3E&amp;page=3\">next</a>"));
+        assert!(page.contains("page 2 of 3"));
+    }
+
+    #[test]
+    fn times_and_costs_read_naturally() {
+        assert_eq!(clock(86_400.0 * 3.0 + 3_723.4), "01:02:03");
+        assert_eq!(relative(990.0, 1000.0), "10 s ago");
+        assert_eq!(relative(1600.0, 1000.0), "in 10 min");
+        assert_eq!(cost(Some(0.0123)), "12 ms");
+        assert_eq!(cost(Some(2.5)), "2.50 s");
+    }
+}

@@ -180,7 +180,7 @@ struct Group<'a> {
 /// Builds the page `filter` asks for from the board, at Unix time `now`.
 pub fn build(board: &Board, filter: Filter, now: f64) -> StatusView {
     let mut groups: HashMap<GroupKey, Group> = HashMap::new();
-    let mut states: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut states: BTreeMap<&'static str, usize> = STATES.iter().map(|s| (*s, 0)).collect();
     for row in &board.jobs {
         let history = row.state.runs.history();
         *states.entry(job_state(&history)).or_default() += 1;
@@ -325,5 +325,197 @@ fn job_view(row: &JobRow, history: RunHistory, now: u64) -> JobView {
         firings: history.firings,
         unsuccessful: history.unsuccessful,
         next_due: row.next_due(now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::Outcome;
+    use crate::scheduler::JobState;
+    use crate::status::{EntityInfo, JobRow, LastRun};
+    use std::sync::Arc;
+
+    fn row(account: u64, entity: u64, id: &str, outcome: Option<Outcome>) -> JobRow {
+        let state = Arc::new(JobState::default());
+        if let Some(outcome) = outcome {
+            let error = (outcome != Outcome::Success).then(|| format!("{id} went wrong"));
+            state.runs.record(LastRun {
+                scheduled: 1000,
+                started: 1000.5,
+                finished: 1002.0,
+                outcome,
+                values: 3,
+                error,
+            });
+        }
+        JobRow {
+            id: id.into(),
+            account_id: Some(account),
+            entity_id: Some(entity),
+            intervals: vec![60],
+            anchor: 940,
+            summary: Summary::default().item("address", "192.0.2.1"),
+            state,
+        }
+    }
+
+    fn board() -> Board {
+        let mut board = Board {
+            protocol: "ping",
+            ..Board::default()
+        };
+        board.jobs = vec![
+            row(1, 10, "10", Some(Outcome::Success)),
+            row(1, 11, "11", Some(Outcome::Failure)),
+            row(2, 20, "20", None),
+            row(2, 21, "21", Some(Outcome::Timeout)),
+            row(2, 21, "21-interfaces", Some(Outcome::Success)),
+        ];
+        for (a, e, name) in [
+            (1, 10, "core-router"),
+            (1, 11, "Edge"),
+            (2, 20, "new"),
+            (2, 21, "slow"),
+        ] {
+            let address = Some(format!("192.0.2.{e}"));
+            let name = name.to_string();
+            board.entities.insert((a, e), EntityInfo { name, address });
+        }
+        board.skipped.push(SkippedEntity {
+            account_id: 1,
+            entity_id: 12,
+            name: "no credential".into(),
+            address: None,
+            reason: "no ping credential chosen".into(),
+        });
+        board
+            .notes
+            .insert((1, 10), vec!["sensor 5 is missing".into()]);
+        board
+    }
+
+    fn query(pairs: &[(&str, &str)]) -> Filter {
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        };
+        StatusQuery {
+            account: get("account"),
+            entity: get("entity"),
+            state: get("state"),
+            page: get("page"),
+            per_page: get("per_page"),
+        }
+        .parse()
+        .expect("valid query")
+    }
+
+    fn entity_ids(view: &StatusView) -> Vec<Option<u64>> {
+        view.entities.iter().map(|e| e.entity_id).collect()
+    }
+
+    #[test]
+    fn failing_first_then_left_out_pending_and_success() {
+        let view = build(&board(), query(&[]), 1010.0);
+        assert_eq!(
+            entity_ids(&view),
+            vec![Some(11), Some(21), Some(12), Some(20), Some(10)]
+        );
+        let states: Vec<&str> = view.entities.iter().map(|e| e.state).collect();
+        assert_eq!(
+            states,
+            vec!["failure", "timeout", "left_out", "pending", "success"]
+        );
+        assert_eq!(view.states["success"], 2);
+        assert_eq!(view.states["left_out"], 1);
+        assert_eq!(view.accounts, vec![1, 2]);
+        let failing = &view.entities[0];
+        assert_eq!(failing.name.as_deref(), Some("Edge"));
+        assert_eq!(failing.jobs[0].error.as_deref(), Some("11 went wrong"));
+        assert_eq!(failing.jobs[0].run_cost, Some(1.5));
+        assert_eq!(failing.jobs[0].next_due, Some(1060));
+        let skipped = &view.entities[2];
+        assert_eq!(
+            skipped.left_out.as_deref(),
+            Some("no ping credential chosen")
+        );
+        assert_eq!(view.entities[4].notes, vec!["sensor 5 is missing"]);
+    }
+
+    #[test]
+    fn filters_by_account_entity_text_and_state() {
+        let b = board();
+        let by_account = build(&b, query(&[("account", "2")]), 1010.0);
+        assert_eq!(entity_ids(&by_account), vec![Some(21), Some(20)]);
+        let by_name = build(&b, query(&[("entity", "EDGE")]), 1010.0);
+        assert_eq!(entity_ids(&by_name), vec![Some(11)]);
+        let by_address = build(&b, query(&[("entity", "192.0.2.20")]), 1010.0);
+        assert_eq!(entity_ids(&by_address), vec![Some(20)]);
+        let failing = build(&b, query(&[("state", "failing")]), 1010.0);
+        assert_eq!(entity_ids(&failing), vec![Some(11), Some(21)]);
+        assert_eq!(
+            failing.entities[1].jobs.len(),
+            1,
+            "only the matching job of the entity"
+        );
+        let left_out = build(&b, query(&[("state", "left_out")]), 1010.0);
+        assert_eq!(entity_ids(&left_out), vec![Some(12)]);
+        let empty = build(&b, query(&[("account", "")]), 1010.0);
+        assert_eq!(empty.matching, 5, "an empty parameter is no filter");
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let bad = |name: &str, value: &str| {
+            let mut q = StatusQuery::default();
+            match name {
+                "account" => q.account = Some(value.into()),
+                "state" => q.state = Some(value.into()),
+                _ => q.page = Some(value.into()),
+            }
+            q.parse().unwrap_err()
+        };
+        assert!(bad("account", "x").starts_with("account must be"));
+        assert!(bad("state", "broken").starts_with("state must be one of failing"));
+        assert!(bad("page", "-1").starts_with("page must be"));
+    }
+
+    #[test]
+    fn pages_of_ten_thousand_jobs_are_cheap() {
+        let mut b = board();
+        b.jobs = (0..10_000u64)
+            .map(|i| {
+                let outcome = match i % 100 {
+                    0 => Some(Outcome::Failure),
+                    1 => None,
+                    _ => Some(Outcome::Success),
+                };
+                row(1 + i % 50, 100_000 + i, &i.to_string(), outcome)
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let view = build(&b, query(&[]), 1010.0);
+        let page = crate::status_page::render(&view);
+        let elapsed = started.elapsed();
+        assert_eq!(view.matching, 10_001);
+        assert_eq!(view.pages, 101);
+        assert_eq!(view.entities.len(), DEFAULT_PER_PAGE);
+        assert!(view.entities.iter().all(|e| e.state == "failure"));
+        let last = build(&b, query(&[("page", "500"), ("per_page", "1000")]), 1010.0);
+        assert_eq!(
+            (last.page, last.entities.len()),
+            (11, 1),
+            "clamped to the last page"
+        );
+        assert!(
+            page.len() < 200_000,
+            "a page stays small: {} bytes",
+            page.len()
+        );
+        // Debug build on a shared machine: generous, yet far below what a user would notice.
+        assert!(elapsed.as_millis() < 1000, "took {elapsed:?}");
     }
 }
