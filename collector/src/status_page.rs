@@ -95,6 +95,7 @@ fn when(unix: Option<f64>, now: f64) -> String {
 
 fn cost(seconds: Option<f64>) -> String {
     match seconds {
+        Some(s) if s < 0.01 => format!("{:.1} ms", s * 1000.0),
         Some(s) if s < 1.0 => format!("{:.0} ms", s * 1000.0),
         Some(s) => format!("{s:.2} s"),
         None => String::new(),
@@ -350,7 +351,7 @@ fn render_job(out: &mut String, job: &JobView, now: f64) {
         out,
         "<tr class=\"job\" data-job=\"{id}\" data-state=\"{state}\"><td>{id}</td><td>{summary}</td>\
          <td>{}</td><td>{}</td><td><span class=\"state s-{state}\">{state}</span> \
-         <span class=\"muted\">{}/{}</span></td><td>{}</td><td>{}</td><td>{}</td>\
+         <span class=\"muted\">{} of {} ok</span></td><td>{}</td><td>{}</td><td>{}</td>\
          <td class=\"error\">{error}</td></tr>",
         intervals(&job.intervals),
         when(job.last_firing.map(|t| t as f64), now),
@@ -409,6 +410,7 @@ mod tests {
         assert_eq!(relative(990.0, 1000.0), "10 s ago");
         assert_eq!(relative(1600.0, 1000.0), "in 10 min");
         assert_eq!(cost(Some(0.0123)), "12 ms");
+        assert_eq!(cost(Some(0.00031)), "0.3 ms");
         assert_eq!(cost(Some(2.5)), "2.50 s");
     }
 }

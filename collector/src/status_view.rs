@@ -6,9 +6,10 @@ use crate::status::{Board, JobRow, RunHistory, SkippedEntity, Summary};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// Job and entity states, most urgent first: the page's sort order.
+/// Job and entity states, most urgent first: the page's sort order. A job that has not run
+/// yet (`pending`) comes last, so an entity whose jobs work shows as `success` meanwhile.
 pub const STATES: [&str; 7] = [
-    "failure", "timeout", "panic", "skip", "left_out", "pending", "success",
+    "failure", "timeout", "panic", "skip", "left_out", "success", "pending",
 ];
 
 /// The `state` filter that selects every failed run (failure, timeout, panic).
@@ -418,16 +419,16 @@ mod tests {
     }
 
     #[test]
-    fn failing_first_then_left_out_pending_and_success() {
+    fn failing_first_then_left_out_success_and_pending() {
         let view = build(&board(), query(&[]), 1010.0);
         assert_eq!(
             entity_ids(&view),
-            vec![Some(11), Some(21), Some(12), Some(20), Some(10)]
+            vec![Some(11), Some(21), Some(12), Some(10), Some(20)]
         );
         let states: Vec<&str> = view.entities.iter().map(|e| e.state).collect();
         assert_eq!(
             states,
-            vec!["failure", "timeout", "left_out", "pending", "success"]
+            vec!["failure", "timeout", "left_out", "success", "pending"]
         );
         assert_eq!(view.states["success"], 2);
         assert_eq!(view.states["left_out"], 1);
@@ -442,7 +443,7 @@ mod tests {
             skipped.left_out.as_deref(),
             Some("no ping credential chosen")
         );
-        assert_eq!(view.entities[4].notes, vec!["sensor 5 is missing"]);
+        assert_eq!(view.entities[3].notes, vec!["sensor 5 is missing"]);
     }
 
     #[test]
