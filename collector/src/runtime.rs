@@ -103,8 +103,9 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-/// Wanted jobs from one refresh, with the accounts whose jobs must be kept as they are.
-type JobUpdate<P> = (Vec<JobSpec<P>>, HashSet<u64>);
+/// Wanted jobs from one refresh, with the accounts whose jobs must be kept as they are, and
+/// what the refresh said about entities (for the status page).
+type JobUpdate<P> = (Vec<JobSpec<P>>, HashSet<u64>, EntityReport);
 
 /// Where job configs come from.
 enum Source {
@@ -306,7 +307,6 @@ where
         updates,
         metrics.clone(),
         readiness,
-        status.clone(),
         shutdown.clone(),
     ));
 
@@ -315,9 +315,10 @@ where
         tokio::select! {
             _ = shutdown.cancelled() => break,
             update = updates_rx.recv() => {
-                let Some((specs, unreadable)) = update else { break };
+                let Some((specs, unreadable, report)) = update else { break };
                 let summary = scheduler.update(specs, &unreadable);
                 metrics.framework.jobs_scheduled.set(scheduler.len() as i64);
+                status.set_entities(report, &unreadable);
                 status.set_jobs(&scheduler, &*bot);
                 tracing::info!(protocol, jobs = scheduler.len(), added = summary.added,
                     changed = summary.changed, removed = summary.removed,
@@ -383,7 +384,6 @@ async fn refresh_loop<C: Collector>(
     updates: mpsc::Sender<JobUpdate<C::Params>>,
     metrics: Metrics,
     readiness: Readiness,
-    status: StatusBoard,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -403,8 +403,11 @@ async fn refresh_loop<C: Collector>(
                     problems: result.problems,
                     left_out,
                 };
-                status.set_entities(report, &result.unreadable);
-                if updates.send((specs, result.unreadable)).await.is_err() {
+                if updates
+                    .send((specs, result.unreadable, report))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 readiness.set(true);

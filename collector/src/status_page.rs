@@ -18,17 +18,20 @@ pub fn routes(board: StatusBoard) -> Router {
         .with_state(board)
 }
 
-fn view(board: &StatusBoard, query: &StatusQuery) -> Result<StatusView, Response> {
-    let filter = query
-        .parse()
-        .map_err(|problem| (StatusCode::BAD_REQUEST, format!("{problem}\n")).into_response())?;
+/// The view the query asks for, or the problem with the query.
+fn view(board: &StatusBoard, query: &StatusQuery) -> Result<StatusView, String> {
+    let filter = query.parse()?;
     Ok(board.read(|b| build(b, filter, unix_now())))
+}
+
+fn bad_request(problem: String) -> Response {
+    (StatusCode::BAD_REQUEST, format!("{problem}\n")).into_response()
 }
 
 async fn json_page(State(board): State<StatusBoard>, Query(query): Query<StatusQuery>) -> Response {
     match view(&board, &query) {
         Ok(view) => Json(view).into_response(),
-        Err(answer) => answer,
+        Err(problem) => bad_request(problem),
     }
 }
 
@@ -39,7 +42,7 @@ async fn html_page(State(board): State<StatusBoard>, Query(query): Query<StatusQ
             render(&view),
         )
             .into_response(),
-        Err(answer) => answer,
+        Err(problem) => bad_request(problem),
     }
 }
 
