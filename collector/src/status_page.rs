@@ -72,6 +72,9 @@ fn clock(unix: f64) -> String {
 fn relative(unix: f64, now: f64) -> String {
     let delta = (unix - now).round();
     let secs = delta.abs() as u64;
+    if secs == 0 {
+        return "now".into();
+    }
     let amount = match secs {
         0..=119 => format!("{secs} s"),
         120..=7199 => format!("{} min", secs / 60),
@@ -132,6 +135,7 @@ dt{color:#777}dd{margin:0;font-family:monospace;word-break:break-all}
 .s-pending{background:#eee;color:#555}
 .s-success{background:#dfd;color:#060}
 .pages a{margin:0 .5em}
+td.n{white-space:nowrap}
 ";
 
 /// The whole HTML page.
@@ -353,8 +357,8 @@ fn render_job(out: &mut String, job: &JobView, now: f64) {
     let _ = write!(
         out,
         "<tr class=\"job\" data-job=\"{id}\" data-state=\"{state}\"><td>{id}</td><td>{summary}</td>\
-         <td>{}</td><td>{}</td><td><span class=\"state s-{state}\">{state}</span> \
-         <span class=\"muted\">{} of {} ok</span></td><td>{}</td><td>{}</td><td>{}</td>\
+         <td class=\"n\">{}</td><td class=\"n\">{}</td><td><span class=\"state s-{state}\">{state}</span> \
+         <span class=\"muted\">{} of {} ok</span></td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td>\
          <td class=\"error\">{error}</td></tr>",
         intervals(&job.intervals),
         when(job.last_firing.map(|t| t as f64), now),
@@ -411,6 +415,7 @@ mod tests {
     fn times_and_costs_read_naturally() {
         assert_eq!(clock(86_400.0 * 3.0 + 3_723.4), "01:02:03");
         assert_eq!(relative(990.0, 1000.0), "10 s ago");
+        assert_eq!(relative(999.7, 1000.0), "now");
         assert_eq!(relative(1600.0, 1000.0), "in 10 min");
         assert_eq!(cost(Some(0.0123)), "12 ms");
         assert_eq!(cost(Some(0.00031)), "0.3 ms");
