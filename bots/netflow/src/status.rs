@@ -52,3 +52,45 @@ pub fn left_out(configs: &[EntityConfig]) -> Vec<LeftOut> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entity(id: u64, address: serde_json::Value) -> EntityConfig {
+        EntityConfig {
+            entity_id: id,
+            account_id: 1,
+            name: format!("exporter {id}"),
+            entity_type: "device".into(),
+            parent: None,
+            details: json!({ "ipv4": address }),
+            credential_details: json!({}),
+            sensors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn window_exporters_and_unmatchable_addresses() {
+        let entities = vec![entity(1, json!("192.0.2.1")), entity(2, json!("router"))];
+        let job = NetflowJob::Aggregate {
+            window: 0,
+            account: 1,
+            entities: entities.clone(),
+        };
+        let summary = describe(&job);
+        assert_eq!(summary.0[0].value, "1min (reported every 60 s)");
+        assert_eq!(
+            summary.0[1].value,
+            "192.0.2.1 (exporter 1), router (exporter 2)"
+        );
+        let left = left_out(&entities);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].entity_id, 2);
+        assert_eq!(
+            left[0].reason,
+            "details.ipv4 \"router\" is not an IP address; no flow can be matched to it"
+        );
+    }
+}
