@@ -126,7 +126,7 @@ thead th{background:#f4f4f4;font-size:.85em}
 tr.entity-head th{background:#fafafa;border-top:2px solid #ccc;font-weight:normal}
 tr.entity-head .name{font-weight:bold;font-size:1.05em}
 dl{margin:0;display:grid;grid-template-columns:auto 1fr;gap:0 .6em}
-dt{color:#777}dd{margin:0;font-family:monospace;word-break:break-all}
+dt{color:#777}dd{margin:0;font-family:monospace;overflow-wrap:anywhere}
 .error{color:#a00;font-family:monospace;white-space:pre-wrap;word-break:break-word;max-width:40em}
 .state{display:inline-block;padding:0 .5em;border-radius:.8em;font-size:.85em;font-weight:bold}
 .s-failure,.s-timeout,.s-panic{background:#fdd;color:#900}
