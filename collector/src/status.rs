@@ -99,13 +99,27 @@ pub struct RunHistory {
     pub unsuccessful: u64,
 }
 
+/// The longest error kept per job, so that memory stays bounded whatever a bot reports; real
+/// errors are far shorter and are kept in full.
+pub const MAX_ERROR_BYTES: usize = 16 * 1024;
+
 /// A job's [`RunHistory`] behind a lock of its own, written by the executor after each firing.
 #[derive(Debug, Default)]
 pub struct RunCell(Mutex<RunHistory>);
 
 impl RunCell {
     /// Records the outcome of a firing.
-    pub fn record(&self, run: LastRun) {
+    pub fn record(&self, mut run: LastRun) {
+        if let Some(error) = &mut run.error {
+            if error.len() > MAX_ERROR_BYTES {
+                let mut end = MAX_ERROR_BYTES;
+                while !error.is_char_boundary(end) {
+                    end -= 1;
+                }
+                error.truncate(end);
+                error.push_str(" [cut]");
+            }
+        }
         let mut history = self.0.lock().unwrap_or_else(|e| e.into_inner());
         history.firings += 1;
         if run.outcome != Outcome::Success {
@@ -241,5 +255,30 @@ impl StatusBoard {
     /// Runs `read` on the board.
     pub fn read<T>(&self, read: impl FnOnce(&Board) -> T) -> T {
         read(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_keeps_the_last_error_and_bounds_its_size() {
+        let cell = RunCell::default();
+        let run = |outcome, error: Option<String>| LastRun {
+            scheduled: 100,
+            started: 100.0,
+            finished: 101.0,
+            outcome,
+            values: 0,
+            error,
+        };
+        cell.record(run(Outcome::Failure, Some("é".repeat(MAX_ERROR_BYTES))));
+        cell.record(run(Outcome::Success, None));
+        let history = cell.history();
+        assert_eq!((history.firings, history.unsuccessful), (2, 1));
+        assert_eq!(history.last.map(|l| l.outcome), Some(Outcome::Success));
+        let (_, kept) = history.last_error.expect("the error stays after recovery");
+        assert!(kept.len() <= MAX_ERROR_BYTES + 6 && kept.ends_with(" [cut]"));
     }
 }
