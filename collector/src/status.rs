@@ -8,6 +8,7 @@ use crate::entity::{ConfigProblem, EntityConfig};
 use crate::executor::Outcome;
 use crate::scheduler::{next_firing, JobState, Scheduler};
 use serde::Serialize;
+use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -146,8 +147,11 @@ pub struct JobRow {
     pub intervals: Vec<u64>,
     /// The Unix second the job's firings count from.
     pub anchor: u64,
-    pub summary: Summary,
+    pub summary: Arc<Summary>,
     pub state: Arc<JobState>,
+    /// The spec the summary was made from, held so that a refresh that keeps the job (the same
+    /// spec object) reuses the summary instead of describing all jobs again.
+    pub described: Arc<dyn Any + Send + Sync>,
 }
 
 impl JobRow {
@@ -235,21 +239,40 @@ impl StatusBoard {
         board.refreshed_at = Some(unix_now());
     }
 
-    /// Replaces the jobs with what the scheduler holds now, described by the bot.
+    /// Replaces the jobs with what the scheduler holds now, described by the bot (only the jobs
+    /// that are new or changed since the last call).
     pub fn set_jobs<C: Collector>(&self, scheduler: &Scheduler<C::Params>, bot: &C) {
-        let jobs: Vec<JobRow> = scheduler
-            .jobs()
-            .map(|(spec, anchor, state)| JobRow {
-                id: spec.id.clone(),
-                account_id: spec.account_id,
-                entity_id: spec.entity_id,
-                intervals: spec.intervals.clone(),
-                anchor,
-                summary: bot.describe(&spec.params),
-                state: state.clone(),
+        let mut board = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let known: HashMap<*const (), Arc<Summary>> = board
+            .jobs
+            .iter()
+            .map(|row| {
+                (
+                    Arc::as_ptr(&row.described) as *const (),
+                    row.summary.clone(),
+                )
             })
             .collect();
-        self.0.write().unwrap_or_else(|e| e.into_inner()).jobs = jobs;
+        let jobs: Vec<JobRow> = scheduler
+            .jobs()
+            .map(|(spec, anchor, state)| {
+                let summary = known
+                    .get(&(Arc::as_ptr(spec) as *const ()))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(bot.describe(&spec.params)));
+                JobRow {
+                    id: spec.id.clone(),
+                    account_id: spec.account_id,
+                    entity_id: spec.entity_id,
+                    intervals: spec.intervals.clone(),
+                    anchor,
+                    summary,
+                    state: state.clone(),
+                    described: spec.clone(),
+                }
+            })
+            .collect();
+        board.jobs = jobs;
     }
 
     /// Runs `read` on the board.
@@ -280,5 +303,66 @@ mod tests {
         assert_eq!(history.last.map(|l| l.outcome), Some(Outcome::Success));
         let (_, kept) = history.last_error.expect("the error stays after recovery");
         assert!(kept.len() <= MAX_ERROR_BYTES + 6 && kept.ends_with(" [cut]"));
+    }
+}
+#[cfg(test)]
+mod describe_once {
+    use super::*;
+    use crate::bot::{Firing, JobError};
+    use crate::job::JobSpec;
+    use crate::scheduler::{Clock, Scheduler};
+    use crate::value::Value;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl Collector for Counting {
+        type Params = u64;
+        fn protocol(&self) -> &'static str {
+            "counting"
+        }
+        fn jobs(&self, _: &[EntityConfig]) -> Vec<JobSpec<u64>> {
+            Vec::new()
+        }
+        async fn perform(&self, _: &JobSpec<u64>, _: &Firing) -> Result<Vec<Value>, JobError> {
+            Ok(Vec::new())
+        }
+        fn describe(&self, port: &u64) -> Summary {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Summary::default().item("port", port)
+        }
+    }
+
+    fn specs(ports: &[u64]) -> Vec<JobSpec<u64>> {
+        (0..ports.len())
+            .map(|i| JobSpec::new(i.to_string(), vec![60], ports[i]).entity(i as u64))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn only_new_and_changed_jobs_are_described_again() {
+        let bot = Counting::default();
+        let mut scheduler = Scheduler::new(Clock::new());
+        let board = StatusBoard::new("counting");
+        scheduler.update(specs(&[22, 80, 443]), &HashSet::new());
+        board.set_jobs(&scheduler, &bot);
+        scheduler.update(specs(&[22, 8080, 443]), &HashSet::new());
+        board.set_jobs(&scheduler, &bot);
+        assert_eq!(
+            bot.0.load(Ordering::Relaxed),
+            4,
+            "three, then the changed one"
+        );
+        let ports = board.read(|b| {
+            let mut ports: Vec<String> = b
+                .jobs
+                .iter()
+                .map(|j| j.summary.0[0].value.clone())
+                .collect();
+            ports.sort();
+            ports
+        });
+        assert_eq!(ports, vec!["22", "443", "8080"]);
     }
 }

@@ -313,7 +313,7 @@ fn job_view(row: &JobRow, history: RunHistory, now: u64) -> JobView {
     JobView {
         id: row.id.clone(),
         intervals: row.intervals.clone(),
-        summary: row.summary.clone(),
+        summary: Summary::clone(&row.summary),
         state,
         last_firing: last.map(|l| l.scheduled),
         run_cost: last.map(|l| (l.finished - l.started).max(0.0)),
@@ -356,8 +356,9 @@ mod tests {
             entity_id: Some(entity),
             intervals: vec![60],
             anchor: 940,
-            summary: Summary::default().item("address", "192.0.2.1"),
+            summary: Arc::new(Summary::default().item("address", "192.0.2.1")),
             state,
+            described: Arc::new(()),
         }
     }
 
