@@ -108,6 +108,18 @@ impl Collector for TcpCheck {
         Ok(values)
     }
 
+    fn describe(&self, target: &Target) -> collector::Summary {
+        let ports: Vec<String> = target
+            .ports
+            .iter()
+            .map(|(p, i)| format!("{p} every {i} s"))
+            .collect();
+        collector::Summary::default()
+            .item("host", &target.host)
+            .item("ports", ports.join(", "))
+            .item("timeout", format!("{} s", target.timeout.as_secs_f64()))
+    }
+
     fn default_jobs(&self) -> Option<&'static str> {
         Some(
             r#"

@@ -4,6 +4,7 @@ use crate::backend::BackendClient;
 use crate::entity::EntityConfig;
 use crate::job::JobSpec;
 use crate::metrics::Metrics;
+use crate::status::{LeftOut, Summary};
 use crate::store::Store;
 use crate::value::Value;
 use futures::future::BoxFuture;
@@ -60,6 +61,20 @@ pub trait Collector: Send + Sync + 'static {
     /// so that a new user sees the bot work with one command.
     fn default_jobs(&self) -> Option<&'static str> {
         None
+    }
+
+    /// What a job does, in the protocol's terms, for the status page (`/jobs`): sensors and
+    /// OIDs, packets and timeout, exporters and window. Never a secret.
+    fn describe(&self, params: &Self::Params) -> Summary {
+        let _ = params;
+        Summary::default()
+    }
+
+    /// Entities of `configs` that [`Collector::jobs`] makes no job for, with the reason, so the
+    /// status page can answer "why is this device not polled". Pure, like `jobs`.
+    fn left_out(&self, configs: &[EntityConfig]) -> Vec<LeftOut> {
+        let _ = configs;
+        Vec::new()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Job configs: what the backend (or a local jobs file) says about one entity, in the shape of the
 //! Python collector's `fetch_job_configs` result (contract §5.2), and the skip rules that build them.
 
+use crate::status::SkippedEntity;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -175,10 +176,44 @@ pub fn build_configs<'a>(
     account_id: u64,
     data: &AccountData,
 ) -> (Vec<EntityConfig>, Vec<ConfigProblem>) {
+    let built = build_configs_explained(protocol, bot_id, account_id, data);
+    (built.configs, built.problems)
+}
+
+/// The job configs of one account, with the problems and every entity left out with the
+/// reason (for the status page).
+#[derive(Debug, Default)]
+pub struct BuiltConfigs {
+    pub configs: Vec<EntityConfig>,
+    pub problems: Vec<ConfigProblem>,
+    /// Devices and entities bound to the protocol that got no config.
+    pub skipped: Vec<SkippedEntity>,
+}
+
+/// [`build_configs`], also saying why each device (or entity bound to `protocol`) was left out.
+pub fn build_configs_explained<'a>(
+    protocol: impl Into<Protocol<'a>>,
+    bot_id: Option<u64>,
+    account_id: u64,
+    data: &AccountData,
+) -> BuiltConfigs {
     let Protocol {
         name: protocol,
         needs_credential,
     } = protocol.into();
+    let mut skipped = Vec::new();
+    let mut skip = |entity: &EntityRecord, reason: String| {
+        skipped.push(SkippedEntity {
+            account_id,
+            entity_id: entity.id,
+            name: entity.name.clone(),
+            address: entity.details.get("ipv4").map(|a| match a {
+                Json::String(text) => text.clone(),
+                other => other.to_string(),
+            }),
+            reason,
+        })
+    };
     let credentials: HashMap<u64, &CredentialRecord> =
         data.credentials.iter().map(|c| (c.id, c)).collect();
     let sensors: HashMap<u64, &SensorRecord> = data.sensors.iter().map(|s| (s.id, s)).collect();
@@ -192,20 +227,30 @@ pub fn build_configs<'a>(
         })
     };
 
-    for entity in data.entities.iter().filter(|e| e.entity_type == "device") {
+    for entity in &data.entities {
         let Some(binding) = entity.protocols.get(protocol) else {
+            if entity.entity_type == "device" {
+                skip(entity, format!("{protocol} is not enabled on this device"));
+            }
             continue;
         };
+        if entity.entity_type != "device" {
+            skip(entity, format!("not a device ({})", entity.entity_type));
+            continue;
+        }
         if let (Some(bot), Some(me)) = (binding.bot.as_ref(), bot_id) {
             if !bot.is_null() && json_id(bot) != Some(me) {
+                skip(entity, format!("served by another bot ({bot})"));
                 continue;
             }
         }
         let credential_ref = binding.credential.as_ref().filter(|c| truthy(c));
         if credential_ref.is_none() && needs_credential {
+            skip(entity, format!("no {protocol} credential chosen"));
             continue;
         }
         if binding.sensors.is_empty() {
+            skip(entity, format!("no {protocol} sensor attached"));
             continue;
         }
         let credential_details = match credential_ref {
@@ -213,12 +258,11 @@ pub fn build_configs<'a>(
                 match json_id(credential_ref).and_then(|id| credentials.get(&id)) {
                     Some(credential) => credential.details.clone(),
                     None if needs_credential => {
-                        problem(
-                            entity.id,
-                            format!(
-                                "credential {credential_ref} is not among the account's credentials"
-                            ),
+                        let message = format!(
+                            "credential {credential_ref} is not among the account's credentials"
                         );
+                        problem(entity.id, message.clone());
+                        skip(entity, message);
                         continue;
                     }
                     None => Json::Null,
@@ -246,6 +290,10 @@ pub fn build_configs<'a>(
             });
         }
         if entity_sensors.is_empty() {
+            skip(
+                entity,
+                "none of its sensors is among the account's sensors".into(),
+            );
             continue;
         }
         configs.push(EntityConfig {
@@ -259,7 +307,11 @@ pub fn build_configs<'a>(
             sensors: entity_sensors,
         });
     }
-    (configs, problems)
+    BuiltConfigs {
+        configs,
+        problems,
+        skipped,
+    }
 }
 
 #[cfg(test)]
@@ -354,6 +406,30 @@ mod tests {
         assert!(problems.iter().all(|p| p.entity_id != 8), "{problems:?}");
         let with_one = configs.iter().find(|c| c.entity_id == 1).unwrap();
         assert_eq!(with_one.credential_details, json!({"n_packets": "3"}));
+    }
+
+    #[test]
+    fn every_entity_left_out_says_why() {
+        let built = build_configs_explained("ping", Some(99), 1000, &data());
+        let reasons: Vec<(u64, &str)> = built
+            .skipped
+            .iter()
+            .map(|s| (s.entity_id, s.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (2, "not a device (interface)"),
+                (3, "ping is not enabled on this device"),
+                (4, "served by another bot (98)"),
+                (6, "no ping credential chosen"),
+                (7, "no ping sensor attached"),
+                (8, "credential 12345 is not among the account's credentials"),
+            ]
+        );
+        assert_eq!(built.skipped[0].name, "interface");
+        let kept: Vec<u64> = built.configs.iter().map(|c| c.entity_id).collect();
+        assert_eq!(kept, vec![1, 5, 9], "the same configs as build_configs");
     }
 
     #[test]

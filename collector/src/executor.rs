@@ -5,6 +5,7 @@ use crate::bot::Collector;
 use crate::delivery::{Batch, DeliveryHandle};
 use crate::metrics::{label, Metrics};
 use crate::scheduler::{Clock, Due};
+use crate::status::LastRun;
 use crate::task_record::{TaskRecord, TaskRecords};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -83,6 +84,14 @@ impl<C: Collector> Executor<C> {
                 .get_or_create(&label("outcome", Outcome::Skip.as_str()))
                 .inc();
             let now = self.clock.now_unix();
+            due.state.runs.record(LastRun {
+                scheduled: due.firing.scheduled,
+                started: now,
+                finished: now,
+                outcome: Outcome::Skip,
+                values: 0,
+                error: Some("the previous run was still going; this firing was skipped".into()),
+            });
             let record = TaskRecord {
                 job: &due.spec.id,
                 entity: due.spec.entity_id,
@@ -130,22 +139,31 @@ impl<C: Collector> Executor<C> {
                 .total_seconds
                 .observe((finished - firing.scheduled as f64).max(0.0));
             state.running.store(false, Ordering::Release);
-            let (outcome, mut values) = match result {
-                Ok(Ok(Ok(values))) => (Outcome::Success, values),
+            let (outcome, mut values, error) = match result {
+                Ok(Ok(Ok(values))) => (Outcome::Success, values, None),
                 Ok(Ok(Err(e))) => {
                     tracing::error!(job = %spec.id, entity = spec.entity_id, "job failed: {e}");
-                    (Outcome::Failure, Vec::new())
+                    (Outcome::Failure, Vec::new(), Some(e.to_string()))
                 }
-                Ok(Err(_panic)) => {
+                Ok(Err(panic)) => {
                     tracing::error!(job = %spec.id, entity = spec.entity_id, "job panicked; other jobs go on");
-                    (Outcome::Panic, Vec::new())
+                    (Outcome::Panic, Vec::new(), Some(panic_message(panic.as_ref())))
                 }
                 Err(_) => {
                     tracing::error!(job = %spec.id, entity = spec.entity_id,
                         "job timed out after {limit:?} and was cancelled");
-                    (Outcome::Timeout, Vec::new())
+                    let error = format!("timed out after {limit:?} and was cancelled");
+                    (Outcome::Timeout, Vec::new(), Some(error))
                 }
             };
+            state.runs.record(LastRun {
+                scheduled: firing.scheduled,
+                started,
+                finished,
+                outcome,
+                values: values.len(),
+                error,
+            });
             let record = TaskRecord {
                 job: &spec.id,
                 entity: spec.entity_id,
@@ -171,6 +189,18 @@ impl<C: Collector> Executor<C> {
     pub async fn drain(&self, grace: Duration) -> bool {
         self.tasks.close();
         tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
+    }
+}
+
+/// What a panic said, for the status page.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned());
+    match text {
+        Some(text) => format!("the job panicked: {text}"),
+        None => "the job panicked".into(),
     }
 }
 
@@ -278,6 +308,18 @@ mod tests {
         assert!(
             !slow.running.load(Ordering::Acquire),
             "a timed-out job may run again"
+        );
+        let history = slow.runs.history();
+        assert_eq!(
+            (history.firings, history.unsuccessful),
+            (2, 2),
+            "skip, then timeout"
+        );
+        let last = history.last.expect("a last run for the status page");
+        assert_eq!(last.outcome, Outcome::Timeout);
+        assert_eq!(
+            last.error.as_deref(),
+            Some("timed out after 10s and was cancelled")
         );
         drop(executor);
         assert!(delivery.close(Duration::from_secs(5)).await);

@@ -5,7 +5,7 @@ use crate::backend::BackendClient;
 use crate::bot::{Collector, Context, StartError};
 use crate::cluster::{Assignment, Membership};
 use crate::delivery::{BackendSink, Delivery, Sink, StdoutSink};
-use crate::entity::{build_configs, AccountData, EntityConfig, Protocol};
+use crate::entity::{build_configs_explained, AccountData, ConfigProblem, EntityConfig, Protocol};
 use crate::executor::Executor;
 use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
@@ -14,6 +14,7 @@ use crate::scheduler::{Clock, Scheduler};
 use crate::settings::{LogFormat, Mode, Settings, ValuesOutput};
 use crate::spool::Spool;
 use crate::standalone::parse_jobs_file;
+use crate::status::{EntityReport, SkippedEntity, StatusBoard};
 use crate::store::Store;
 use crate::task_record::TaskRecords;
 use crate::telemetry::{self, LastValues, Readiness};
@@ -133,8 +134,9 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-/// Wanted jobs from one refresh, with the accounts whose jobs must be kept as they are.
-type JobUpdate<P> = (Vec<JobSpec<P>>, HashSet<u64>);
+/// Wanted jobs from one refresh, with the accounts whose jobs must be kept as they are, and
+/// what the refresh said about entities (for the status page).
+type JobUpdate<P> = (Vec<JobSpec<P>>, HashSet<u64>, EntityReport);
 
 /// Where job configs come from.
 enum Source {
@@ -153,6 +155,9 @@ enum Source {
 pub struct Refresh {
     pub configs: Vec<EntityConfig>,
     pub unreadable: HashSet<u64>,
+    /// Entities left out, with the reason (for the status page).
+    pub skipped: Vec<SkippedEntity>,
+    pub problems: Vec<ConfigProblem>,
 }
 
 async fn run_async<C, F>(
@@ -214,6 +219,7 @@ where
         }
     };
     let protocol = bot.protocol();
+    let status = StatusBoard::new(protocol);
     let readiness = Readiness::default();
     let replay_stop = CancellationToken::new();
     let mut replayer = None;
@@ -234,6 +240,7 @@ where
             metrics.clone(),
             readiness.clone(),
             last_values.clone(),
+            status.clone(),
             shutdown.child_token(),
         )
         .await
@@ -379,9 +386,11 @@ where
         tokio::select! {
             _ = shutdown.cancelled() => break,
             update = updates_rx.recv() => {
-                let Some((specs, unreadable)) = update else { break };
+                let Some((specs, unreadable, report)) = update else { break };
                 let summary = scheduler.update(assignment.keep_owned(specs), &unreadable);
                 metrics.framework.jobs_scheduled.set(scheduler.len() as i64);
+                status.set_entities(report, &unreadable);
+                status.set_jobs(&scheduler, &*bot);
                 tracing::info!(protocol, jobs = scheduler.len(), added = summary.added,
                     changed = summary.changed, removed = summary.removed,
                     kept_unreadable = summary.kept_unreadable, "jobs refreshed");
@@ -492,7 +501,18 @@ async fn refresh_loop<C: Collector>(
                     .inc();
                 bot.configs_refreshed(&result.configs, &result.unreadable);
                 let specs = bot.jobs(&result.configs);
-                if updates.send((specs, result.unreadable)).await.is_err() {
+                let left_out = bot.left_out(&result.configs);
+                let report = EntityReport {
+                    configs: result.configs,
+                    skipped: result.skipped,
+                    problems: result.problems,
+                    left_out,
+                };
+                if updates
+                    .send((specs, result.unreadable, report))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 readiness.set(true);
@@ -607,9 +627,13 @@ fn configs_of<'a>(
 ) -> Refresh {
     let protocol = protocol.into();
     let mut configs = Vec::new();
+    let mut skipped = Vec::new();
+    let mut all_problems = Vec::new();
     for (account, data) in accounts {
-        let (mut found, problems) = build_configs(protocol, bot_id, account, &data);
-        for p in problems {
+        let mut built = build_configs_explained(protocol, bot_id, account, &data);
+        skipped.append(&mut built.skipped);
+        let (mut found, problems) = (built.configs, built.problems);
+        for p in &problems {
             tracing::warn!(
                 account = p.account_id,
                 entity = p.entity_id,
@@ -618,10 +642,13 @@ fn configs_of<'a>(
             );
             metrics.framework.config_problems.inc();
         }
+        all_problems.extend(problems);
         configs.append(&mut found);
     }
     Refresh {
         configs,
         unreadable,
+        skipped,
+        problems: all_problems,
     }
 }

@@ -63,6 +63,8 @@ impl Clock {
 #[derive(Debug, Default)]
 pub struct JobState {
     pub running: AtomicBool,
+    /// The last firings' outcomes, for the status page.
+    pub runs: crate::status::RunCell,
 }
 
 /// A job that fell due.
@@ -215,6 +217,14 @@ impl<P: PartialEq> Scheduler<P> {
     /// The ids of the scheduled jobs, in no particular order.
     pub fn job_ids(&self) -> impl Iterator<Item = &str> {
         self.ids.keys().map(String::as_str)
+    }
+
+    /// Every scheduled job with its resolved anchor and run state, for the status page.
+    pub fn jobs(&self) -> impl Iterator<Item = (&Arc<JobSpec<P>>, u64, &Arc<JobState>)> {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|e| (&e.spec, e.anchor, &e.state))
     }
 
     fn entry(&self, id: &str) -> Option<&Entry<P>> {

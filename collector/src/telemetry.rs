@@ -1,6 +1,7 @@
 //! The bot's own HTTP endpoints: `/metrics` (Prometheus text: the framework's counters, the bot's,
 //! and in standalone mode with `--values-output metrics` the last value of every path), `/health`
-//! (the process runs) and `/ready` (the backend answered and the first refresh is done).
+//! (the process runs), `/ready` (the backend answered and the first refresh is done) and the
+//! status page `/jobs`, `/jobs.json` (see [`crate::status_page`]).
 
 use crate::delivery::{Batch, Sink};
 use crate::metrics::Metrics;
@@ -120,6 +121,7 @@ pub async fn serve(
     metrics: Metrics,
     readiness: Readiness,
     values: Option<LastValues>,
+    status: crate::status::StatusBoard,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     let listener = tokio::net::TcpListener::bind(address)
@@ -133,8 +135,9 @@ pub async fn serve(
             metrics,
             readiness,
             values,
-        });
-    tracing::info!(%address, "serving /metrics, /health and /ready");
+        })
+        .merge(crate::status_page::routes(status));
+    tracing::info!(%address, "serving /metrics, /health, /ready and /jobs");
     Ok(tokio::spawn(async move {
         let stopped = async move { shutdown.cancelled().await };
         if let Err(e) = axum::serve(listener, app)

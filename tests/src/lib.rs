@@ -66,3 +66,4 @@ pub use fixture::{
     default_credential_details, default_sensor_details, Account, Bot, Credential, Entity, Fixture,
     Id, Permission, ProtocolBinding, SeededIds, Sensor, SensorBinding, StatusInfo, GENERATED_BOT,
 };
+pub mod webdriver;

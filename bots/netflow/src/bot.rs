@@ -369,4 +369,12 @@ impl Collector for NetflowBot {
     fn default_jobs(&self) -> Option<&'static str> {
         Some(DEFAULT_JOBS)
     }
+
+    fn describe(&self, params: &NetflowJob) -> collector::Summary {
+        crate::status::describe(params)
+    }
+
+    fn left_out(&self, configs: &[EntityConfig]) -> Vec<collector::LeftOut> {
+        crate::status::left_out(configs)
+    }
 }

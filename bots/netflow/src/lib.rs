@@ -11,6 +11,7 @@ pub mod intake;
 pub mod listener;
 pub mod protocols;
 pub mod reference;
+pub mod status;
 pub mod sums;
 pub mod templates;
 pub mod windows;

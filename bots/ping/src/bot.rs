@@ -219,6 +219,14 @@ impl Collector for PingBot {
     fn default_jobs(&self) -> Option<&'static str> {
         Some(DEFAULT_JOBS)
     }
+
+    fn describe(&self, params: &PingParams) -> collector::Summary {
+        crate::status::describe(params)
+    }
+
+    fn left_out(&self, configs: &[EntityConfig]) -> Vec<collector::LeftOut> {
+        crate::status::left_out(configs)
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod bot;
 pub mod credential;
 pub mod pinger;
 pub mod probe;
+pub mod status;
 pub mod target;
 
 pub use bot::{PingArgs, PingBot, PingParams};

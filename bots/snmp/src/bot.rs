@@ -285,6 +285,14 @@ impl Collector for SnmpBot {
     fn default_jobs(&self) -> Option<&'static str> {
         Some(DEFAULT_JOBS)
     }
+
+    fn describe(&self, params: &SnmpJob) -> collector::Summary {
+        crate::status::describe(params)
+    }
+
+    fn left_out(&self, configs: &[EntityConfig]) -> Vec<collector::LeftOut> {
+        crate::status::left_out(configs, self.interfaces.is_some())
+    }
 }
 
 /// The standalone example: polls sysUpTime and the interface traffic counters of a local

@@ -14,6 +14,7 @@ pub mod output_path;
 pub mod sensor;
 pub mod session;
 pub mod slug;
+pub mod status;
 pub mod walk;
 
 pub use bot::SnmpBot;
