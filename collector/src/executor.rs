@@ -3,7 +3,10 @@
 
 use crate::bot::Collector;
 use crate::delivery::{Batch, DeliveryHandle};
+use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
+use crate::notify::{Notifier, RunReport};
+use crate::report::Findings;
 use crate::scheduler::{Clock, Due};
 use crate::task_record::{TaskRecord, TaskRecords};
 use futures::FutureExt;
@@ -46,6 +49,7 @@ pub struct Executor<C: Collector> {
     clock: Clock,
     tasks: TaskTracker,
     records: Arc<TaskRecords>,
+    notifier: Option<Notifier>,
 }
 
 impl<C: Collector> Executor<C> {
@@ -68,7 +72,14 @@ impl<C: Collector> Executor<C> {
             metrics,
             clock,
             tasks: TaskTracker::new(),
+            notifier: None,
         }
+    }
+
+    /// Hands every finished run (outcome, checks, events, task record) to the notifier.
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 
     /// Starts a run of a job that fell due, unless its previous run is still going.
@@ -93,6 +104,9 @@ impl<C: Collector> Executor<C> {
             };
             let mut values = Vec::new();
             self.records.emit(&record, &mut values);
+            if let Some(notifier) = &self.notifier {
+                notifier.finish(run_report(&due.spec, &record, None, Findings::default()));
+            }
             self.delivery.submit(Batch {
                 account_id: due.spec.account_id,
                 job_id: due.spec.id.clone(),
@@ -108,6 +122,7 @@ impl<C: Collector> Executor<C> {
         let metrics = self.metrics.clone();
         let clock = self.clock;
         let records = self.records.clone();
+        let notifier = self.notifier.clone();
         let limit = self
             .timeout
             .or_else(|| due.spec.min_interval().map(Duration::from_secs))
@@ -130,19 +145,23 @@ impl<C: Collector> Executor<C> {
                 .total_seconds
                 .observe((finished - firing.scheduled as f64).max(0.0));
             state.running.store(false, Ordering::Release);
+            let mut error = None;
             let (outcome, mut values) = match result {
                 Ok(Ok(Ok(values))) => (Outcome::Success, values),
                 Ok(Ok(Err(e))) => {
                     tracing::error!(job = %spec.id, entity = ?spec.entity_id, "job failed: {e}");
+                    error = Some(format!("job failed: {e}"));
                     (Outcome::Failure, Vec::new())
                 }
                 Ok(Err(_panic)) => {
                     tracing::error!(job = %spec.id, entity = ?spec.entity_id, "job panicked; other jobs go on");
+                    error = Some("job panicked".to_string());
                     (Outcome::Panic, Vec::new())
                 }
                 Err(_) => {
                     tracing::error!(job = %spec.id, entity = ?spec.entity_id,
                         "job timed out after {limit:?} and was cancelled");
+                    error = Some(format!("job timed out after {limit:?}"));
                     (Outcome::Timeout, Vec::new())
                 }
             };
@@ -155,6 +174,9 @@ impl<C: Collector> Executor<C> {
                 outcome,
             };
             records.emit(&record, &mut values);
+            if let Some(notifier) = &notifier {
+                notifier.finish(run_report(&spec, &record, error, firing.findings()));
+            }
             delivery.submit(Batch {
                 account_id: spec.account_id,
                 job_id: spec.id.clone(),
@@ -171,6 +193,27 @@ impl<C: Collector> Executor<C> {
     pub async fn drain(&self, grace: Duration) -> bool {
         self.tasks.close();
         tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
+    }
+}
+
+/// What the notifier needs of a finished run.
+fn run_report<P>(
+    spec: &JobSpec<P>,
+    record: &TaskRecord<'_>,
+    error: Option<String>,
+    findings: Findings,
+) -> RunReport {
+    RunReport {
+        job: spec.id.clone(),
+        entity: spec.entity_id,
+        entity_name: spec.entity_name.clone(),
+        account: spec.account_id,
+        outcome: record.outcome,
+        error,
+        findings,
+        trigger: record.trigger,
+        start: record.start,
+        end: record.end,
     }
 }
 
@@ -224,10 +267,7 @@ mod tests {
     fn due(id: &str, behaviour: &'static str, state: &Arc<JobState>) -> Due<&'static str> {
         Due {
             spec: Arc::new(JobSpec::new(id, vec![10], behaviour).account(1)),
-            firing: Firing {
-                scheduled: 0,
-                affecting: vec![10],
-            },
+            firing: Firing::new(0, vec![10]),
             state: state.clone(),
         }
     }

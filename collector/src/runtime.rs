@@ -8,6 +8,7 @@ use crate::entity::{build_configs, AccountData, EntityConfig};
 use crate::executor::Executor;
 use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
+use crate::notify::Notifier;
 use crate::scheduler::{Clock, Scheduler};
 use crate::settings::{LogFormat, Mode, Settings, ValuesOutput};
 use crate::spool::Spool;
@@ -179,6 +180,20 @@ where
         (standalone && settings.values_output == ValuesOutput::Metrics).then(LastValues::default);
     let background_stop = shutdown.child_token();
     let background = bot.background(background_stop.clone()).map(tokio::spawn);
+    let print_notices = standalone && settings.values_output == ValuesOutput::Stdout;
+    let (notifier, notifier_tasks) = match Notifier::start(
+        &settings.notify,
+        store.clone(),
+        &metrics,
+        protocol,
+        print_notices,
+    ) {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
 
     let telemetry_address = settings.metrics_address.or_else(|| {
         last_values
@@ -291,7 +306,8 @@ where
             log: settings.task_records,
             prefix: settings.task_records_prefix.clone(),
         },
-    );
+    )
+    .with_notifier(notifier.clone());
     let (updates, mut updates_rx) = mpsc::channel::<JobUpdate<C::Params>>(2);
     let refresher = tokio::spawn(refresh_loop(
         source,
@@ -311,6 +327,7 @@ where
                 let Some((specs, unreadable)) = update else { break };
                 let summary = scheduler.update(specs, &unreadable);
                 metrics.framework.jobs_scheduled.set(scheduler.len() as i64);
+                notifier.jobs_now(scheduler.job_ids(), clock.now_unix());
                 tracing::info!(protocol, jobs = scheduler.len(), added = summary.added,
                     changed = summary.changed, removed = summary.removed,
                     kept_unreadable = summary.kept_unreadable, "jobs refreshed");
@@ -327,6 +344,10 @@ where
     }
     // The executor holds a sender of the delivery queue: drop it so the queue can close.
     drop(executor);
+    drop(notifier);
+    notifier_tasks
+        .close(grace.min(Duration::from_secs(5)))
+        .await;
     background_stop.cancel();
     if let Some(task) = background {
         let _ = tokio::time::timeout(grace, task).await;

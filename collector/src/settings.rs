@@ -92,6 +92,10 @@ pub struct Settings {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Alerts, events and their sinks.
+    #[command(flatten)]
+    pub notify: crate::notify::NotifySettings,
 }
 
 /// How log lines are written (to stderr; stdout is for values in standalone mode).

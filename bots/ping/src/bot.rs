@@ -268,10 +268,7 @@ mod tests {
     }
 
     fn firing(affecting: &[u64]) -> Firing {
-        Firing {
-            scheduled: 0,
-            affecting: affecting.to_vec(),
-        }
+        Firing::new(0, affecting.to_vec())
     }
 
     fn bot() -> (PingBot, Arc<Pinger>) {
