@@ -1,7 +1,7 @@
 //! The ping bot on the collector framework: one job per device entity with the `ping` protocol
 //! (job id `"{entity_id}"`, contract §5.5 and §5.10), run on the shared ICMP engine.
 
-use collector::{Collector, Context, EntityConfig, Firing, JobError, JobSpec, Value};
+use collector::{Check, Collector, Context, EntityConfig, Firing, JobError, JobSpec, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -170,7 +170,8 @@ pub fn job_of(entity: &EntityConfig) -> Option<JobSpec<PingParams>> {
     Some(
         JobSpec::new(entity.entity_id.to_string(), intervals, params)
             .account(entity.account_id)
-            .entity(entity.entity_id),
+            .entity(entity.entity_id)
+            .entity_name(&entity.name),
     )
 }
 
@@ -213,12 +214,31 @@ impl Collector for PingBot {
                 );
             }
         }
+        firing.check(host_down_check(&report, target, &destination));
         Ok(report.values(params.entity_id))
     }
 
     fn default_jobs(&self) -> Option<&'static str> {
         Some(DEFAULT_JOBS)
     }
+}
+
+/// `PingHostDown`: bad when no packet of the firing was answered, good at any answer.
+fn host_down_check(
+    report: &crate::probe::ProbeReport,
+    target: &Target,
+    destination: &impl std::fmt::Display,
+) -> Check {
+    let check = if report.replies() == 0 {
+        let sent = report.packets.len();
+        Check::bad(
+            "PingHostDown",
+            format!("none of {sent} packets to {destination} was answered"),
+        )
+    } else {
+        Check::good("PingHostDown")
+    };
+    check.label("address", target.to_string())
 }
 
 #[cfg(test)]
