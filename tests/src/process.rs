@@ -88,6 +88,11 @@ const BOT_ENV: &[&str] = &[
     "JOB_CONCURRENCY",
     "JOB_TIMEOUT",
     "LOG_FORMAT",
+    "ALERT_IF_IN_A_ROW",
+    "ALERT_RENOTIFY",
+    "ALERTMANAGER_URL",
+    "EVENTS_WEBHOOK_URL",
+    "DATAKIT_URL",
 ];
 
 impl BotProcess {
