@@ -254,7 +254,7 @@ async fn port_check_fires_once_and_resolves_once_on_every_sink_across_a_restart(
             assert!(
                 point
                     .number(cost)
-                    .is_some_and(|ms| ms >= 0.0 && ms < 5_000.0),
+                    .is_some_and(|ms| (0.0..5_000.0).contains(&ms)),
                 "{cost} in {point:?}"
             );
         }

@@ -227,7 +227,7 @@ impl Poller {
         &self,
         entity: &EntityPoll,
         runs: impl Fn(Option<u64>) -> bool,
-    ) -> Result<Vec<Value>, String> {
+    ) -> Result<Vec<Value>, SnmpError> {
         let entity_id = entity.entity_id;
         let due: Vec<&Result<SensorSpec, SensorProblem>> = entity
             .sensors
@@ -245,17 +245,13 @@ impl Poller {
         let credential = entity
             .credential
             .as_ref()
-            .map_err(|e| format!("unusable SNMP credential: {e}"))?;
+            .map_err(|e| SnmpError::Config(format!("unusable SNMP credential: {e}")))?;
         let _slot = self.engine.device_slot().await;
         let address = entity
             .address
             .as_deref()
-            .ok_or("the entity has no details.ipv4 to poll")?;
-        let session = self
-            .engine
-            .session(address, credential)
-            .await
-            .map_err(|e| e.to_string())?;
+            .ok_or_else(|| SnmpError::Config("the entity has no details.ipv4 to poll".into()))?;
+        let session = self.engine.session(address, credential).await?;
         let mut fetcher = FiringFetcher {
             session,
             fetched: HashMap::new(),
@@ -289,13 +285,13 @@ impl Poller {
         fetcher: &mut FiringFetcher,
         paths: &mut HashSet<String>,
         values: &mut Vec<Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SnmpError> {
         let sensor_id = spec.sensor_id;
         let mut fetched = Vec::with_capacity(spec.oids.len());
         for oid in &spec.oids {
             match fetcher.fetch(oid).await {
                 Ok(result) => fetched.push(result),
-                Err(error) if error.affects_whole_agent() => return Err(error.to_string()),
+                Err(error) if error.affects_whole_agent() => return Err(error),
                 Err(error) => {
                     tracing::warn!(entity = entity_id, sensor = sensor_id, oid = %oid.text,
                         "sensor gives no values this time: {error}");

@@ -251,3 +251,115 @@ fn print_line(notice: &impl Serialize) {
         let _ = writeln!(stdout, "{json}").and_then(|_| stdout.flush());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Check, Event, EventStatus, Findings};
+
+    fn run(outcome: Outcome, end: f64, findings: Findings) -> Input {
+        Input::Run(Box::new(RunReport {
+            job: "42".into(),
+            entity: Some(42),
+            entity_name: Some("router".into()),
+            account: Some(1),
+            outcome,
+            error: (outcome != Outcome::Success).then(|| "job failed: device said no".into()),
+            findings,
+            trigger: end as u64,
+            start: end,
+            end,
+        }))
+    }
+
+    fn waiting(outbox: &Outbox) -> Vec<Notice> {
+        outbox.oldest(100).unwrap().1
+    }
+
+    #[test]
+    fn failing_runs_fire_job_failing_and_events_carry_the_job_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "state").unwrap();
+        let webhook = Outbox::new(store.clone(), "webhook", "outbox_webhook");
+        let alertmanager = Outbox::new(store.clone(), "alertmanager", "outbox_alertmanager");
+        let rules = AlertRules {
+            if_in_a_row: 2,
+            renotify: 0,
+        };
+        let outboxes = vec![(webhook.clone(), true), (alertmanager.clone(), false)];
+        let mut book = Book::open(
+            store,
+            rules,
+            "snmp",
+            outboxes,
+            false,
+            NotifyMetrics::default(),
+        )
+        .unwrap();
+        let event = Event::new(
+            EventStatus::Warning,
+            "agent restarted",
+            "sysUpTime went back",
+        )
+        .tag("address", "10.0.0.1");
+        let findings = Findings {
+            checks: vec![Check::good("SnmpAgentUnreachable")],
+            events: vec![event],
+        };
+        book.handle(vec![run(Outcome::Failure, 10.0, findings)])
+            .unwrap();
+        book.handle(vec![run(Outcome::Timeout, 20.0, Findings::default())])
+            .unwrap();
+        book.handle(vec![run(Outcome::Success, 30.0, Findings::default())])
+            .unwrap();
+
+        let sent = waiting(&webhook);
+        assert_eq!(sent.len(), 3, "{sent:#?}");
+        let Notice::Event(event) = &sent[0] else {
+            panic!("{sent:#?}")
+        };
+        assert_eq!(event.status, EventStatus::Warning);
+        assert_eq!(event.tags["bot"], "snmp");
+        assert_eq!(event.tags["entity_name"], "router");
+        assert_eq!(event.tags["address"], "10.0.0.1");
+        let Notice::Alert(fired) = &sent[1] else {
+            panic!("{sent:#?}")
+        };
+        assert_eq!(
+            (fired.name.as_str(), fired.state),
+            ("JobFailing", AlertState::Firing)
+        );
+        assert_eq!(fired.starts_at, 20.0, "fires at the second bad run");
+        assert_eq!(fired.labels["account"], "1");
+        let Notice::Alert(resolved) = &sent[2] else {
+            panic!("{sent:#?}")
+        };
+        assert_eq!(resolved.state, AlertState::Resolved);
+        assert_eq!(resolved.ends_at, Some(30.0));
+        assert_eq!(
+            waiting(&alertmanager).len(),
+            2,
+            "Alertmanager takes alerts only"
+        );
+
+        book.handle(vec![run(Outcome::Panic, 40.0, Findings::default())])
+            .unwrap();
+        book.handle(vec![run(Outcome::Panic, 50.0, Findings::default())])
+            .unwrap();
+        book.handle(vec![Input::Jobs(HashSet::new(), 60.0)])
+            .unwrap();
+        let sent = waiting(&webhook);
+        let states: Vec<_> = sent[3..]
+            .iter()
+            .map(|n| match n {
+                Notice::Alert(a) => a.state,
+                Notice::Event(_) => panic!("no event expected"),
+            })
+            .collect();
+        assert_eq!(
+            states,
+            [AlertState::Firing, AlertState::Resolved],
+            "a removed job resolves"
+        );
+    }
+}

@@ -79,7 +79,7 @@ impl Outbox {
         self.added.notify_one();
     }
 
-    fn oldest(&self, max: usize) -> Result<(Vec<u64>, Vec<Notice>, u64), String> {
+    pub(crate) fn oldest(&self, max: usize) -> Result<(Vec<u64>, Vec<Notice>, u64), String> {
         let txn = self.store.database().begin_read().map_err(storage)?;
         let table = match txn.open_table(self.table) {
             Ok(table) => table,
