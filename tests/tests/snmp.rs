@@ -497,3 +497,79 @@ async fn standalone_mode_prints_values_from_a_jobs_file() {
     .await;
     bot.terminate(Duration::from_secs(10)).await;
 }
+
+/// States of alert `name` about `entity` in the webhook's bodies, in order.
+fn alert_states(receiver: &e2e::receiver::Receiver, name: &str, entity: Id) -> Vec<String> {
+    receiver
+        .received("/hook")
+        .iter()
+        .filter_map(|r| serde_json::from_str::<Json>(&r.body).ok())
+        .filter(|n| {
+            n["alert"]["name"] == name && n["alert"]["labels"]["entity"] == entity.to_string()
+        })
+        .map(|n| n["alert"]["state"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_stops_and_starts_fires_and_resolves_unreachable_and_bad_v3_fires_auth_failed(
+) {
+    let mut agent = Snmpd::start(&agent_objects());
+    let receiver = e2e::receiver::Receiver::start().await;
+    let mut fixture = base_fixture();
+    fixture.device(ACCOUNT, DEVICE, "router", &agent.address());
+    fixture.bind(DEVICE, "snmp", V2C, &[(UPTIME_SENSOR, Some(1))], BOT);
+    fixture.device(ACCOUNT, OTHER_DEVICE, "wrong password", &agent.address());
+    fixture.bind(
+        OTHER_DEVICE,
+        "snmp",
+        V3_WRONG,
+        &[(UPTIME_SENSOR, Some(1))],
+        BOT,
+    );
+    let backend = TestBackend::start(fixture).await;
+    let webhook = format!("{}/hook", receiver.url);
+    let mut bot = start_bot(&backend, &[("EVENTS_WEBHOOK_URL", webhook.as_str())]);
+
+    let wait = |name: &'static str, entity: Id, states: &'static [&'static str]| {
+        let receiver = &receiver;
+        async move {
+            receiver
+                .wait_for(
+                    "/hook",
+                    name,
+                    |_| alert_states(receiver, name, entity) == states,
+                    WAIT,
+                )
+                .await
+        }
+    };
+    wait("SnmpAuthFailed", OTHER_DEVICE, &["firing"]).await;
+    let auth = receiver
+        .received("/hook")
+        .into_iter()
+        .find(|r| r.body.contains("SnmpAuthFailed"))
+        .expect("auth alert");
+    let auth: Json = serde_json::from_str(&auth.body).expect("JSON");
+    let labels = &auth["alert"]["labels"];
+    assert_eq!(labels["bot"], "snmp");
+    assert_eq!(labels["entity_name"], "wrong password");
+    assert_eq!(labels["account"], ACCOUNT.to_string());
+    assert_eq!(labels["address"], agent.address());
+    assert!(
+        !auth.to_string().contains("notthepassword"),
+        "no secret in alerts"
+    );
+
+    agent.stop();
+    wait("SnmpAgentUnreachable", DEVICE, &["firing"]).await;
+    agent.restart();
+    wait("SnmpAgentUnreachable", DEVICE, &["firing", "resolved"]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        alert_states(&receiver, "SnmpAgentUnreachable", DEVICE),
+        ["firing", "resolved"]
+    );
+    assert!(alert_states(&receiver, "SnmpAuthFailed", DEVICE).is_empty());
+    bot.terminate(Duration::from_secs(10)).await;
+}
