@@ -6,6 +6,7 @@ use crate::delivery::{Batch, DeliveryHandle};
 use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
 use crate::notify::{Notifier, RunReport};
+use crate::pacing::Pacer;
 use crate::report::Findings;
 use crate::scheduler::{Clock, Due};
 use crate::task_record::{TaskRecord, TaskRecords};
@@ -50,6 +51,7 @@ pub struct Executor<C: Collector> {
     tasks: TaskTracker,
     records: Arc<TaskRecords>,
     notifier: Option<Notifier>,
+    pacer: Option<Arc<Pacer>>,
 }
 
 impl<C: Collector> Executor<C> {
@@ -73,7 +75,14 @@ impl<C: Collector> Executor<C> {
             clock,
             tasks: TaskTracker::new(),
             notifier: None,
+            pacer: None,
         }
+    }
+
+    /// Starts at most `starts_per_second` runs a second (`JOB_MAX_STARTS_PER_SECOND`).
+    pub fn with_pacing(mut self, starts_per_second: Option<u32>) -> Self {
+        self.pacer = starts_per_second.map(|rate| Arc::new(Pacer::new(rate)));
+        self
     }
 
     /// Hands every finished run (outcome, checks, events, task record) to the notifier.
@@ -123,12 +132,16 @@ impl<C: Collector> Executor<C> {
         let clock = self.clock;
         let records = self.records.clone();
         let notifier = self.notifier.clone();
+        let pacer = self.pacer.clone();
         let limit = self
             .timeout
             .or_else(|| due.spec.min_interval().map(Duration::from_secs))
             .unwrap_or(Duration::from_secs(60));
         self.tasks.spawn(async move {
             let Due { spec, firing, state } = due;
+            if let Some(pacer) = &pacer {
+                pacer.wait().await;
+            }
             let Ok(_permit) = permits.acquire_owned().await else {
                 state.running.store(false, Ordering::Release);
                 return;

@@ -10,6 +10,7 @@ pub mod entity;
 pub mod job;
 pub mod metrics;
 pub mod notify;
+pub mod pacing;
 pub mod redact;
 pub mod report;
 pub mod runtime;

@@ -307,7 +307,8 @@ where
             prefix: settings.task_records_prefix.clone(),
         },
     )
-    .with_notifier(notifier.clone());
+    .with_notifier(notifier.clone())
+    .with_pacing(settings.job_max_starts_per_second);
     let (updates, mut updates_rx) = mpsc::channel::<JobUpdate<C::Params>>(2);
     let refresher = tokio::spawn(refresh_loop(
         source,

@@ -93,6 +93,10 @@ pub struct Settings {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Job starts per second at most (firings due together are spread); unlimited by default.
+    #[arg(long, env = "JOB_MAX_STARTS_PER_SECOND", value_parser = clap::value_parser!(u32).range(1..))]
+    pub job_max_starts_per_second: Option<u32>,
+
     /// Alerts, events and their sinks.
     #[command(flatten)]
     pub notify: crate::notify::NotifySettings,

@@ -276,3 +276,47 @@ async fn port_check_fires_once_and_resolves_once_on_every_sink_across_a_restart(
         "the DataWay token is never logged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_starts_per_second_spreads_firings_due_together_and_shows_in_wait_cost() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut jobs = format!(
+        "[[credentials]]\nid = 1\nprotocol = \"tcpcheck\"\n\n\
+         [[sensors]]\nid = 10\nprotocol = \"tcpcheck\"\ndefault_interval = 5\ndetails = {{ port = {port} }}\n"
+    );
+    for id in 1..=10 {
+        jobs.push_str(&format!(
+            "\n[[entities]]\nid = {id}\nname = \"e{id}\"\ndetails = {{ ipv4 = \"127.0.0.1\" }}\n\
+             protocols.tcpcheck = {{ credential = 1, sensors = [{{ sensor = 10 }}] }}\n"
+        ));
+    }
+    let path = dir.path().join("jobs.toml");
+    std::fs::write(&path, jobs).expect("write jobs");
+    let bot = BotProcess::start(
+        &build("collector", "--example", "tcpcheck"),
+        &["--jobs", path.to_str().expect("utf-8")],
+        &[
+            ("JOB_MAX_STARTS_PER_SECOND", "4"),
+            ("TASK_RECORDS_PREFIX", "bot.tcpcheck"),
+        ],
+    );
+    let wait_costs = |out: &[String]| -> Vec<f64> {
+        out.iter()
+            .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+            .filter(|v| v["p"].as_str().is_some_and(|p| p.ends_with(".wait_cost")))
+            .filter_map(|v| v["v"].as_f64())
+            .collect()
+    };
+    bot.wait_for("ten wait costs", |out, _| wait_costs(out).len() >= 10, WAIT)
+        .await;
+    let mut costs = wait_costs(&bot.stdout_lines())[..10].to_vec();
+    costs.sort_by(f64::total_cmp);
+    // Ten jobs due in the same second at 4 starts a second: the last waits about 2.25 s.
+    assert!(costs[0] < 0.5, "{costs:?}");
+    assert!((2.0..4.0).contains(&costs[9]), "{costs:?}");
+    for pair in costs.windows(2) {
+        assert!(pair[1] - pair[0] > 0.15, "starts are spread: {costs:?}");
+    }
+}
