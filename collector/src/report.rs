@@ -22,6 +22,9 @@ pub struct Check {
     pub entity_name: Option<String>,
     /// Extra labels (`address`, `port`); they are part of the alert's identity.
     pub labels: BTreeMap<String, String>,
+    /// Bad runs in a row before this alert fires, when the check has its own rule
+    /// (otherwise `ALERT_IF_IN_A_ROW`).
+    pub in_a_row: Option<u32>,
 }
 
 impl Check {
@@ -34,6 +37,7 @@ impl Check {
             entity: None,
             entity_name: None,
             labels: BTreeMap::new(),
+            in_a_row: None,
         }
     }
 
@@ -48,6 +52,13 @@ impl Check {
     /// Adds a label (kept in the alert's identity and shown on every sink).
     pub fn label(mut self, name: impl Into<String>, value: impl Into<String>) -> Check {
         self.labels.insert(name.into(), value.into());
+        self
+    }
+
+    /// Fires after `n` bad runs in a row instead of `ALERT_IF_IN_A_ROW` (a check whose runs
+    /// mean "one more silent minute").
+    pub fn in_a_row(mut self, n: u32) -> Check {
+        self.in_a_row = Some(n);
         self
     }
 

@@ -26,6 +26,8 @@ pub struct Observation {
     pub job: String,
     pub bad: bool,
     pub message: String,
+    /// The check's own bad-runs-in-a-row rule, if any.
+    pub in_a_row: Option<u32>,
 }
 
 impl Observation {
@@ -113,7 +115,8 @@ pub fn observe(
     record.job = observation.job.clone();
     let notice = if !record.firing {
         record.bad_in_a_row += 1;
-        if record.bad_in_a_row >= rules.if_in_a_row.max(1) {
+        let needed = observation.in_a_row.unwrap_or(rules.if_in_a_row);
+        if record.bad_in_a_row >= needed.max(1) {
             record.firing = true;
             record.starts_at = now;
             record.last_notified = now;
@@ -194,6 +197,7 @@ mod tests {
             job: "7".into(),
             bad,
             message: "no answer".into(),
+            in_a_row: None,
         }
     }
 

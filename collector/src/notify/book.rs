@@ -105,6 +105,7 @@ impl Book {
             job: run.job.clone(),
             bad: failed,
             message: run.error.clone().unwrap_or_default(),
+            in_a_row: None,
         }];
         for check in &run.findings.checks {
             let mut labels = base.clone();
@@ -122,6 +123,7 @@ impl Book {
                 job: run.job.clone(),
                 bad: check.bad,
                 message: check.message.clone(),
+                in_a_row: check.in_a_row,
             });
         }
         found
