@@ -518,7 +518,8 @@ async fn an_agent_that_stops_and_starts_fires_and_resolves_unreachable_and_bad_v
     let receiver = e2e::receiver::Receiver::start().await;
     let mut fixture = base_fixture();
     fixture.device(ACCOUNT, DEVICE, "router", &agent.address());
-    fixture.bind(DEVICE, "snmp", V2C, &[(UPTIME_SENSOR, Some(1))], BOT);
+    let sensors = [(UPTIME_SENSOR, Some(1)), (RATE_SENSOR, Some(1))];
+    fixture.bind(DEVICE, "snmp", V2C, &sensors, BOT);
     fixture.device(ACCOUNT, OTHER_DEVICE, "wrong password", &agent.address());
     fixture.bind(
         OTHER_DEVICE,
@@ -571,5 +572,28 @@ async fn an_agent_that_stops_and_starts_fires_and_resolves_unreachable_and_bad_v
         ["firing", "resolved"]
     );
     assert!(alert_states(&receiver, "SnmpAuthFailed", DEVICE).is_empty());
+    // The restarted agent's sysUpTime went back: one event, tagged with the device.
+    let restarts = || -> Vec<Json> {
+        receiver
+            .received("/hook")
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Json>(&r.body).ok())
+            .filter(|n| n["event"]["title"] == "SNMP agent restarted")
+            .collect()
+    };
+    receiver
+        .wait_for(
+            "/hook",
+            "the restart event",
+            |_| !restarts().is_empty(),
+            WAIT,
+        )
+        .await;
+    let restart = &restarts()[0]["event"];
+    assert_eq!(restart["status"], "warning");
+    assert_eq!(restart["tags"]["entity"], DEVICE.to_string());
+    assert_eq!(restart["tags"]["address"], agent.address());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(restarts().len(), 1, "one restart, one event");
     bot.terminate(Duration::from_secs(10)).await;
 }

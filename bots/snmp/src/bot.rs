@@ -7,7 +7,9 @@ use crate::sensor::{parse_sensor, EntityPoll, Poller, SensorCounters};
 use crate::session::{
     des_salt_state, Credential, SnmpCounters, SnmpEngine, SnmpError, SnmpSettings,
 };
-use collector::{Check, Collector, Context, EntityConfig, Firing, JobError, JobSpec, Value};
+use collector::{
+    Check, Collector, Context, EntityConfig, Event, EventStatus, Firing, JobError, JobSpec, Value,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -268,21 +270,30 @@ impl Collector for SnmpBot {
     ) -> Result<Vec<Value>, JobError> {
         match &job.params {
             SnmpJob::Poll(entity) => {
-                let result = self.poller.poll(entity, |i| firing.runs(i)).await;
-                if let Some(address) = entity
-                    .address
-                    .as_deref()
-                    .filter(|_| any_due(entity, firing))
-                {
+                let result = self
+                    .poller
+                    .poll_noting_restart(entity, |i| firing.runs(i))
+                    .await;
+                let address = entity.address.as_deref().unwrap_or("");
+                if any_due(entity, firing) {
                     for check in agent_checks(result.as_ref().err(), address) {
                         firing.check(check);
                     }
                 }
-                result.map_err(|e| JobError::new(e.to_string()))
+                let (values, restarted) = result.map_err(|e| JobError::new(e.to_string()))?;
+                if restarted {
+                    let message =
+                        format!("the SNMP agent at {address} restarted (sysUpTime went back)");
+                    firing.event(
+                        Event::new(EventStatus::Warning, "SNMP agent restarted", message)
+                            .tag("address", address),
+                    );
+                }
+                Ok(values)
             }
             SnmpJob::Interfaces(interface_job) => match &self.interfaces {
                 Some(sync) => sync
-                    .run(&self.engine, interface_job)
+                    .run(&self.engine, interface_job, firing)
                     .await
                     .map(|_| Vec::new())
                     .map_err(JobError::from),

@@ -160,6 +160,8 @@ struct FiringFetcher {
     session: Arc<Session>,
     fetched: HashMap<(Oid, FetchMethod), Result<Arc<Fetched>, SnmpError>>,
     uptime: Option<Option<u32>>,
+    /// A counter showed that the agent restarted since the previous poll.
+    restarted: bool,
 }
 
 impl FiringFetcher {
@@ -228,6 +230,18 @@ impl Poller {
         entity: &EntityPoll,
         runs: impl Fn(Option<u64>) -> bool,
     ) -> Result<Vec<Value>, SnmpError> {
+        self.poll_noting_restart(entity, runs)
+            .await
+            .map(|(values, _)| values)
+    }
+
+    /// [`Poller::poll`], also saying whether the agent restarted since the previous poll
+    /// (its sysUpTime went back, seen by a counter sensor).
+    pub async fn poll_noting_restart(
+        &self,
+        entity: &EntityPoll,
+        runs: impl Fn(Option<u64>) -> bool,
+    ) -> Result<(Vec<Value>, bool), SnmpError> {
         let entity_id = entity.entity_id;
         let due: Vec<&Result<SensorSpec, SensorProblem>> = entity
             .sensors
@@ -240,7 +254,7 @@ impl Poller {
             })
             .collect();
         if due.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
         let credential = entity
             .credential
@@ -256,6 +270,7 @@ impl Poller {
             session,
             fetched: HashMap::new(),
             uptime: None,
+            restarted: false,
         };
         let mut values = Vec::new();
         let mut paths = HashSet::new();
@@ -275,7 +290,7 @@ impl Poller {
             self.poll_sensor(entity_id, spec, &mut fetcher, &mut paths, &mut values)
                 .await?;
         }
-        Ok(values)
+        Ok((values, fetcher.restarted))
     }
 
     async fn poll_sensor(
@@ -474,6 +489,7 @@ impl Poller {
             })
             .collect();
         if restarted {
+            fetcher.restarted = true;
             tracing::info!(entity = entity_id, sensor = spec.sensor_id,
                 "the agent restarted since the last poll (sysUpTime went back): counters start over");
         }
