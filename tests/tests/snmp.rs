@@ -505,7 +505,11 @@ fn alert_states(receiver: &e2e::receiver::Receiver, name: &str, entity: Id) -> V
         .iter()
         .filter_map(|r| serde_json::from_str::<Json>(&r.body).ok())
         .filter(|n| {
-            n["alert"]["name"] == name && n["alert"]["labels"]["entity"] == entity.to_string()
+            n["alert"]["name"] == name
+                && n["alert"]["labels"]["entity"]
+                    .as_str()
+                    .and_then(|e| e.parse().ok())
+                    == Some(entity)
         })
         .map(|n| n["alert"]["state"].as_str().unwrap_or("").to_string())
         .collect()

@@ -283,6 +283,24 @@ impl InterfaceSync {
     }
 }
 
+/// The event a user wants for an interface that appeared or disappeared (updates are quiet).
+fn change_event(change: &Change, entities: &[EntityRecord], address: &str) -> Option<Event> {
+    let (title, name) = match change {
+        Change::Create(body) => ("interface appeared", body["name"].as_str()?.to_string()),
+        Change::Delete { id } => (
+            "interface disappeared",
+            entities.iter().find(|e| e.id == *id)?.name.clone(),
+        ),
+        Change::Update { .. } => return None,
+    };
+    let message = format!("{title} on the device at {address}: {name}");
+    Some(
+        Event::new(EventStatus::Info, title, message)
+            .tag("interface", name)
+            .tag("address", address),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,22 +445,4 @@ mod tests {
         let entities = vec![interface(20, 5, "lo", json!("1"), json!("0"))];
         assert!(plan(5, &rows, &entities).is_empty());
     }
-}
-
-/// The event a user wants for an interface that appeared or disappeared (updates are quiet).
-fn change_event(change: &Change, entities: &[EntityRecord], address: &str) -> Option<Event> {
-    let (title, name) = match change {
-        Change::Create(body) => ("interface appeared", body["name"].as_str()?.to_string()),
-        Change::Delete { id } => (
-            "interface disappeared",
-            entities.iter().find(|e| e.id == *id)?.name.clone(),
-        ),
-        Change::Update { .. } => return None,
-    };
-    let message = format!("{title} on the device at {address}: {name}");
-    Some(
-        Event::new(EventStatus::Info, title, message)
-            .tag("interface", name)
-            .tag("address", address),
-    )
 }
