@@ -320,3 +320,62 @@ async fn max_starts_per_second_spreads_firings_due_together_and_shows_in_wait_co
         assert!(pair[1] - pair[0] > 0.15, "starts are spread: {costs:?}");
     }
 }
+
+/// Whether Alertmanager lists `TcpPortClosed` as active.
+async fn port_alert_active(alertmanager: &Alertmanager) -> bool {
+    alertmanager
+        .active_alerts()
+        .await
+        .iter()
+        .any(|a| a["labels"]["alertname"] == "TcpPortClosed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_that_fires_while_alertmanager_is_down_arrives_when_it_is_back() {
+    let receiver = Receiver::start().await;
+    let alertmanager_port = e2e::alertmanager::free_port();
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let jobs = jobs_file(dir.path(), port);
+    let url = format!("http://127.0.0.1:{alertmanager_port}");
+    let bot = BotProcess::start(
+        &build("collector", "--example", "tcpcheck"),
+        &["--jobs", jobs.to_str().expect("path")],
+        &[("ALERTMANAGER_URL", url.as_str())],
+    );
+    bot.wait_for(
+        "the alert firing on stdout",
+        |out, _| states(out.iter().map(String::as_str)) == ["firing"],
+        WAIT,
+    )
+    .await;
+    bot.wait_for_log("notifications not delivered", WAIT).await;
+
+    let alertmanager =
+        Alertmanager::start_at(&format!("{}/am", receiver.url), alertmanager_port).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !port_alert_active(&alertmanager).await {
+        assert!(tokio::time::Instant::now() < deadline, "{}", bot.stderr());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    receiver
+        .wait_for(
+            "/am",
+            "the firing notification",
+            |r| alertmanager_states(r) == ["firing"],
+            WAIT,
+        )
+        .await;
+    let _listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("open the port");
+    receiver
+        .wait_for(
+            "/am",
+            "the resolution",
+            |r| alertmanager_states(r) == ["firing", "resolved"],
+            WAIT,
+        )
+        .await;
+    assert!(!port_alert_active(&alertmanager).await);
+}
