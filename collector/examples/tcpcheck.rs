@@ -6,9 +6,12 @@
 //! Entity `details.ipv4` is the host; each sensor's `details.port` is a port to check;
 //! the credential's `details.timeout` (seconds, default 2) bounds each attempt.
 //! Values: `entity.{id}.tcpcheck.{port}.ok` (1 or 0) and `.seconds` (connect time, on success).
+//! Check: `TcpPortClosed` per port (labels `address`, `port`), bad while the port refuses.
 
 use clap::Parser;
-use collector::{Collector, Context, EntityConfig, Firing, JobError, JobSpec, Settings, Value};
+use collector::{
+    Check, Collector, Context, EntityConfig, Firing, JobError, JobSpec, Settings, Value,
+};
 use serde_json::Value as Json;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -69,7 +72,8 @@ impl Collector for TcpCheck {
                 Some(
                     JobSpec::new(entity.entity_id.to_string(), intervals, target)
                         .account(entity.account_id)
-                        .entity(entity.entity_id),
+                        .entity(entity.entity_id)
+                        .entity_name(&entity.name),
                 )
             })
             .collect()
@@ -89,8 +93,19 @@ impl Collector for TcpCheck {
             let prefix = format!("entity.{}.tcpcheck.{port}", target.entity_id);
             let started = Instant::now();
             let address = format!("{}:{port}", target.host);
-            let connect = tokio::net::TcpStream::connect(address);
-            match tokio::time::timeout(target.timeout, connect).await {
+            let connect = tokio::net::TcpStream::connect(address.as_str());
+            let outcome = tokio::time::timeout(target.timeout, connect).await;
+            let check = match &outcome {
+                Ok(Ok(_)) => Check::good("TcpPortClosed"),
+                Ok(Err(e)) => Check::bad("TcpPortClosed", format!("{address} refused: {e}")),
+                Err(_) => Check::bad("TcpPortClosed", format!("{address}: no answer")),
+            };
+            firing.check(
+                check
+                    .label("address", &target.host)
+                    .label("port", port.to_string()),
+            );
+            match outcome {
                 Ok(Ok(_stream)) => {
                     values.push(Value::new(format!("{prefix}.ok"), 1.0));
                     values.push(Value::new(

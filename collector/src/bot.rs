@@ -4,6 +4,7 @@ use crate::backend::BackendClient;
 use crate::entity::EntityConfig;
 use crate::job::JobSpec;
 use crate::metrics::Metrics;
+use crate::report::{Check, Event, Findings, Report};
 use crate::status::{LeftOut, Summary};
 use crate::store::Store;
 use crate::value::Value;
@@ -79,15 +80,48 @@ pub trait Collector: Send + Sync + 'static {
 }
 
 /// One firing of a job, as handed to [`Collector::perform`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Firing {
     /// The Unix second the firing was due.
     pub scheduled: u64,
     /// The job's intervals that fell due at this second, ascending.
     pub affecting: Vec<u64>,
+    /// Where the run reports checks and events (see [`Firing::check`], [`Firing::event`]).
+    report: Report,
+}
+
+impl PartialEq for Firing {
+    fn eq(&self, other: &Firing) -> bool {
+        self.scheduled == other.scheduled && self.affecting == other.affecting
+    }
 }
 
 impl Firing {
+    /// A firing due at `scheduled` with the intervals that fell due then.
+    pub fn new(scheduled: u64, affecting: Vec<u64>) -> Firing {
+        Firing {
+            scheduled,
+            affecting,
+            report: Report::default(),
+        }
+    }
+
+    /// Reports the outcome of a named check; the framework keeps the alert state
+    /// (`ALERT_IF_IN_A_ROW` bad runs fire it, one good run resolves it) and notifies the sinks.
+    pub fn check(&self, check: Check) {
+        self.report.check(check);
+    }
+
+    /// Reports a one-shot event; the framework adds the job's labels and sends it to the sinks.
+    pub fn event(&self, event: Event) {
+        self.report.event(event);
+    }
+
+    /// What the run reported so far (for the executor, and for a bot's own tests).
+    pub fn findings(&self) -> Findings {
+        self.report.take()
+    }
+
     /// Whether a sensor with this resolved interval runs at this firing.
     pub fn runs(&self, interval: Option<u64>) -> bool {
         interval.is_some_and(|i| self.affecting.contains(&i))

@@ -3,7 +3,11 @@
 
 use crate::bot::Collector;
 use crate::delivery::{Batch, DeliveryHandle};
+use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
+use crate::notify::{Notifier, RunReport};
+use crate::pacing::Pacer;
+use crate::report::Findings;
 use crate::scheduler::{Clock, Due};
 use crate::status::LastRun;
 use crate::task_record::{TaskRecord, TaskRecords};
@@ -47,6 +51,8 @@ pub struct Executor<C: Collector> {
     clock: Clock,
     tasks: TaskTracker,
     records: Arc<TaskRecords>,
+    notifier: Option<Notifier>,
+    pacer: Option<Arc<Pacer>>,
 }
 
 impl<C: Collector> Executor<C> {
@@ -69,7 +75,21 @@ impl<C: Collector> Executor<C> {
             metrics,
             clock,
             tasks: TaskTracker::new(),
+            notifier: None,
+            pacer: None,
         }
+    }
+
+    /// Starts at most `starts_per_second` runs a second (`JOB_MAX_STARTS_PER_SECOND`).
+    pub fn with_pacing(mut self, starts_per_second: Option<u32>) -> Self {
+        self.pacer = starts_per_second.map(|rate| Arc::new(Pacer::new(rate)));
+        self
+    }
+
+    /// Hands every finished run (outcome, checks, events, task record) to the notifier.
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
     }
 
     /// Starts a run of a job that fell due, unless its previous run is still going.
@@ -102,6 +122,9 @@ impl<C: Collector> Executor<C> {
             };
             let mut values = Vec::new();
             self.records.emit(&record, &mut values);
+            if let Some(notifier) = &self.notifier {
+                notifier.finish(run_report(&due.spec, &record, None, Findings::default()));
+            }
             self.delivery.submit(Batch {
                 account_id: due.spec.account_id,
                 job_id: due.spec.id.clone(),
@@ -117,12 +140,17 @@ impl<C: Collector> Executor<C> {
         let metrics = self.metrics.clone();
         let clock = self.clock;
         let records = self.records.clone();
+        let notifier = self.notifier.clone();
+        let pacer = self.pacer.clone();
         let limit = self
             .timeout
             .or_else(|| due.spec.min_interval().map(Duration::from_secs))
             .unwrap_or(Duration::from_secs(60));
         self.tasks.spawn(async move {
             let Due { spec, firing, state } = due;
+            if let Some(pacer) = &pacer {
+                pacer.wait().await;
+            }
             let Ok(_permit) = permits.acquire_owned().await else {
                 state.running.store(false, Ordering::Release);
                 return;
@@ -162,7 +190,7 @@ impl<C: Collector> Executor<C> {
                 finished,
                 outcome,
                 values: values.len(),
-                error,
+                error: error.clone(),
             });
             let record = TaskRecord {
                 job: &spec.id,
@@ -173,6 +201,9 @@ impl<C: Collector> Executor<C> {
                 outcome,
             };
             records.emit(&record, &mut values);
+            if let Some(notifier) = &notifier {
+                notifier.finish(run_report(&spec, &record, error, firing.findings()));
+            }
             delivery.submit(Batch {
                 account_id: spec.account_id,
                 job_id: spec.id.clone(),
@@ -201,6 +232,27 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     match text {
         Some(text) => format!("the job panicked: {text}"),
         None => "the job panicked".into(),
+    }
+}
+
+/// What the notifier needs of a finished run.
+fn run_report<P>(
+    spec: &JobSpec<P>,
+    record: &TaskRecord<'_>,
+    error: Option<String>,
+    findings: Findings,
+) -> RunReport {
+    RunReport {
+        job: spec.id.clone(),
+        entity: spec.entity_id,
+        entity_name: spec.entity_name.clone(),
+        account: spec.account_id,
+        outcome: record.outcome,
+        error,
+        findings,
+        trigger: record.trigger,
+        start: record.start,
+        end: record.end,
     }
 }
 
@@ -254,10 +306,7 @@ mod tests {
     fn due(id: &str, behaviour: &'static str, state: &Arc<JobState>) -> Due<&'static str> {
         Due {
             spec: Arc::new(JobSpec::new(id, vec![10], behaviour).account(1)),
-            firing: Firing {
-                scheduled: 0,
-                affecting: vec![10],
-            },
+            firing: Firing::new(0, vec![10]),
             state: state.clone(),
         }
     }

@@ -40,6 +40,8 @@ pub struct JobSpec<P> {
     pub account_id: Option<u64>,
     /// The entity the job is about, named in every log line of the job.
     pub entity_id: Option<u64>,
+    /// The entity's name, shown with alerts and events about it.
+    pub entity_name: Option<String>,
     /// Whatever the bot needs to perform the job.
     pub params: P,
     /// Which cluster members run it.
@@ -55,6 +57,7 @@ impl<P> JobSpec<P> {
             anchor: Anchor::Created,
             account_id: None,
             entity_id: None,
+            entity_name: None,
             params,
             placement: Placement::Owners,
         }
@@ -69,6 +72,12 @@ impl<P> JobSpec<P> {
     /// Sets the entity the job is about.
     pub fn entity(mut self, entity_id: u64) -> Self {
         self.entity_id = Some(entity_id);
+        self
+    }
+
+    /// Sets the entity's name (for alerts and events).
+    pub fn entity_name(mut self, name: impl Into<String>) -> Self {
+        self.entity_name = Some(name.into());
         self
     }
 

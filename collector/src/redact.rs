@@ -1,7 +1,8 @@
 //! Keeping the bot token out of logs and error messages: it travels in the `b` query parameter,
-//! so every URL that may be shown goes through [`redact_url`].
+//! so every URL that may be shown goes through [`redact_url`]. A DataWay URL carries its token
+//! in `token=`, which is redacted the same way.
 
-/// Replaces the value of every `b=` query parameter with `REDACTED`.
+/// Replaces the value of every `b=` and `token=` query parameter with `REDACTED`.
 pub fn redact_url(url: &str) -> String {
     let Some((base, query)) = url.split_once('?') else {
         return url.to_string();
@@ -11,6 +12,8 @@ pub fn redact_url(url: &str) -> String {
         .map(|pair| {
             if pair == "b" || pair.starts_with("b=") {
                 "b=REDACTED".to_string()
+            } else if pair == "token" || pair.starts_with("token=") {
+                "token=REDACTED".to_string()
             } else {
                 pair.to_string()
             }
@@ -54,6 +57,10 @@ mod tests {
         assert_eq!(
             redact_url("http://h/api/x?p=1&b=secret&b=again"),
             "http://h/api/x?p=1&b=REDACTED&b=REDACTED"
+        );
+        assert_eq!(
+            redact_url("https://dataway/v1/write/keyevent?token=tkn_secret"),
+            "https://dataway/v1/write/keyevent?token=REDACTED"
         );
         assert_eq!(
             redact_url("http://h/api/status/info"),

@@ -9,6 +9,7 @@ use crate::entity::{build_configs_explained, AccountData, ConfigProblem, EntityC
 use crate::executor::Executor;
 use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
+use crate::notify::Notifier;
 use crate::output::say;
 use crate::scheduler::{Clock, Scheduler};
 use crate::settings::{LogFormat, Mode, Settings, ValuesOutput};
@@ -228,6 +229,20 @@ where
         (standalone && settings.values_output == ValuesOutput::Metrics).then(LastValues::default);
     let background_stop = shutdown.child_token();
     let background = bot.background(background_stop.clone()).map(tokio::spawn);
+    let print_notices = standalone && settings.values_output == ValuesOutput::Stdout;
+    let (notifier, notifier_tasks) = match Notifier::start(
+        &settings.notify,
+        store.clone(),
+        &metrics,
+        protocol,
+        print_notices,
+    ) {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
 
     let telemetry_address = settings.metrics_address.or_else(|| {
         last_values
@@ -359,7 +374,9 @@ where
             log: settings.task_records,
             prefix: settings.task_records_prefix.clone(),
         },
-    );
+    )
+    .with_notifier(notifier.clone())
+    .with_pacing(settings.job_max_starts_per_second);
     let (updates, mut updates_rx) = mpsc::channel::<JobUpdate<C::Params>>(2);
     if membership.is_clustered() {
         tracing::info!(
@@ -371,8 +388,10 @@ where
     }
     let assignment = Assignment::new(membership, &metrics);
     let refresher = tokio::spawn(refresh_loop(
-        source,
-        first_refresh,
+        Configs {
+            source,
+            first: first_refresh,
+        },
         bot.clone(),
         settings.refresh_interval(),
         updates,
@@ -391,6 +410,7 @@ where
                 metrics.framework.jobs_scheduled.set(scheduler.len() as i64);
                 status.set_entities(report, &unreadable);
                 status.set_jobs(&scheduler, &*bot);
+                notifier.jobs_now(scheduler.job_ids(), clock.now_unix());
                 tracing::info!(protocol, jobs = scheduler.len(), added = summary.added,
                     changed = summary.changed, removed = summary.removed,
                     kept_unreadable = summary.kept_unreadable, "jobs refreshed");
@@ -407,6 +427,10 @@ where
     }
     // The executor holds a sender of the delivery queue: drop it so the queue can close.
     drop(executor);
+    drop(notifier);
+    notifier_tasks
+        .close(grace.min(Duration::from_secs(5)))
+        .await;
     background_stop.cancel();
     if let Some(task) = background {
         let _ = tokio::time::timeout(grace, task).await;
@@ -474,11 +498,16 @@ async fn watch_output(shutdown: CancellationToken) {
     }
 }
 
-/// Refreshes the jobs every `every`; `first` is a refresh already made at start-up (standalone
-/// mode reads its file once to check it), used instead of reading again.
-async fn refresh_loop<C: Collector>(
+/// Where job configs come from, with a refresh already made at start-up (standalone mode reads
+/// its file once to check it) that the refresh loop uses instead of reading again.
+struct Configs {
     source: Source,
-    mut first: Option<Refresh>,
+    first: Option<Refresh>,
+}
+
+/// Refreshes the jobs every `every`.
+async fn refresh_loop<C: Collector>(
+    configs: Configs,
     bot: Arc<C>,
     every: Duration,
     updates: mpsc::Sender<JobUpdate<C::Params>>,
@@ -486,6 +515,7 @@ async fn refresh_loop<C: Collector>(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) {
+    let Configs { source, mut first } = configs;
     loop {
         let started = Instant::now();
         let result = match first.take() {

@@ -366,10 +366,7 @@ impl<P: PartialEq> Scheduler<P> {
             entry.next = next;
             let due = Due {
                 spec: entry.spec.clone(),
-                firing: Firing {
-                    scheduled: second,
-                    affecting: affecting_intervals(entry.anchor, intervals, second),
-                },
+                firing: Firing::new(second, affecting_intervals(entry.anchor, intervals, second)),
                 state: entry.state.clone(),
             };
             self.file(next, (slot, generation));

@@ -114,8 +114,16 @@ pub struct Settings {
     pub log_format: LogFormat,
 
     /// Replicas sharing the jobs (CLUSTER_MEMBERS, CLUSTER_MEMBER, CLUSTER_REPLICATION).
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Replicas")]
     pub cluster: crate::cluster::ClusterSettings,
+
+    /// Job starts per second at most (firings due together are spread); unlimited by default.
+    #[arg(help_heading = "Jobs and state", long, env = "JOB_MAX_STARTS_PER_SECOND", value_parser = clap::value_parser!(u32).range(1..))]
+    pub job_max_starts_per_second: Option<u32>,
+
+    /// Alerts, events and their sinks.
+    #[command(flatten, next_help_heading = "Alerts and events")]
+    pub notify: crate::notify::NotifySettings,
 }
 
 /// How log lines are written (to stderr; stdout is for values in standalone mode).

@@ -54,9 +54,12 @@
 //!
 //! The `test-backend` binary serves [`Fixture::generated`] for manual runs and benchmarks.
 
+pub mod alertmanager;
 pub mod backend;
 pub mod fixture;
+pub mod line_protocol;
 pub mod process;
+pub mod receiver;
 
 pub use backend::{
     Fault, FaultId, FaultRequest, RequestRecord, StoredValue, TestBackend, WriteMethod,

@@ -91,6 +91,11 @@ const BOT_ENV: &[&str] = &[
     "CLUSTER_MEMBERS",
     "CLUSTER_MEMBER",
     "CLUSTER_REPLICATION",
+    "ALERT_IF_IN_A_ROW",
+    "ALERT_RENOTIFY",
+    "ALERTMANAGER_URL",
+    "EVENTS_WEBHOOK_URL",
+    "DATAKIT_URL",
 ];
 
 impl BotProcess {

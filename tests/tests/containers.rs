@@ -108,7 +108,25 @@ fn the_compose_example_names_existing_dockerfiles_and_the_bot_settings() {
         "JOBS_REFRESH_INTERVAL",
         "NETFLOW_PORT",
         "NET_RAW",
+        "ALERTMANAGER_URL: http://alertmanager:9093",
+        "./alertmanager.example.yml:/etc/alertmanager/alertmanager.yml",
     ] {
         assert!(text.contains(setting), "compose example sets {setting}");
     }
+}
+
+#[test]
+fn the_alertmanager_example_config_is_valid_for_alertmanager() {
+    let config = workspace_root().join("alertmanager.example.yml");
+    let output = std::process::Command::new("amtool")
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .expect("run amtool (apt-get install prometheus-alertmanager)");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -201,6 +201,21 @@ impl SilentPeer {
         peer
     }
 
+    /// Makes the host answer echo requests from now on.
+    fn start_answering(&self) {
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.namespace,
+                "sh",
+                "-c",
+                "echo 0 > /proc/sys/net/ipv4/icmp_echo_ignore_all",
+            ],
+        );
+    }
+
     /// Echo requests that reached the silent host: (IPv4, IPv6).
     fn echo_requests(&self) -> (u64, u64) {
         let ns = self.namespace.as_str();
@@ -598,4 +613,82 @@ async fn where_ping_group_range_allows_it_the_bot_pings_without_privileges() {
     );
     let status = bot.terminate(WAIT).await;
     assert!(status.success(), "{status:?}");
+}
+
+/// `PingHostDown` states in notices (JSON lines on stdout or webhook bodies).
+fn host_down_states<'a>(notices: impl Iterator<Item = &'a str>) -> Vec<String> {
+    notices
+        .filter_map(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+        .filter(|json| json["alert"]["name"] == "PingHostDown")
+        .map(|json| json["alert"]["state"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_silent_host_that_starts_answering_fires_and_resolves_ping_host_down_once() {
+    let peer = SilentPeer::create();
+    let receiver = e2e::receiver::Receiver::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let jobs = dir.path().join("jobs.toml");
+    let text = format!(
+        "[[credentials]]\nid = 1\nprotocol = \"ping\"\n\
+         details = {{ n_packets = 1, timeout = \"0.5\" }}\n\n\
+         [[sensors]]\nid = 10\nprotocol = \"ping\"\ndefault_interval = 1\n\n\
+         [[entities]]\nid = 7\nname = \"silent\"\ndetails = {{ ipv4 = \"{}\" }}\n\
+         protocols.ping = {{ credential = 1, sensors = [{{ sensor = 10 }}] }}\n",
+        peer.v4
+    );
+    std::fs::write(&jobs, text).expect("write jobs file");
+    let webhook = format!("{}/hook", receiver.url);
+    let bot = BotProcess::start(
+        &pingbot(),
+        &["--jobs", jobs.to_str().expect("utf-8")],
+        &[("EVENTS_WEBHOOK_URL", webhook.as_str())],
+    );
+    let posted = || {
+        let bodies: Vec<String> = receiver
+            .received("/hook")
+            .into_iter()
+            .map(|r| r.body)
+            .collect();
+        host_down_states(bodies.iter().map(String::as_str))
+    };
+    bot.wait_for(
+        "PingHostDown firing on stdout",
+        |out, _| host_down_states(out.iter().map(String::as_str)) == ["firing"],
+        WAIT,
+    )
+    .await;
+    let line = bot
+        .stdout_lines()
+        .into_iter()
+        .find(|l| l.starts_with("{\"alert\""))
+        .expect("alert line");
+    let alert: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+    let labels = &alert["alert"]["labels"];
+    assert_eq!(labels["bot"], "ping", "{line}");
+    assert_eq!(labels["entity"], "7", "{line}");
+    assert_eq!(labels["entity_name"], "silent", "{line}");
+    assert_eq!(labels["address"], peer.v4.as_str(), "{line}");
+    receiver
+        .wait_for("/hook", "the firing", |_| posted() == ["firing"], WAIT)
+        .await;
+
+    peer.start_answering();
+    bot.wait_for(
+        "PingHostDown resolved on stdout",
+        |out, _| host_down_states(out.iter().map(String::as_str)) == ["firing", "resolved"],
+        WAIT,
+    )
+    .await;
+    receiver
+        .wait_for(
+            "/hook",
+            "the resolution",
+            |_| posted() == ["firing", "resolved"],
+            WAIT,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(posted(), ["firing", "resolved"], "exactly one of each");
 }

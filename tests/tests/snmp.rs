@@ -592,3 +592,107 @@ async fn standalone_mode_prints_values_from_a_jobs_file() {
     .await;
     bot.terminate(Duration::from_secs(10)).await;
 }
+
+/// States of alert `name` about `entity` in the webhook's bodies, in order.
+fn alert_states(receiver: &e2e::receiver::Receiver, name: &str, entity: Id) -> Vec<String> {
+    receiver
+        .received("/hook")
+        .iter()
+        .filter_map(|r| serde_json::from_str::<Json>(&r.body).ok())
+        .filter(|n| {
+            n["alert"]["name"] == name
+                && n["alert"]["labels"]["entity"]
+                    .as_str()
+                    .and_then(|e| e.parse().ok())
+                    == Some(entity)
+        })
+        .map(|n| n["alert"]["state"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_stops_and_starts_fires_and_resolves_unreachable_and_bad_v3_fires_auth_failed(
+) {
+    let mut agent = Snmpd::start(&agent_objects());
+    let receiver = e2e::receiver::Receiver::start().await;
+    let mut fixture = base_fixture();
+    fixture.device(ACCOUNT, DEVICE, "router", &agent.address());
+    let sensors = [(UPTIME_SENSOR, Some(1)), (RATE_SENSOR, Some(1))];
+    fixture.bind(DEVICE, "snmp", V2C, &sensors, BOT);
+    fixture.device(ACCOUNT, OTHER_DEVICE, "wrong password", &agent.address());
+    fixture.bind(
+        OTHER_DEVICE,
+        "snmp",
+        V3_WRONG,
+        &[(UPTIME_SENSOR, Some(1))],
+        BOT,
+    );
+    let backend = TestBackend::start(fixture).await;
+    let webhook = format!("{}/hook", receiver.url);
+    let mut bot = start_bot(&backend, &[("EVENTS_WEBHOOK_URL", webhook.as_str())]);
+
+    let wait = |name: &'static str, entity: Id, states: &'static [&'static str]| {
+        let receiver = &receiver;
+        async move {
+            receiver
+                .wait_for(
+                    "/hook",
+                    name,
+                    |_| alert_states(receiver, name, entity) == states,
+                    WAIT,
+                )
+                .await
+        }
+    };
+    wait("SnmpAuthFailed", OTHER_DEVICE, &["firing"]).await;
+    let auth = receiver
+        .received("/hook")
+        .into_iter()
+        .find(|r| r.body.contains("SnmpAuthFailed"))
+        .expect("auth alert");
+    let auth: Json = serde_json::from_str(&auth.body).expect("JSON");
+    let labels = &auth["alert"]["labels"];
+    assert_eq!(labels["bot"], "snmp");
+    assert_eq!(labels["entity_name"], "wrong password");
+    assert_eq!(labels["account"], ACCOUNT.to_string());
+    assert_eq!(labels["address"], agent.address());
+    assert!(
+        !auth.to_string().contains("notthepassword"),
+        "no secret in alerts"
+    );
+
+    agent.stop();
+    wait("SnmpAgentUnreachable", DEVICE, &["firing"]).await;
+    agent.restart();
+    wait("SnmpAgentUnreachable", DEVICE, &["firing", "resolved"]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        alert_states(&receiver, "SnmpAgentUnreachable", DEVICE),
+        ["firing", "resolved"]
+    );
+    assert!(alert_states(&receiver, "SnmpAuthFailed", DEVICE).is_empty());
+    // The restarted agent's sysUpTime went back: one event, tagged with the device.
+    let restarts = || -> Vec<Json> {
+        receiver
+            .received("/hook")
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Json>(&r.body).ok())
+            .filter(|n| n["event"]["title"] == "SNMP agent restarted")
+            .collect()
+    };
+    receiver
+        .wait_for(
+            "/hook",
+            "the restart event",
+            |_| !restarts().is_empty(),
+            WAIT,
+        )
+        .await;
+    let restart = &restarts()[0]["event"];
+    assert_eq!(restart["status"], "warning");
+    assert_eq!(restart["tags"]["entity"], DEVICE.to_string());
+    assert_eq!(restart["tags"]["address"], agent.address());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(restarts().len(), 1, "one restart, one event");
+    bot.terminate(Duration::from_secs(10)).await;
+}

@@ -11,7 +11,8 @@ use collector::backend::BackendClient;
 use collector::bot::Firing;
 use collector::cluster::Membership;
 use collector::{
-    Anchor, Collector, Context, EntityConfig, JobError, JobSpec, StartError, Store, Value,
+    Anchor, Check, Collector, Context, EntityConfig, Event, EventStatus, JobError, JobSpec,
+    StartError, Store, Value,
 };
 use futures::future::BoxFuture;
 use serde_json::json;
@@ -178,7 +179,7 @@ impl NetflowBot {
 
     /// Posts, to every account the bot can list, a device for each exporter seen that is not
     /// among the account's devices yet (contract §5.11); a failed request ends the run.
-    async fn suggest_entities(&self) -> Result<(), JobError> {
+    async fn suggest_entities(&self, firing: &Firing) -> Result<(), JobError> {
         let Some(backend) = &self.backend else {
             return Ok(());
         };
@@ -220,6 +221,15 @@ impl NetflowBot {
                     ))
                 })?;
                 tracing::info!(account, entity = id, exporter = %text, "exporter suggested as entity");
+                let message = format!(
+                    "exporter {text} sends flows and was added to account {account} as entity {id}"
+                );
+                let event =
+                    Event::new(EventStatus::Info, "new NetFlow exporter suggested", message)
+                        .about(id)
+                        .tag("address", text.as_str())
+                        .tag("account", account.to_string());
+                firing.event(event);
             }
         }
         Ok(())
@@ -259,6 +269,39 @@ impl NetflowBot {
             .map(|v| Value::new(v.path, v.bytes as f64))
             .collect())
     }
+}
+
+/// Minutes without a single flow before `NetflowExporterSilent` fires.
+pub const SILENT_MINUTES: u32 = 3;
+
+/// `NetflowExporterSilent` per entity from the values of a 1-minute window: bad for a minute in
+/// which its exporter sent nothing (both directions' totals are 0); fires after
+/// [`SILENT_MINUTES`] such minutes in a row, resolves at the first minute with flows.
+pub fn silent_checks(values: &[Value], entities: &[EntityConfig]) -> Vec<Check> {
+    entities
+        .iter()
+        .filter_map(|entity| {
+            let address = entity.address()?.trim().to_string();
+            let suffix = format!(".entity.{}", entity.entity_id);
+            let bytes: f64 = values
+                .iter()
+                .filter(|v| v.path.split('.').count() == 5 && v.path.ends_with(&suffix))
+                .map(|v| v.value)
+                .sum();
+            let check = if bytes > 0.0 {
+                Check::good("NetflowExporterSilent")
+            } else {
+                let message = format!("exporter {address} sent no flows in the last minute");
+                Check::bad("NetflowExporterSilent", message)
+            };
+            Some(
+                check
+                    .in_a_row(SILENT_MINUTES)
+                    .about(entity.entity_id, entity.name.clone())
+                    .label("address", address),
+            )
+        })
+        .collect()
 }
 
 impl Collector for NetflowBot {
@@ -335,15 +378,23 @@ impl Collector for NetflowBot {
     async fn perform(
         &self,
         job: &JobSpec<NetflowJob>,
-        _firing: &Firing,
+        firing: &Firing,
     ) -> Result<Vec<Value>, JobError> {
         match &job.params {
-            NetflowJob::SuggestEntities => self.suggest_entities().await.map(|()| Vec::new()),
+            NetflowJob::SuggestEntities => self.suggest_entities(firing).await.map(|()| Vec::new()),
             NetflowJob::Aggregate {
                 window,
                 account,
                 entities,
-            } => self.aggregate(*window, *account, entities).await,
+            } => {
+                let values = self.aggregate(*window, *account, entities).await?;
+                if *window == 0 {
+                    for check in silent_checks(&values, entities) {
+                        firing.check(check);
+                    }
+                }
+                Ok(values)
+            }
         }
     }
 
@@ -376,5 +427,51 @@ impl Collector for NetflowBot {
 
     fn left_out(&self, configs: &[EntityConfig]) -> Vec<collector::LeftOut> {
         crate::status::left_out(configs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exporter(id: u64, address: &str) -> EntityConfig {
+        EntityConfig {
+            entity_id: id,
+            account_id: 1,
+            name: format!("exporter {id}"),
+            entity_type: "device".into(),
+            parent: None,
+            details: json!({ "ipv4": address }),
+            credential_details: json!({}),
+            sensors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_exporter_without_flows_in_the_minute_is_bad_with_its_own_rule() {
+        let values = vec![
+            Value::new("netflow.1min.ingress.entity.7", 1500.0),
+            Value::new("netflow.1min.egress.entity.7", 0.0),
+            Value::new("netflow.1min.ingress.entity.8", 0.0),
+            Value::new("netflow.1min.egress.entity.8", 0.0),
+            Value::new("netflow.1min.ingress.entity.78.if.3", 99.0),
+            Value::new("netflow.1min.ingress", 1500.0),
+        ];
+        let entities = [
+            exporter(7, "10.0.0.7"),
+            exporter(8, "10.0.0.8"),
+            exporter(78, "10.0.0.78"),
+        ];
+        let checks = silent_checks(&values, &entities);
+        let bad: Vec<(u64, bool)> = checks
+            .iter()
+            .map(|c| (c.entity.unwrap_or(0), c.bad))
+            .collect();
+        assert_eq!(bad, [(7, false), (8, true), (78, true)]);
+        assert!(checks
+            .iter()
+            .all(|c| c.in_a_row == Some(SILENT_MINUTES) && c.name == "NetflowExporterSilent"));
+        assert_eq!(checks[1].labels["address"], "10.0.0.8");
+        assert_eq!(checks[1].entity_name.as_deref(), Some("exporter 8"));
     }
 }

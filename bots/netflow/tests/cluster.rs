@@ -117,10 +117,7 @@ async fn report(member: &Member) -> BTreeMap<String, f64> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let firing = Firing {
-        scheduled: 0,
-        affecting: vec![60],
-    };
+    let firing = Firing::new(0, vec![60]);
     let values = member
         .bot
         .perform(&member.window, &firing)
@@ -137,10 +134,7 @@ async fn report(member: &Member) -> BTreeMap<String, f64> {
 /// Starts the members, opens their windows, sends every exporter's flows to all, reports.
 async fn reports(members: u32, configs: &[EntityConfig]) -> Vec<BTreeMap<String, f64>> {
     let started: Vec<Member> = (0..members).map(|m| start(m, members, configs)).collect();
-    let firing = Firing {
-        scheduled: 0,
-        affecting: vec![60],
-    };
+    let firing = Firing::new(0, vec![60]);
     for member in &started {
         // A window's first run only starts it.
         let first = member.bot.perform(&member.window, &firing).await;

@@ -1,7 +1,9 @@
 //! The ping bot on the collector framework: one job per device entity with the `ping` protocol
 //! (job id `"{entity_id}"`, contract §5.5 and §5.10), run on the shared ICMP engine.
 
-use collector::{Collector, Context, EntityConfig, Firing, JobError, JobSpec, StartError, Value};
+use collector::{
+    Check, Collector, Context, EntityConfig, Firing, JobError, JobSpec, StartError, Value,
+};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -170,7 +172,8 @@ pub fn job_of(entity: &EntityConfig) -> Option<JobSpec<PingParams>> {
     Some(
         JobSpec::new(entity.entity_id.to_string(), intervals, params)
             .account(entity.account_id)
-            .entity(entity.entity_id),
+            .entity(entity.entity_id)
+            .entity_name(&entity.name),
     )
 }
 
@@ -213,6 +216,7 @@ impl Collector for PingBot {
                 );
             }
         }
+        firing.check(host_down_check(&report, target, &destination));
         Ok(report.values(params.entity_id))
     }
 
@@ -227,6 +231,24 @@ impl Collector for PingBot {
     fn left_out(&self, configs: &[EntityConfig]) -> Vec<collector::LeftOut> {
         crate::status::left_out(configs)
     }
+}
+
+/// `PingHostDown`: bad when no packet of the firing was answered, good at any answer.
+fn host_down_check(
+    report: &crate::probe::ProbeReport,
+    target: &Target,
+    destination: &impl std::fmt::Display,
+) -> Check {
+    let check = if report.replies() == 0 {
+        let sent = report.packets.len();
+        Check::bad(
+            "PingHostDown",
+            format!("none of {sent} packets to {destination} was answered"),
+        )
+    } else {
+        Check::good("PingHostDown")
+    };
+    check.label("address", target.to_string())
 }
 
 #[cfg(test)]
@@ -276,10 +298,7 @@ mod tests {
     }
 
     fn firing(affecting: &[u64]) -> Firing {
-        Firing {
-            scheduled: 0,
-            affecting: affecting.to_vec(),
-        }
+        Firing::new(0, affecting.to_vec())
     }
 
     fn bot() -> (PingBot, Arc<Pinger>) {

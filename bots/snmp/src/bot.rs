@@ -4,8 +4,13 @@
 use crate::counters::CounterStore;
 use crate::interfaces::{InterfaceCounters, InterfaceJob, InterfaceSync};
 use crate::sensor::{parse_sensor, EntityPoll, Poller, SensorCounters};
-use crate::session::{des_salt_state, Credential, SnmpCounters, SnmpEngine, SnmpSettings};
-use collector::{Collector, Context, EntityConfig, Firing, JobError, JobSpec, StartError, Value};
+use crate::session::{
+    des_salt_state, Credential, SnmpCounters, SnmpEngine, SnmpError, SnmpSettings,
+};
+use collector::{
+    Check, Collector, Context, EntityConfig, Event, EventStatus, Firing, JobError, JobSpec,
+    StartError, Value,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -222,7 +227,8 @@ pub fn entity_jobs(
         jobs.push(
             JobSpec::new(entity.entity_id.to_string(), intervals, SnmpJob::Poll(poll))
                 .account(entity.account_id)
-                .entity(entity.entity_id),
+                .entity(entity.entity_id)
+                .entity_name(&entity.name),
         );
     }
     if let Some(interval) = interface_interval {
@@ -266,14 +272,31 @@ impl Collector for SnmpBot {
         firing: &Firing,
     ) -> Result<Vec<Value>, JobError> {
         match &job.params {
-            SnmpJob::Poll(entity) => self
-                .poller
-                .poll(entity, |interval| firing.runs(interval))
-                .await
-                .map_err(JobError::from),
+            SnmpJob::Poll(entity) => {
+                let result = self
+                    .poller
+                    .poll_noting_restart(entity, |i| firing.runs(i))
+                    .await;
+                let address = entity.address.as_deref().unwrap_or("");
+                if any_due(entity, firing) {
+                    for check in agent_checks(result.as_ref().err(), address) {
+                        firing.check(check);
+                    }
+                }
+                let (values, restarted) = result.map_err(|e| JobError::new(e.to_string()))?;
+                if restarted {
+                    let message =
+                        format!("the SNMP agent at {address} restarted (sysUpTime went back)");
+                    firing.event(
+                        Event::new(EventStatus::Warning, "SNMP agent restarted", message)
+                            .tag("address", address),
+                    );
+                }
+                Ok(values)
+            }
             SnmpJob::Interfaces(interface_job) => match &self.interfaces {
                 Some(sync) => sync
-                    .run(&self.engine, interface_job)
+                    .run(&self.engine, interface_job, firing)
                     .await
                     .map(|_| Vec::new())
                     .map_err(JobError::from),
@@ -293,6 +316,39 @@ impl Collector for SnmpBot {
     fn left_out(&self, configs: &[EntityConfig]) -> Vec<collector::LeftOut> {
         crate::status::left_out(configs, self.interfaces.is_some())
     }
+}
+
+/// Whether a sensor of the entity is due at this firing (otherwise the agent was not asked).
+fn any_due(entity: &EntityPoll, firing: &Firing) -> bool {
+    entity.sensors.iter().any(|sensor| {
+        firing.runs(match sensor {
+            Ok(spec) => spec.interval,
+            Err(problem) => problem.interval,
+        })
+    })
+}
+
+/// `SnmpAgentUnreachable` (every request timed out: a firing stops at the first timeout) and
+/// `SnmpAuthFailed` (SNMPv3 credentials refused) from how a poll ended. A configuration problem
+/// says nothing about the agent: no check (the run fails, which `JobFailing` reports).
+pub fn agent_checks(error: Option<&SnmpError>, address: &str) -> Vec<Check> {
+    let (unreachable, auth) = match error {
+        Some(SnmpError::Config(_)) => return Vec::new(),
+        Some(e @ SnmpError::Timeout { .. }) => (Some(e.to_string()), None),
+        Some(e @ SnmpError::Authentication { .. }) => (None, Some(e.to_string())),
+        _ => (None, None),
+    };
+    let check = |name: &str, bad: Option<String>| {
+        match bad {
+            Some(message) => Check::bad(name, message),
+            None => Check::good(name),
+        }
+        .label("address", address)
+    };
+    vec![
+        check("SnmpAgentUnreachable", unreachable),
+        check("SnmpAuthFailed", auth),
+    ]
 }
 
 /// The standalone example: polls sysUpTime and the interface traffic counters of a local

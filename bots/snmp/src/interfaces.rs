@@ -11,6 +11,7 @@ use crate::walk::{walk, WalkRow};
 use async_snmp::Oid;
 use collector::backend::{BackendClient, BackendError};
 use collector::entity::EntityRecord;
+use collector::{Event, EventStatus, Firing};
 use prometheus_client::metrics::counter::Counter;
 use serde_json::{json, Map, Value as Json};
 use std::collections::{HashMap, HashSet};
@@ -178,7 +179,12 @@ impl InterfaceSync {
     }
 
     /// One sync of one device. Returns how many changes were made.
-    pub async fn run(&self, engine: &Arc<SnmpEngine>, job: &InterfaceJob) -> Result<usize, String> {
+    pub async fn run(
+        &self,
+        engine: &Arc<SnmpEngine>,
+        job: &InterfaceJob,
+        firing: &Firing,
+    ) -> Result<usize, String> {
         let credential = job
             .credential
             .as_ref()
@@ -233,6 +239,9 @@ impl InterfaceSync {
                 Ok(()) => {
                     made += 1;
                     self.counters.changes.inc();
+                    if let Some(event) = change_event(change, &entities, address) {
+                        firing.event(event);
+                    }
                 }
                 Err(error) if error.status() == Some(403) => {
                     return self.refused(job, error);
@@ -282,6 +291,24 @@ impl InterfaceSync {
     }
 }
 
+/// The event a user wants for an interface that appeared or disappeared (updates are quiet).
+fn change_event(change: &Change, entities: &[EntityRecord], address: &str) -> Option<Event> {
+    let (title, name) = match change {
+        Change::Create(body) => ("interface appeared", body["name"].as_str()?.to_string()),
+        Change::Delete { id } => (
+            "interface disappeared",
+            entities.iter().find(|e| e.id == *id)?.name.clone(),
+        ),
+        Change::Update { .. } => return None,
+    };
+    let message = format!("{title} on the device at {address}: {name}");
+    Some(
+        Event::new(EventStatus::Info, title, message)
+            .tag("interface", name)
+            .tag("address", address),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +331,24 @@ mod tests {
             details: json!({"snmp_index": index, "speed_bps": speed}),
             protocols: HashMap::new(),
         }
+    }
+
+    #[test]
+    fn appeared_and_disappeared_interfaces_are_events_updates_are_not() {
+        let known = [interface(31, 7, "eth9", json!("9"), json!("100"))];
+        let created = Change::Create(json!({"name": "eth1", "entity_type": "interface"}));
+        let event = change_event(&created, &known, "10.0.0.1").unwrap();
+        assert_eq!(event.title, "interface appeared");
+        assert_eq!(event.tags["interface"], "eth1");
+        assert_eq!(event.tags["address"], "10.0.0.1");
+        let deleted = change_event(&Change::Delete { id: 31 }, &known, "10.0.0.1").unwrap();
+        assert_eq!(deleted.title, "interface disappeared");
+        assert_eq!(deleted.tags["interface"], "eth9");
+        let update = Change::Update {
+            id: 31,
+            body: json!({}),
+        };
+        assert!(change_event(&update, &known, "10.0.0.1").is_none());
     }
 
     #[test]

@@ -160,6 +160,8 @@ struct FiringFetcher {
     session: Arc<Session>,
     fetched: HashMap<(Oid, FetchMethod), Result<Arc<Fetched>, SnmpError>>,
     uptime: Option<Option<u32>>,
+    /// A counter showed that the agent restarted since the previous poll.
+    restarted: bool,
 }
 
 impl FiringFetcher {
@@ -251,7 +253,19 @@ impl Poller {
         &self,
         entity: &EntityPoll,
         runs: impl Fn(Option<u64>) -> bool,
-    ) -> Result<Vec<Value>, String> {
+    ) -> Result<Vec<Value>, SnmpError> {
+        self.poll_noting_restart(entity, runs)
+            .await
+            .map(|(values, _)| values)
+    }
+
+    /// [`Poller::poll`], also saying whether the agent restarted since the previous poll
+    /// (its sysUpTime went back, seen by a counter sensor).
+    pub async fn poll_noting_restart(
+        &self,
+        entity: &EntityPoll,
+        runs: impl Fn(Option<u64>) -> bool,
+    ) -> Result<(Vec<Value>, bool), SnmpError> {
         let entity_id = entity.entity_id;
         let due: Vec<&Result<SensorSpec, SensorProblem>> = entity
             .sensors
@@ -264,26 +278,23 @@ impl Poller {
             })
             .collect();
         if due.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
         let credential = entity
             .credential
             .as_ref()
-            .map_err(|e| format!("unusable SNMP credential: {e}"))?;
+            .map_err(|e| SnmpError::Config(format!("unusable SNMP credential: {e}")))?;
         let _slot = self.engine.device_slot().await;
         let address = entity
             .address
             .as_deref()
-            .ok_or("the entity has no details.ipv4 to poll")?;
-        let session = self
-            .engine
-            .session(address, credential)
-            .await
-            .map_err(|e| e.to_string())?;
+            .ok_or_else(|| SnmpError::Config("the entity has no details.ipv4 to poll".into()))?;
+        let session = self.engine.session(address, credential).await?;
         let mut fetcher = FiringFetcher {
             session,
             fetched: HashMap::new(),
             uptime: None,
+            restarted: false,
         };
         let mut values = Vec::new();
         let mut paths = HashSet::new();
@@ -303,7 +314,7 @@ impl Poller {
             self.poll_sensor(entity_id, spec, &mut fetcher, &mut paths, &mut values)
                 .await?;
         }
-        Ok(values)
+        Ok((values, fetcher.restarted))
     }
 
     async fn poll_sensor(
@@ -313,13 +324,13 @@ impl Poller {
         fetcher: &mut FiringFetcher,
         paths: &mut HashSet<String>,
         values: &mut Vec<Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SnmpError> {
         let sensor_id = spec.sensor_id;
         let mut fetched = Vec::with_capacity(spec.oids.len());
         for oid in &spec.oids {
             match fetcher.fetch(oid).await {
                 Ok(result) => fetched.push(result),
-                Err(error) if error.affects_whole_agent() => return Err(error.to_string()),
+                Err(error) if error.affects_whole_agent() => return Err(error),
                 Err(error) => {
                     tracing::warn!(entity = entity_id, sensor = sensor_id, oid = %oid.text,
                         "sensor gives no values this time: {error}");
@@ -513,6 +524,7 @@ impl Poller {
             })
             .collect();
         if restarted {
+            fetcher.restarted = true;
             tracing::info!(entity = entity_id, sensor = spec.sensor_id,
                 "the agent restarted since the last poll (sysUpTime went back): counters start over");
         }

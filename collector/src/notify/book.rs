@@ -1,0 +1,367 @@
+//! The notifier's thread: applies each run's checks to the alert state and turns state changes
+//! and events into notifications, committed to the sinks' outboxes in the same transaction.
+//! Runs on its own thread because every commit is a blocking fsync.
+
+use super::alerts::{self, AlertRules, Observation};
+use super::notice::{AlertNotice, AlertState, EventNotice, Notice};
+use super::outbox::Outbox;
+use super::{Input, NotifyMetrics, RunReport};
+use crate::executor::Outcome;
+use crate::store::Store;
+use redb::{ReadableDatabase, ReadableTable};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::io::Write;
+use tokio::sync::mpsc;
+
+/// Inputs handled in one transaction, at most.
+const PER_COMMIT: usize = 256;
+
+/// The alert state keeper.
+pub struct Book {
+    store: Store,
+    rules: AlertRules,
+    bot: &'static str,
+    /// Each sink's outbox, and whether it takes events (Alertmanager takes alerts only).
+    outboxes: Vec<(Outbox, bool)>,
+    stdout: bool,
+    metrics: NotifyMetrics,
+    /// Keys with state in the store: a good check of any other key needs no transaction.
+    known: HashSet<String>,
+    events: u64,
+}
+
+fn storage(e: impl std::fmt::Display) -> String {
+    format!("alert state storage: {e}")
+}
+
+impl Book {
+    /// Loads the keys of the alert state an earlier run left.
+    pub fn open(
+        store: Store,
+        rules: AlertRules,
+        bot: &'static str,
+        outboxes: Vec<(Outbox, bool)>,
+        stdout: bool,
+        metrics: NotifyMetrics,
+    ) -> Result<Book, String> {
+        let mut book = Book {
+            store,
+            rules,
+            bot,
+            outboxes,
+            stdout,
+            metrics,
+            known: HashSet::new(),
+            events: 0,
+        };
+        book.reload_keys()?;
+        let firing = alerts::firing(book.store.database(), 0.0)?;
+        book.metrics.firing.set(firing.len() as i64);
+        Ok(book)
+    }
+
+    fn reload_keys(&mut self) -> Result<(), String> {
+        let db = self.store.database();
+        let txn = db.begin_write().map_err(storage)?;
+        txn.open_table(alerts::ALERTS).map_err(storage)?;
+        txn.commit().map_err(storage)?;
+        let txn = db.begin_read().map_err(storage)?;
+        let table = txn.open_table(alerts::ALERTS).map_err(storage)?;
+        self.known.clear();
+        for item in table.iter().map_err(storage)? {
+            let (key, _) = item.map_err(storage)?;
+            self.known.insert(key.value().to_string());
+        }
+        Ok(())
+    }
+
+    /// Handles inputs until every sender is dropped.
+    pub fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        while let Some(first) = inputs.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < PER_COMMIT {
+                match inputs.try_recv() {
+                    Ok(input) => batch.push(input),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.handle(batch) {
+                tracing::error!("alerts and events of this round are lost: {e}");
+                self.metrics.dropped("notifier", "storage_error", 1);
+            }
+        }
+    }
+
+    fn observations(&self, run: &RunReport) -> Vec<Observation> {
+        let base = run.labels(self.bot);
+        let failed = matches!(
+            run.outcome,
+            Outcome::Failure | Outcome::Timeout | Outcome::Panic
+        );
+        let mut found = vec![Observation {
+            name: "JobFailing".into(),
+            labels: base.clone(),
+            job: run.job.clone(),
+            bad: failed,
+            message: run.error.clone().unwrap_or_default(),
+            in_a_row: None,
+        }];
+        for check in &run.findings.checks {
+            let mut labels = base.clone();
+            if let Some(entity) = check.entity {
+                labels.insert("entity".into(), entity.to_string());
+                labels.remove("entity_name");
+            }
+            if let Some(name) = &check.entity_name {
+                labels.insert("entity_name".into(), name.clone());
+            }
+            labels.extend(check.labels.clone());
+            found.push(Observation {
+                name: check.name.clone(),
+                labels,
+                job: run.job.clone(),
+                bad: check.bad,
+                message: check.message.clone(),
+                in_a_row: check.in_a_row,
+            });
+        }
+        found
+    }
+
+    fn events(&mut self, run: &RunReport, notices: &mut Vec<Notice>) {
+        let base = run.labels(self.bot);
+        for event in &run.findings.events {
+            self.events += 1;
+            let mut tags = base.clone();
+            if let Some(entity) = event.entity {
+                tags.insert("entity".into(), entity.to_string());
+                tags.remove("entity_name");
+            }
+            tags.extend(event.tags.clone());
+            notices.push(Notice::Event(EventNotice {
+                id: format!("{}-{}-{}", self.bot, (run.end * 1000.0) as u64, self.events),
+                status: event.status,
+                title: event.title.clone(),
+                message: event.message.clone(),
+                tags,
+                time: run.end,
+            }));
+        }
+    }
+
+    fn handle(&mut self, inputs: Vec<Input>) -> Result<(), String> {
+        let mut notices = Vec::new();
+        let mut work = Vec::new();
+        let mut jobs = None;
+        for input in inputs {
+            match input {
+                Input::Run(run) => {
+                    self.events(&run, &mut notices);
+                    for observation in self.observations(&run) {
+                        if observation.bad || self.known.contains(&observation.key()) {
+                            work.push((observation, run.end));
+                        }
+                    }
+                }
+                Input::Jobs(ids, now) => jobs = Some((ids, now)),
+            }
+        }
+        if work.is_empty() && notices.is_empty() && jobs.is_none() {
+            return Ok(());
+        }
+        let txn = self.store.database().begin_write().map_err(storage)?;
+        for (observation, now) in &work {
+            let notice = alerts::observe(&txn, observation, self.rules, *now)?;
+            if observation.bad {
+                self.known.insert(observation.key());
+            } else {
+                self.known.remove(&observation.key());
+            }
+            notices.extend(notice.map(Notice::Alert));
+        }
+        if let Some((ids, now)) = &jobs {
+            let resolved = alerts::resolve_removed_jobs(&txn, ids, *now)?;
+            notices.extend(resolved.into_iter().map(Notice::Alert));
+        }
+        for notice in &notices {
+            for (outbox, takes_events) in &self.outboxes {
+                if matches!(notice, Notice::Event(_)) && !takes_events {
+                    continue;
+                }
+                let dropped = outbox.push(&txn, notice)?;
+                if dropped > 0 {
+                    tracing::warn!(
+                        sink = outbox.name(),
+                        dropped,
+                        "outbox full: oldest notifications dropped"
+                    );
+                    self.metrics.dropped(outbox.name(), "outbox_full", dropped);
+                }
+            }
+        }
+        txn.commit().map_err(storage)?;
+        if jobs.is_some() {
+            self.reload_keys()?;
+        }
+        for (outbox, _) in &self.outboxes {
+            outbox.wake();
+        }
+        for notice in &notices {
+            self.announce(notice);
+        }
+        Ok(())
+    }
+
+    /// Counts, logs and (standalone) prints a committed notification.
+    fn announce(&self, notice: &Notice) {
+        match notice {
+            Notice::Alert(alert) => log_alert(alert, &self.metrics),
+            Notice::Event(event) => {
+                self.metrics.event(event.status.as_str());
+                tracing::info!(title = %event.title, status = event.status.as_str(), "event: {}", event.message);
+            }
+        }
+        if self.stdout {
+            print_line(notice);
+        }
+    }
+}
+
+fn log_alert(alert: &AlertNotice, metrics: &NotifyMetrics) {
+    match (alert.state, alert.renotify) {
+        (AlertState::Firing, false) => {
+            metrics.change("firing");
+            metrics.firing.inc();
+            tracing::warn!(alert = %alert.name, labels = ?alert.labels, "alert firing: {}", alert.description);
+        }
+        (AlertState::Firing, true) => {
+            tracing::warn!(alert = %alert.name, labels = ?alert.labels, "alert still firing: {}", alert.description);
+        }
+        (AlertState::Resolved, _) => {
+            metrics.change("resolved");
+            metrics.firing.dec();
+            tracing::info!(alert = %alert.name, labels = ?alert.labels, "alert resolved");
+        }
+    }
+}
+
+/// One JSON line on stdout: `{"alert": {...}}` or `{"event": {...}}`, beside the values' `{"p"...}`.
+fn print_line(notice: &impl Serialize) {
+    if let Ok(json) = serde_json::to_string(notice) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{json}").and_then(|_| stdout.flush());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Check, Event, EventStatus, Findings};
+
+    fn run(outcome: Outcome, end: f64, findings: Findings) -> Input {
+        Input::Run(Box::new(RunReport {
+            job: "42".into(),
+            entity: Some(42),
+            entity_name: Some("router".into()),
+            account: Some(1),
+            outcome,
+            error: (outcome != Outcome::Success).then(|| "job failed: device said no".into()),
+            findings,
+            trigger: end as u64,
+            start: end,
+            end,
+        }))
+    }
+
+    fn waiting(outbox: &Outbox) -> Vec<Notice> {
+        outbox.oldest(100).unwrap().1
+    }
+
+    #[test]
+    fn failing_runs_fire_job_failing_and_events_carry_the_job_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "state").unwrap();
+        let webhook = Outbox::new(store.clone(), "webhook", "outbox_webhook");
+        let alertmanager = Outbox::new(store.clone(), "alertmanager", "outbox_alertmanager");
+        let rules = AlertRules {
+            if_in_a_row: 2,
+            renotify: 0,
+        };
+        let outboxes = vec![(webhook.clone(), true), (alertmanager.clone(), false)];
+        let mut book = Book::open(
+            store,
+            rules,
+            "snmp",
+            outboxes,
+            false,
+            NotifyMetrics::default(),
+        )
+        .unwrap();
+        let event = Event::new(
+            EventStatus::Warning,
+            "agent restarted",
+            "sysUpTime went back",
+        )
+        .tag("address", "10.0.0.1");
+        let findings = Findings {
+            checks: vec![Check::good("SnmpAgentUnreachable")],
+            events: vec![event],
+        };
+        book.handle(vec![run(Outcome::Failure, 10.0, findings)])
+            .unwrap();
+        book.handle(vec![run(Outcome::Timeout, 20.0, Findings::default())])
+            .unwrap();
+        book.handle(vec![run(Outcome::Success, 30.0, Findings::default())])
+            .unwrap();
+
+        let sent = waiting(&webhook);
+        assert_eq!(sent.len(), 3, "{sent:#?}");
+        let Notice::Event(event) = &sent[0] else {
+            panic!("{sent:#?}")
+        };
+        assert_eq!(event.status, EventStatus::Warning);
+        assert_eq!(event.tags["bot"], "snmp");
+        assert_eq!(event.tags["entity_name"], "router");
+        assert_eq!(event.tags["address"], "10.0.0.1");
+        let Notice::Alert(fired) = &sent[1] else {
+            panic!("{sent:#?}")
+        };
+        assert_eq!(
+            (fired.name.as_str(), fired.state),
+            ("JobFailing", AlertState::Firing)
+        );
+        assert_eq!(fired.starts_at, 20.0, "fires at the second bad run");
+        assert_eq!(fired.labels["account"], "1");
+        let Notice::Alert(resolved) = &sent[2] else {
+            panic!("{sent:#?}")
+        };
+        assert_eq!(resolved.state, AlertState::Resolved);
+        assert_eq!(resolved.ends_at, Some(30.0));
+        assert_eq!(
+            waiting(&alertmanager).len(),
+            2,
+            "Alertmanager takes alerts only"
+        );
+
+        book.handle(vec![run(Outcome::Panic, 40.0, Findings::default())])
+            .unwrap();
+        book.handle(vec![run(Outcome::Panic, 50.0, Findings::default())])
+            .unwrap();
+        book.handle(vec![Input::Jobs(HashSet::new(), 60.0)])
+            .unwrap();
+        let sent = waiting(&webhook);
+        let states: Vec<_> = sent[3..]
+            .iter()
+            .map(|n| match n {
+                Notice::Alert(a) => a.state,
+                Notice::Event(_) => panic!("no event expected"),
+            })
+            .collect();
+        assert_eq!(
+            states,
+            [AlertState::Firing, AlertState::Resolved],
+            "a removed job resolves"
+        );
+    }
+}
