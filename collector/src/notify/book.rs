@@ -184,22 +184,7 @@ impl Book {
             let resolved = alerts::resolve_removed_jobs(&txn, ids, *now)?;
             notices.extend(resolved.into_iter().map(Notice::Alert));
         }
-        for notice in &notices {
-            for (outbox, takes_events) in &self.outboxes {
-                if matches!(notice, Notice::Event(_)) && !takes_events {
-                    continue;
-                }
-                let dropped = outbox.push(&txn, notice)?;
-                if dropped > 0 {
-                    tracing::warn!(
-                        sink = outbox.name(),
-                        dropped,
-                        "outbox full: oldest notifications dropped"
-                    );
-                    self.metrics.dropped(outbox.name(), "outbox_full", dropped);
-                }
-            }
-        }
+        self.enqueue(&txn, &notices)?;
         txn.commit().map_err(storage)?;
         if jobs.is_some() {
             self.reload_keys()?;
@@ -209,6 +194,27 @@ impl Book {
         }
         for notice in &notices {
             self.announce(notice);
+        }
+        Ok(())
+    }
+
+    /// Adds committed-to-be notifications to the outboxes of the sinks that take them.
+    fn enqueue(&self, txn: &redb::WriteTransaction, notices: &[Notice]) -> Result<(), String> {
+        for notice in notices {
+            for (outbox, takes_events) in &self.outboxes {
+                if matches!(notice, Notice::Event(_)) && !takes_events {
+                    continue;
+                }
+                let dropped = outbox.push(txn, notice)?;
+                if dropped > 0 {
+                    tracing::warn!(
+                        sink = outbox.name(),
+                        dropped,
+                        "outbox full: oldest notifications dropped"
+                    );
+                    self.metrics.dropped(outbox.name(), "outbox_full", dropped);
+                }
+            }
         }
         Ok(())
     }

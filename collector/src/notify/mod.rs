@@ -121,6 +121,71 @@ fn parse_url(setting: &str, url: &str) -> Result<reqwest::Url, String> {
     }
 }
 
+/// The configured sinks: each sender with its outbox and whether it takes events, the tasks
+/// already started (Alertmanager re-sends, the DataKit upload) and the upload's handle.
+struct Sinks {
+    senders: Vec<(Outbox, Arc<dyn Deliver>, bool)>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    upload: Option<datakit::Uploader>,
+}
+
+/// Builds the sinks the settings ask for; a bad URL is an error naming its setting (never
+/// showing the URL, which may hold a token).
+fn configured_sinks(
+    settings: &NotifySettings,
+    store: &Store,
+    metrics: &NotifyMetrics,
+    stop: &CancellationToken,
+) -> Result<Sinks, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let mut senders: Vec<(Outbox, Arc<dyn Deliver>, bool)> = Vec::new();
+    let mut tasks = Vec::new();
+    if let Some(url) = &settings.alertmanager_url {
+        let base = parse_url("ALERTMANAGER_URL", url)?;
+        let am = Arc::new(alertmanager::Alertmanager {
+            client: client.clone(),
+            endpoint: format!("{}/api/v2/alerts", base.as_str().trim_end_matches('/')),
+        });
+        let outbox = Outbox::new(store.clone(), "alertmanager", "outbox_alertmanager");
+        tasks.push(tokio::spawn(am.clone().resend_firing(
+            store.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )));
+        senders.push((outbox, am, false));
+    }
+    if let Some(url) = &settings.events_webhook_url {
+        let url = parse_url("EVENTS_WEBHOOK_URL", url)?.to_string();
+        let outbox = Outbox::new(store.clone(), "webhook", "outbox_webhook");
+        let webhook = Arc::new(webhook::Webhook {
+            client: client.clone(),
+            url,
+        });
+        senders.push((outbox, webhook, true));
+    }
+    let mut upload = None;
+    if let Some(url) = &settings.datakit_url {
+        let datakit = datakit::DataKit {
+            client: client.clone(),
+            base: parse_url("DATAKIT_URL", url)?,
+        };
+        let (uploader, task) =
+            datakit::Uploader::start(datakit.clone(), metrics.clone(), stop.clone());
+        upload = Some(uploader);
+        tasks.push(task);
+        let outbox = Outbox::new(store.clone(), "datakit", "outbox_datakit");
+        senders.push((outbox, Arc::new(datakit), true));
+    }
+    Ok(Sinks {
+        senders,
+        tasks,
+        upload,
+    })
+}
+
 impl Notifier {
     /// Starts the notifier: the thread that keeps alert state, and one task per configured sink.
     /// `stdout`: print alerts and events as JSON lines (standalone mode).
@@ -133,55 +198,18 @@ impl Notifier {
     ) -> Result<(Notifier, NotifierTasks), String> {
         let metrics = NotifyMetrics::register(registry);
         let stop = CancellationToken::new();
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let mut sinks: Vec<(Outbox, Arc<dyn Deliver>, bool)> = Vec::new();
-        let mut tasks = Vec::new();
-        if let Some(url) = &settings.alertmanager_url {
-            let base = parse_url("ALERTMANAGER_URL", url)?;
-            let am = Arc::new(alertmanager::Alertmanager {
-                client: client.clone(),
-                endpoint: format!("{}/api/v2/alerts", base.as_str().trim_end_matches('/')),
-            });
-            let outbox = Outbox::new(store.clone(), "alertmanager", "outbox_alertmanager");
-            tasks.push(tokio::spawn(am.clone().resend_firing(
-                store.clone(),
-                metrics.clone(),
-                stop.clone(),
-            )));
-            sinks.push((outbox, am, false));
-        }
-        if let Some(url) = &settings.events_webhook_url {
-            let url = parse_url("EVENTS_WEBHOOK_URL", url)?.to_string();
-            let outbox = Outbox::new(store.clone(), "webhook", "outbox_webhook");
-            let webhook = Arc::new(webhook::Webhook {
-                client: client.clone(),
-                url,
-            });
-            sinks.push((outbox, webhook, true));
-        }
-        let mut upload = None;
-        if let Some(url) = &settings.datakit_url {
-            let datakit = datakit::DataKit {
-                client: client.clone(),
-                base: parse_url("DATAKIT_URL", url)?,
-            };
-            let (uploader, task) =
-                datakit::Uploader::start(datakit.clone(), metrics.clone(), stop.clone());
-            upload = Some(uploader);
-            tasks.push(task);
-            let outbox = Outbox::new(store.clone(), "datakit", "outbox_datakit");
-            sinks.push((outbox, Arc::new(datakit), true));
-        }
+        let Sinks {
+            senders,
+            mut tasks,
+            upload,
+        } = configured_sinks(settings, &store, &metrics, &stop)?;
         let rules = AlertRules {
             if_in_a_row: settings.alert_if_in_a_row,
             renotify: settings.alert_renotify,
         };
         let mut outboxes = Vec::new();
         let mut book_outboxes = Vec::new();
-        for (outbox, sink, takes_events) in sinks {
+        for (outbox, sink, takes_events) in senders {
             tasks.push(tokio::spawn(outbox.clone().run(
                 sink,
                 metrics.clone(),
