@@ -117,7 +117,8 @@ mod snmp {
             (DANGLING, "lab-printer", agent, 999_999),
         ] {
             f.device(ACCOUNT, id, name, address);
-            f.bind(id, "snmp", credential, &[(UPTIME, Some(1))], BOT);
+            // 2 s: the job timeout (its interval) stays well above the 0.6 s a silent agent costs.
+            f.bind(id, "snmp", credential, &[(UPTIME, Some(2))], BOT);
         }
         f
     }
@@ -157,7 +158,7 @@ mod snmp {
         assert_eq!(working["address"], json!(agent.address()));
         let poll = &working["jobs"][0];
         assert_eq!(poll["id"], json!(WORKING.to_string()));
-        assert_eq!(poll["intervals"], json!([1]));
+        assert_eq!(poll["intervals"], json!([2]));
         assert!(poll["values"].as_u64() >= Some(1), "{poll:#}");
         assert!(
             poll["run_cost"].as_f64().is_some_and(|c| c < 1.0),
