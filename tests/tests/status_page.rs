@@ -380,6 +380,9 @@ mod ping {
         let png = browser.screenshot().await;
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
         let path = screenshot_path();
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).expect("folder for the screenshot");
+        }
         std::fs::write(&path, &png).expect("write the screenshot");
 
         // The state filter, as a user sets it: pick "failing" and press Filter.
