@@ -83,6 +83,7 @@ mod snmp {
     const WRONG_V3: Id = 731_002_103;
     const SECRET_V2C: Id = 731_002_104;
     const UPTIME: Id = 842_003_201;
+    const MISSING_SENSOR: Id = 842_003_299;
     const WRONG_KEY: &str = "notthepassword-5d1c";
     const SECRET_COMMUNITY: &str = "c0mmunity-8f3a2e";
 
@@ -117,8 +118,17 @@ mod snmp {
             (DANGLING, "lab-printer", agent, 999_999),
         ] {
             f.device(ACCOUNT, id, name, address);
-            f.bind(id, "snmp", credential, &[(UPTIME, Some(1))], BOT);
+            // 2 s: the job timeout (its interval) stays well above the 0.6 s a silent agent costs.
+            f.bind(id, "snmp", credential, &[(UPTIME, Some(2))], BOT);
         }
+        // A sensor the account does not have costs that sensor only; the page notes it.
+        f.bind(
+            WORKING,
+            "snmp",
+            GOOD_V3,
+            &[(UPTIME, Some(2)), (MISSING_SENSOR, Some(2))],
+            BOT,
+        );
         f
     }
 
@@ -155,9 +165,13 @@ mod snmp {
         let working = entity(&view, WORKING);
         assert_eq!(working["name"], "core-router");
         assert_eq!(working["address"], json!(agent.address()));
+        assert_eq!(
+            working["notes"],
+            json!(["sensor 842003299 is not among the account's sensors"])
+        );
         let poll = &working["jobs"][0];
         assert_eq!(poll["id"], json!(WORKING.to_string()));
-        assert_eq!(poll["intervals"], json!([1]));
+        assert_eq!(poll["intervals"], json!([2]));
         assert!(poll["values"].as_u64() >= Some(1), "{poll:#}");
         assert!(
             poll["run_cost"].as_f64().is_some_and(|c| c < 1.0),
@@ -366,6 +380,9 @@ mod ping {
         let png = browser.screenshot().await;
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
         let path = screenshot_path();
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder).expect("folder for the screenshot");
+        }
         std::fs::write(&path, &png).expect("write the screenshot");
 
         // The state filter, as a user sets it: pick "failing" and press Filter.
