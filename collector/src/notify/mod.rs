@@ -37,7 +37,8 @@ pub struct NotifySettings {
     #[arg(long, env = "ALERT_IF_IN_A_ROW", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub alert_if_in_a_row: u32,
 
-    /// Seconds between repeats of a firing alert on the webhook, DataKit and stdout; 0: never.
+    /// Seconds between repeats of a firing alert on every sink (Alertmanager also gets firing
+    /// alerts again every 60 s whatever this says, so that it does not resolve them); 0: never.
     #[arg(long, env = "ALERT_RENOTIFY", default_value_t = 0)]
     pub alert_renotify: u64,
 
