@@ -170,7 +170,8 @@ fn state_matches(filter: &Option<String>, state: &str) -> bool {
 
 type GroupKey = (Option<u64>, Option<u64>);
 
-/// An entity's jobs and left-out reasons before the page is cut: indices only.
+/// An entity's jobs (with a copy of their run history) and left-out records, before the page
+/// is cut; only the entities on the page become [`EntityView`]s.
 #[derive(Default)]
 struct Group<'a> {
     jobs: Vec<(&'a JobRow, RunHistory)>,
