@@ -29,7 +29,7 @@ use crate::icmp::pacer::Pacer;
 use crate::icmp::packet::{self, Incoming, ECHO_REQUEST_LEN};
 use crate::icmp::sequence::SequenceBook;
 pub use crate::icmp::socket::SocketKind;
-use crate::icmp::socket::{realtime_ns, Batch, IcmpSocket, BATCH};
+use crate::icmp::socket::{realtime_ns, socket_address, Batch, IcmpSocket, BATCH};
 use crate::target::Destination;
 
 pub use crate::icmp::packet::ECHO_PAYLOAD_LEN;
@@ -280,15 +280,13 @@ impl Pinger {
             sequence,
             self.shared.cookie,
         );
+        let to = socket_address(destination.ip, destination.scope_id);
+        let socket = family.socket.get_ref();
         let started = Instant::now();
         let mut retries = 0;
         loop {
             let sent_ns = realtime_ns();
-            match family
-                .socket
-                .get_ref()
-                .send_to(&request, destination.ip, destination.scope_id)
-            {
+            match socket.send_to(&request, &to) {
                 Ok(_) => return Ok(sent_ns),
                 Err(err)
                     if is_transient_send_error(&err)

@@ -3,7 +3,7 @@
 //! rate holds `PING_MAX_RATE`.
 
 use pingbot::credential::ProbeSettings;
-use pingbot::pinger::{PingCounters, Pinger, PingerConfig};
+use pingbot::pinger::{Attempt, PingCounters, Pinger, PingerConfig};
 use pingbot::probe::probe;
 use pingbot::target::Destination;
 use std::net::{IpAddr, Ipv4Addr};
@@ -159,4 +159,60 @@ fn round_trips_are_never_zero_and_agree_with_fping_on_the_same_targets() {
         (p99 - fping_p99).abs() <= 50.0,
         "p99 {p99:.1} us vs fping's {fping_p99:.1} us"
     );
+}
+
+#[test]
+fn sends_hold_the_configured_rate_and_each_timeout_counts_from_its_own_send() {
+    const RATE: u32 = 2_000;
+    const REQUESTS: usize = 5_000;
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let runtime = runtime();
+    let counters = PingCounters::default();
+    let config = PingerConfig {
+        max_rate: RATE,
+        ..PingerConfig::default()
+    };
+    let pinger = runtime.block_on(async {
+        Arc::new(Pinger::open(&config, counters.clone()).expect("ICMP sockets"))
+    });
+    let targets = targets();
+    // All asked for at once; at 2,000/s the last leaves after 2.5 s, far past its 300 ms wait
+    // if that counted from the call instead of the send.
+    let wait = Duration::from_millis(300);
+    let started = Instant::now();
+    let requests: Vec<_> = (0..REQUESTS)
+        .map(|i| {
+            let pinger = pinger.clone();
+            let target = Destination::from(targets[i % targets.len()]);
+            runtime.spawn(async move { pinger.echo(target, wait).await })
+        })
+        .collect();
+    let sample = |at: Duration| {
+        std::thread::sleep(at.saturating_sub(started.elapsed()));
+        (Instant::now(), counters.sent.get())
+    };
+    let (t0, sent0) = sample(Duration::from_millis(500));
+    let (t1, sent1) = sample(Duration::from_millis(2_000));
+    let rate = (sent1 - sent0) as f64 / (t1 - t0).as_secs_f64();
+    eprintln!(
+        "{rate:.0} sends/s over {:?} at PING_MAX_RATE {RATE}",
+        t1 - t0
+    );
+    assert!(
+        (rate - f64::from(RATE)).abs() <= f64::from(RATE) * 0.05,
+        "{rate:.0} sends/s at a limit of {RATE}"
+    );
+    runtime.block_on(async {
+        for request in requests {
+            let attempt = request.await.expect("request task");
+            assert!(matches!(attempt, Attempt::Reply(_)), "{attempt:?}");
+        }
+    });
+    let whole = started.elapsed().as_secs_f64();
+    let expected = REQUESTS as f64 / f64::from(RATE);
+    assert!(
+        whole >= expected * 0.95,
+        "{REQUESTS} sends took only {whole:.2} s"
+    );
+    assert_eq!(counters.replies.get(), REQUESTS as u64);
 }

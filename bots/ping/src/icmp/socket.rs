@@ -83,14 +83,19 @@ impl IcmpSocket {
         })
     }
 
-    /// Sends `request` to `ip` (with `scope_id` for IPv6 link-local addresses).
-    pub fn send_to(&self, request: &[u8], ip: IpAddr, scope_id: u32) -> io::Result<usize> {
-        let address = match ip {
-            IpAddr::V4(v4) => SocketAddr::new(IpAddr::V4(v4), 0),
-            IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, 0, 0, scope_id)),
-        };
-        self.socket.send_to(request, &SockAddr::from(address))
+    /// Sends `request` to `to` (see [`socket_address`]).
+    pub fn send_to(&self, request: &[u8], to: &SockAddr) -> io::Result<usize> {
+        self.socket.send_to(request, to)
     }
+}
+
+/// The socket address of `ip` (with `scope_id` for IPv6 link-local addresses).
+pub fn socket_address(ip: IpAddr, scope_id: u32) -> SockAddr {
+    let address = match ip {
+        IpAddr::V4(v4) => SocketAddr::new(IpAddr::V4(v4), 0),
+        IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, 0, 0, scope_id)),
+    };
+    SockAddr::from(address)
 }
 
 fn describe_open_error(err: &io::Error) -> String {
