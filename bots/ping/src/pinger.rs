@@ -21,7 +21,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
+use tokio::io::{Interest, Ready};
 use tokio::task::JoinHandle;
 
 use crate::icmp::inflight::{Arrival, InFlight, Key};
@@ -29,7 +29,9 @@ use crate::icmp::pacer::Pacer;
 use crate::icmp::packet::{self, Incoming, ECHO_REQUEST_LEN};
 use crate::icmp::sequence::SequenceBook;
 pub use crate::icmp::socket::SocketKind;
-use crate::icmp::socket::{realtime_ns, socket_address, Batch, IcmpSocket, BATCH};
+use crate::icmp::socket::{
+    realtime_ns, receive_queued_error, socket_address, Batch, IcmpSocket, BATCH,
+};
 use crate::target::Destination;
 
 pub use crate::icmp::packet::ECHO_PAYLOAD_LEN;
@@ -355,19 +357,23 @@ impl Family {
         let socket = IcmpSocket::open(v6, config.receive_buffer)?;
         // SAFETY: the descriptor is the socket2 `Socket` owned by the `IcmpSocket`, which the
         // `AsyncFd` owns in turn; it stays open and is never replaced while registered.
-        let registered = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) };
+        let registered = unsafe {
+            AsyncFd::register_with_interest(socket, Interest::READABLE | Interest::ERROR)
+        };
         let socket = Arc::new(registered.map_err(|e| e.to_string())?);
         let receiver = tokio::spawn(receive_loop(socket.clone(), shared.clone()));
         Ok(Family { socket, receiver })
     }
 }
 
-/// Reads the socket in batches whenever it is readable and hands each packet to its waiter.
+/// Reads the socket in batches whenever it is readable, and its error queue whenever the
+/// kernel queued an ICMP error there, and hands each packet to its waiter.
 async fn receive_loop(socket: Arc<AsyncFd<IcmpSocket>>, shared: Arc<Shared>) {
     let mut batch = Batch::default();
     let family = if socket.get_ref().v6 { "IPv6" } else { "IPv4" };
+    let fd = socket.get_ref().as_raw_fd();
     loop {
-        let mut ready = match socket.readable().await {
+        let mut ready = match socket.ready(Interest::READABLE | Interest::ERROR).await {
             Ok(ready) => ready,
             Err(err) => {
                 tracing::error!(
@@ -377,16 +383,25 @@ async fn receive_loop(socket: Arc<AsyncFd<IcmpSocket>>, shared: Arc<Shared>) {
                 return;
             }
         };
+        if ready.ready().is_error() {
+            shared.take_queued_errors(fd);
+            ready.clear_ready_matching(Ready::ERROR);
+        }
         loop {
-            match batch.receive(socket.get_ref().as_raw_fd()) {
+            match batch.receive(fd) {
                 Ok(0) => {
-                    ready.clear_ready();
+                    ready.clear_ready_matching(Ready::READABLE);
                     break;
                 }
                 Ok(count) => shared.take(socket.get_ref(), &batch, count),
+                // An ICMP error also sets the socket's pending error, which the next read
+                // returns once; the error message itself is matched separately.
+                Err(err) if is_reported_icmp_error(&err) => {
+                    tracing::debug!(family, "socket error from an ICMP error message: {err}");
+                }
                 Err(err) => {
                     tracing::warn!(family, "ICMP receive failed: {err}");
-                    ready.clear_ready();
+                    ready.clear_ready_matching(Ready::READABLE);
                     tokio::time::sleep(RECEIVE_ERROR_PAUSE).await;
                     break;
                 }
@@ -395,7 +410,55 @@ async fn receive_loop(socket: Arc<AsyncFd<IcmpSocket>>, shared: Arc<Shared>) {
     }
 }
 
+/// The errors an ICMP error message leaves pending on the socket.
+fn is_reported_icmp_error(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(
+            libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::ECONNREFUSED
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EPROTO
+                | libc::EMSGSIZE
+                | libc::EACCES
+                | libc::EPERM
+                | libc::ETIMEDOUT
+                | libc::EOPNOTSUPP
+        )
+    )
+}
+
 impl Shared {
+    /// Drains a datagram socket's error queue into the waiters of the requests it names.
+    fn take_queued_errors(&self, fd: RawFd) {
+        loop {
+            match receive_queued_error(fd) {
+                Ok(None) => return,
+                Ok(Some(Some(queued))) => {
+                    let arrival = Arrival::Error {
+                        from: queued.from.unwrap_or(queued.target),
+                        icmp_type: queued.icmp_type,
+                        code: queued.code,
+                    };
+                    let (_, unmatched) = self
+                        .in_flight
+                        .deliver([((queued.target, queued.sequence), arrival)]);
+                    self.counters.unmatched.inc_by(unmatched);
+                }
+                Ok(Some(None)) => {
+                    self.counters.unmatched.inc();
+                    tracing::debug!("error queue entry that is not an ICMP error ignored");
+                }
+                Err(err) => {
+                    tracing::warn!("reading the ICMP socket's error queue failed: {err}");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Matches the packets of a batch to requests in flight, under one lock.
     fn take(&self, socket: &IcmpSocket, batch: &Batch, count: usize) {
         let mut arrivals: [Option<(Key, Arrival)>; BATCH] = [None; BATCH];
@@ -665,12 +728,16 @@ mod tests {
         });
     }
 
-    #[test]
-    fn an_icmp_error_about_the_request_is_not_a_reply() {
-        in_private_netns(|| {
+    /// The unreachable-host check on the socket kind that `ping_group_range` selects.
+    fn icmp_errors_are_matched_to_their_request(ping_group_range: &'static str, kind: SocketKind) {
+        in_private_netns(move || {
             silence_kernel_echo();
+            net_sysctl("ipv4/ping_group_range", ping_group_range);
             runtime().block_on(async {
                 let pinger = open();
+                for status in pinger.status() {
+                    assert_eq!(status.socket.expect(status.family).0, kind);
+                }
                 let _v4 = Responder::start("127.0.0.9".parse().unwrap(), Behaviour::Unreachable);
                 let _v6 = Responder::start("::1".parse().unwrap(), Behaviour::Unreachable);
                 match pinger.echo(dest("127.0.0.9"), WAIT).await {
@@ -685,8 +752,28 @@ mod tests {
                     other => panic!("{other:?}"),
                 }
                 assert_eq!(pinger.counters().errors.get(), 2);
+                // Both still work afterwards (the socket's pending error was absorbed).
+                drop((_v4, _v6));
+                let _answering = Responder::start(
+                    "127.0.0.9".parse().unwrap(),
+                    Behaviour::Delay(Duration::ZERO),
+                );
+                assert!(matches!(
+                    pinger.echo(dest("127.0.0.9"), WAIT).await,
+                    Attempt::Reply(_)
+                ));
             })
         });
+    }
+
+    #[test]
+    fn an_icmp_error_about_the_request_is_not_a_reply_on_raw_sockets() {
+        icmp_errors_are_matched_to_their_request("1 0", SocketKind::Raw);
+    }
+
+    #[test]
+    fn an_icmp_error_about_the_request_is_not_a_reply_on_datagram_sockets() {
+        icmp_errors_are_matched_to_their_request("0 2147483647", SocketKind::Datagram);
     }
 
     #[test]

@@ -110,7 +110,6 @@ fn engine_rtts(targets: &[IpAddr]) -> (Vec<f64>, PingCounters) {
             .iter()
             .map(|&ip| {
                 let pinger = pinger.clone();
-                let settings = settings.clone();
                 tokio::spawn(async move { probe(&pinger, Destination::from(ip), &settings).await })
             })
             .collect();

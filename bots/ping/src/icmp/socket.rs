@@ -4,7 +4,7 @@
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
-use std::mem::{size_of, zeroed};
+use std::mem::{size_of, size_of_val, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -74,6 +74,21 @@ impl IcmpSocket {
                 );
             }
         }
+        if kind == SocketKind::Datagram {
+            // Datagram sockets hear of ICMP errors only through the error queue.
+            let (level, name) = if v6 {
+                (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
+            } else {
+                (libc::IPPROTO_IP, libc::IP_RECVERR)
+            };
+            if let Err(err) = setsockopt(fd, level, name, &(1 as libc::c_int)) {
+                tracing::warn!(
+                    error = %err,
+                    "could not ask for ICMP errors on the datagram socket; an unreachable host \
+                     will look silent"
+                );
+            }
+        }
         let receive_buffer = raise_receive_buffer(fd, receive_buffer);
         Ok(IcmpSocket {
             socket,
@@ -117,9 +132,9 @@ pub fn realtime_ns() -> i64 {
 }
 
 fn timespec_ns(t: &libc::timespec) -> i64 {
-    (t.tv_sec as i64)
+    t.tv_sec
         .saturating_mul(1_000_000_000)
-        .saturating_add(t.tv_nsec as i64)
+        .saturating_add(t.tv_nsec)
 }
 
 /// Packets taken per `recvmmsg` call.
@@ -233,6 +248,102 @@ impl Batch {
             truncated: header.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0,
         }
     }
+}
+
+/// An ICMP error the kernel queued on a datagram socket about one of its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuedError {
+    /// Where the request went.
+    pub target: IpAddr,
+    /// The request's sequence number.
+    pub sequence: u16,
+    /// Who sent the error, when the kernel says.
+    pub from: Option<IpAddr>,
+    pub icmp_type: u8,
+    pub code: u8,
+}
+
+/// Takes one entry from the socket's error queue (`MSG_ERRQUEUE`), without blocking:
+/// `Ok(None)` when it is empty, `Ok(Some(None))` for an entry that is not an ICMP error about
+/// an echo request (e.g. a local error).
+pub fn receive_queued_error(fd: RawFd) -> io::Result<Option<Option<QueuedError>>> {
+    let mut data = [0u8; 64];
+    let mut control = [0u64; 32];
+    // SAFETY: sockaddr_storage and msghdr are plain data; all-zero is a valid value.
+    let mut name: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: as above.
+    let mut header: libc::msghdr = unsafe { zeroed() };
+    header.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+    header.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    header.msg_iov = &mut iov;
+    header.msg_iovlen = 1;
+    header.msg_control = control.as_mut_ptr().cast();
+    header.msg_controllen = size_of_val(&control) as _;
+    // SAFETY: the header points at the stack buffers above, with their lengths.
+    let n = unsafe { libc::recvmsg(fd, &mut header, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        return match err.kind() {
+            io::ErrorKind::WouldBlock => Ok(None),
+            _ => Err(err),
+        };
+    }
+    let request = &data[..(n as usize).min(data.len())];
+    let sequence = request
+        .get(6..8)
+        .map(|bytes| u16::from_be_bytes([bytes[0], bytes[1]]));
+    let queued = match (source(&name), sequence, extended_error(&header)) {
+        (Some(target), Some(sequence), Some((icmp_type, code, from))) => Some(QueuedError {
+            target,
+            sequence,
+            from,
+            icmp_type,
+            code,
+        }),
+        _ => None,
+    };
+    Ok(Some(queued))
+}
+
+/// The ICMP type, code and sender in an `IP_RECVERR`/`IPV6_RECVERR` control message.
+fn extended_error(header: &libc::msghdr) -> Option<(u8, u8, Option<IpAddr>)> {
+    // SAFETY: the header describes a control buffer the kernel filled (msg_controllen bytes);
+    // the CMSG macros stay within it, and the reads below are checked against cmsg_len.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(header);
+        while !cmsg.is_null() {
+            let level = (*cmsg).cmsg_level;
+            let kind = (*cmsg).cmsg_type;
+            let is_error = (level == libc::IPPROTO_IP && kind == libc::IP_RECVERR)
+                || (level == libc::IPPROTO_IPV6 && kind == libc::IPV6_RECVERR);
+            let room = size_of::<libc::sock_extended_err>() + size_of::<libc::sockaddr_in>();
+            if is_error && (*cmsg).cmsg_len as usize >= libc::CMSG_LEN(room as u32) as usize {
+                let ee_ptr = libc::CMSG_DATA(cmsg) as *const libc::sock_extended_err;
+                let ee: libc::sock_extended_err = std::ptr::read_unaligned(ee_ptr);
+                let origin_icmp = ee.ee_origin == libc::SO_EE_ORIGIN_ICMP
+                    || ee.ee_origin == libc::SO_EE_ORIGIN_ICMP6;
+                if !origin_icmp {
+                    return None;
+                }
+                let offender = libc::SO_EE_OFFENDER(ee_ptr) as *const u8;
+                let available = (*cmsg).cmsg_len as usize - (offender as usize - cmsg as usize);
+                let mut storage: libc::sockaddr_storage = zeroed();
+                let copy = available.min(size_of::<libc::sockaddr_in6>());
+                std::ptr::copy_nonoverlapping(
+                    offender,
+                    (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
+                    copy,
+                );
+                return Some((ee.ee_type, ee.ee_code, source(&storage)));
+            }
+            cmsg = libc::CMSG_NXTHDR(header, cmsg);
+        }
+    }
+    None
 }
 
 /// The `SCM_TIMESTAMPNS` control message of a received packet.
