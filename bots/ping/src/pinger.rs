@@ -666,6 +666,11 @@ mod tests {
         assert_eq!(pinger.counters().sent.get(), 3000);
         assert_eq!(pinger.counters().replies.get(), 3000);
         assert_eq!(pinger.counters().errors.get(), 0);
+        assert_eq!(
+            pinger.in_flight(),
+            0,
+            "every answered request left the table"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -698,6 +703,7 @@ mod tests {
                 }
                 assert_eq!(pinger.counters().sent.get(), 2);
                 assert_eq!(pinger.counters().replies.get(), 0);
+                assert_eq!(pinger.in_flight(), 0, "a timed-out request left the table");
             })
         });
     }

@@ -328,6 +328,8 @@ mod tests {
                     let rtt = long_enough.packets[0].rtt.expect(ip).as_secs_f64();
                     assert!((0.25..0.4).contains(&rtt), "{ip}: {rtt}");
                 }
+                // The two late replies were read, matched nothing and were counted.
+                assert_eq!(pinger.counters().unmatched.get(), 2);
             })
         });
     }

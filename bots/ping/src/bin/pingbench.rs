@@ -164,6 +164,10 @@ fn run_pingbot(args: &Args, addresses: &[Ipv4Addr]) -> Result<Figures, String> {
         }
         let wall = started.elapsed();
         let after = usage(libc::RUSAGE_SELF);
+        println!(
+            "pingbot  replies without a positive rtt: {} (rtt = kernel receive time - send time)",
+            counters.invalid_rtts.get()
+        );
         let expected = u64::from(args.targets) * seconds;
         if counters.sent.get() < expected {
             println!(
