@@ -603,6 +603,7 @@ mod tests {
                 }
                 assert_eq!(pinger.counters().sent.get(), 3);
                 assert_eq!(pinger.counters().replies.get(), 3);
+                assert_eq!(pinger.counters().invalid_rtts.get(), 0, "kernel timestamps");
             })
         });
     }
@@ -671,6 +672,23 @@ mod tests {
             0,
             "every answered request left the table"
         );
+    }
+
+    #[tokio::test]
+    async fn a_reply_stamped_at_or_before_its_send_or_without_timestamp_has_no_rtt() {
+        let pinger = open();
+        let sent_ns = 1_000_000_000;
+        let reply = |kernel_time_ns| Arrival::Reply { kernel_time_ns };
+        let at = |arrival| pinger.outcome(dest("127.0.0.1"), 1, sent_ns, arrival);
+        assert_eq!(
+            at(reply(Some(sent_ns + 2_500))),
+            Attempt::Reply(Duration::from_nanos(2_500))
+        );
+        for bad in [Some(sent_ns), Some(sent_ns - 1), None] {
+            assert_eq!(at(reply(bad)), Attempt::ReplyWithoutRtt, "{bad:?}");
+        }
+        assert_eq!(pinger.counters().invalid_rtts.get(), 3);
+        assert_eq!(pinger.counters().replies.get(), 4);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

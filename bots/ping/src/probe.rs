@@ -401,6 +401,25 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_without_a_measured_rtt_counts_as_answered_with_no_rtt_value() {
+        let report = ProbeReport {
+            packets: vec![PacketOutcome {
+                answered: true,
+                rtt: None,
+                problem: None,
+            }],
+        };
+        assert_eq!(
+            report.values(3),
+            vec![
+                Value::new("entity.3.ping.p0.ok", 1.0),
+                Value::new("entity.3.ping.success", 1.0),
+                Value::new("entity.3.ping.loss", 0.0),
+            ]
+        );
+    }
+
+    #[test]
     fn statistics_are_over_the_answered_packets() {
         let report = ProbeReport {
             packets: [Some(10), None, Some(30), Some(20)]
