@@ -46,6 +46,8 @@ const SEND_RETRIES: u32 = 20;
 const SEND_RETRY_PAUSE: Duration = Duration::from_millis(1);
 /// How many taken sequence numbers an echo request skips before giving up.
 const MAX_COLLISIONS: u32 = 64;
+/// Socket errors left by ICMP error messages that one wake-up of a receive task reads past.
+const MAX_ABSORBED_ERRORS: u32 = 64;
 /// Pause of a receive task after a receive error, so a persistent one cannot spin.
 const RECEIVE_ERROR_PAUSE: Duration = Duration::from_millis(10);
 
@@ -387,6 +389,7 @@ async fn receive_loop(socket: Arc<AsyncFd<IcmpSocket>>, shared: Arc<Shared>) {
             shared.take_queued_errors(fd);
             ready.clear_ready_matching(Ready::ERROR);
         }
+        let mut absorbed = 0;
         loop {
             match batch.receive(fd) {
                 Ok(0) => {
@@ -396,7 +399,9 @@ async fn receive_loop(socket: Arc<AsyncFd<IcmpSocket>>, shared: Arc<Shared>) {
                 Ok(count) => shared.take(socket.get_ref(), &batch, count),
                 // An ICMP error also sets the socket's pending error, which the next read
                 // returns once; the error message itself is matched separately.
-                Err(err) if is_reported_icmp_error(&err) => {
+                // (Bounded, in case such an error ever came back at every read.)
+                Err(err) if is_reported_icmp_error(&err) && absorbed < MAX_ABSORBED_ERRORS => {
+                    absorbed += 1;
                     tracing::debug!(family, "socket error from an ICMP error message: {err}");
                 }
                 Err(err) => {
