@@ -29,9 +29,7 @@ use crate::icmp::pacer::Pacer;
 use crate::icmp::packet::{self, Incoming, ECHO_REQUEST_LEN};
 use crate::icmp::sequence::SequenceBook;
 pub use crate::icmp::socket::SocketKind;
-use crate::icmp::socket::{
-    realtime_ns, receive_queued_error, socket_address, Batch, IcmpSocket, BATCH,
-};
+use crate::icmp::socket::{receive_queued_error, socket_address, Batch, IcmpSocket, BATCH};
 use crate::target::Destination;
 
 pub use crate::icmp::packet::ECHO_PAYLOAD_LEN;
@@ -289,8 +287,8 @@ impl Pinger {
         let started = Instant::now();
         let mut retries = 0;
         loop {
-            let sent_ns = realtime_ns();
-            match socket.send_to(&request, &to) {
+            let (sent_ns, sent) = socket.timed_send(&request, &to);
+            match sent {
                 Ok(_) => return Ok(sent_ns),
                 Err(err)
                     if is_transient_send_error(&err)

@@ -7,6 +7,7 @@ use std::io;
 use std::mem::{size_of, size_of_val, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Mutex;
 
 /// Which kind of ICMP socket a family uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,10 @@ pub struct IcmpSocket {
     pub v6: bool,
     /// Receive buffer the kernel granted, in bytes of payload.
     pub receive_buffer: usize,
+    /// Taken before the send time is read. The kernel serialises sends on one socket (the
+    /// socket lock, held while the packet goes out, and on loopback while the reply is made);
+    /// a thread waiting there after reading its clock would count the wait in its round trip.
+    send_turn: Mutex<()>,
 }
 
 impl IcmpSocket {
@@ -95,12 +100,17 @@ impl IcmpSocket {
             kind,
             v6,
             receive_buffer,
+            send_turn: Mutex::new(()),
         })
     }
 
-    /// Sends `request` to `to` (see [`socket_address`]).
-    pub fn send_to(&self, request: &[u8], to: &SockAddr) -> io::Result<usize> {
-        self.socket.send_to(request, to)
+    /// Sends `request` to `to` (see [`socket_address`]); returns `CLOCK_REALTIME` read
+    /// immediately before the `sendto`, with the socket to ourselves.
+    pub fn timed_send(&self, request: &[u8], to: &SockAddr) -> (i64, io::Result<usize>) {
+        // A poisoned lock guards nothing but the turn itself.
+        let _turn = self.send_turn.lock().unwrap_or_else(|p| p.into_inner());
+        let sent_ns = realtime_ns();
+        (sent_ns, self.socket.send_to(request, to))
     }
 }
 
