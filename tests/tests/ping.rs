@@ -310,7 +310,8 @@ async fn loopback_hosts_get_the_original_values_and_the_extras() {
         assert_eq!(at("loss"), Some(0.0), "{address}");
         for tail in ["p0.rtt", "p1.rtt", "rtt.min", "rtt.avg", "rtt.max"] {
             let rtt = at(tail).unwrap();
-            assert!((0.0..0.2).contains(&rtt), "{address} {tail}: {rtt} s");
+            // Measured by the kernel's clock: never 0, and on loopback far below 0.2 s.
+            assert!(rtt > 0.0 && rtt < 0.2, "{address} {tail}: {rtt} s");
         }
         assert!(at("rtt.min") <= at("rtt.avg") && at("rtt.avg") <= at("rtt.max"));
     }
@@ -436,6 +437,7 @@ async fn a_host_that_never_answers_gets_ok_0_no_rtt_success_0_after_all_attempts
     assert_eq!(counter("collector_ping_echo_requests_sent_total"), 20.0);
     assert_eq!(counter("collector_ping_echo_replies_total"), 2.0);
     assert_eq!(counter("collector_ping_timeouts_total"), 6.0);
+    assert_eq!(counter("collector_ping_invalid_rtts_total"), 0.0);
     let status = bot.terminate(WAIT).await;
     assert!(status.success(), "{status:?}");
 }
@@ -517,7 +519,7 @@ async fn standalone_with_a_jobs_file_prints_json_lines() {
         assert_eq!(of("p0.ok").map(|x| x.0), Some(1.0), "entity {id}");
         assert_eq!(of("success").map(|x| x.0), Some(1.0), "entity {id}");
         let (rtt, t) = of("p0.rtt").expect("rtt printed");
-        assert!((0.0..0.2).contains(&rtt));
+        assert!(rtt > 0.0 && rtt < 0.2, "entity {id}: rtt {rtt} s");
         assert!(
             (now - 30.0..=now + 1.0).contains(&t),
             "t is the Unix time: {t}"

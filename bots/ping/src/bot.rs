@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::credential::ProbeSettings;
-use crate::pinger::{PingCounters, Pinger, PingerConfig, DEFAULT_RECEIVE_BUFFER};
+use crate::pinger::{PingCounters, Pinger, PingerConfig, DEFAULT_MAX_RATE, DEFAULT_RECEIVE_BUFFER};
 use crate::probe::probe;
 use crate::target::Target;
 
@@ -19,6 +19,12 @@ pub struct PingArgs {
     /// about 32 MiB holds a burst of 50,000. Above `net.core.rmem_max` it needs CAP_NET_ADMIN.
     #[arg(long, env = "ICMP_RECEIVE_BUFFER", default_value_t = DEFAULT_RECEIVE_BUFFER)]
     pub icmp_receive_buffer: usize,
+    /// Echo requests sent per second at most, by the whole bot. Requests of jobs that fire
+    /// together leave as a paced stream at this rate; each packet's timeout counts from its own
+    /// send. Lower it for links or firewalls that rate-limit ICMP.
+    #[arg(long, env = "PING_MAX_RATE", default_value_t = DEFAULT_MAX_RATE,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub ping_max_rate: u32,
 }
 
 /// What one job needs, compared at every refresh: a change re-anchors the job.
@@ -87,8 +93,19 @@ impl PingBot {
             "Echo requests the kernel refused and ICMP errors received",
             counters.errors.clone(),
         );
+        metrics.register(
+            "ping_invalid_rtts",
+            "Echo replies without a positive kernel-measured round trip (answered, rtt not reported)",
+            counters.invalid_rtts.clone(),
+        );
+        metrics.register(
+            "ping_unmatched_packets",
+            "ICMP packets read that matched no request in flight (late, duplicate, foreign, malformed)",
+            counters.unmatched.clone(),
+        );
         let config = PingerConfig {
             receive_buffer: args.icmp_receive_buffer,
+            max_rate: args.ping_max_rate,
         };
         let pinger = Pinger::open(&config, counters).map_err(|e| e.to_string())?;
         for status in pinger.status() {
@@ -96,6 +113,7 @@ impl PingBot {
                 Ok((kind, buffer)) => tracing::info!(
                     family = status.family,
                     receive_buffer = buffer,
+                    max_rate = args.ping_max_rate,
                     "ICMP {kind} socket open"
                 ),
                 Err(err) => tracing::warn!(
@@ -437,6 +455,7 @@ mod tests {
         let bot = PingBot::new(
             &PingArgs {
                 icmp_receive_buffer: 1 << 20,
+                ping_max_rate: DEFAULT_MAX_RATE,
             },
             &context,
         )

@@ -13,7 +13,10 @@ use crate::target::Destination;
 /// The outcome of one packet of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PacketOutcome {
-    /// The round trip of the reply, measured from the send of the attempt it answered.
+    /// Whether an echo reply came.
+    pub answered: bool,
+    /// The round trip of the reply, measured from the send of the attempt it answered; `None`
+    /// without a reply or when it could not be measured (see [`Attempt::ReplyWithoutRtt`]).
     pub rtt: Option<Duration>,
     /// For a packet without reply: the first ICMP error or send failure seen, if any.
     pub problem: Option<String>,
@@ -81,7 +84,7 @@ async fn packet(
         .collect();
     let mut outcomes = Vec::with_capacity(settings.retry as usize + 1);
     while let Some(attempt) = attempts.next().await {
-        let answered = matches!(attempt, Attempt::Reply(_));
+        let answered = matches!(attempt, Attempt::Reply(_) | Attempt::ReplyWithoutRtt);
         outcomes.push(attempt);
         if answered {
             break;
@@ -98,7 +101,15 @@ fn settle(pinger: &Pinger, attempts: impl IntoIterator<Item = Attempt>) -> Packe
         match attempt {
             Attempt::Reply(rtt) => {
                 return PacketOutcome {
+                    answered: true,
                     rtt: Some(rtt),
+                    problem: None,
+                }
+            }
+            Attempt::ReplyWithoutRtt => {
+                return PacketOutcome {
+                    answered: true,
+                    rtt: None,
                     problem: None,
                 }
             }
@@ -112,13 +123,17 @@ fn settle(pinger: &Pinger, attempts: impl IntoIterator<Item = Attempt>) -> Packe
         }
     }
     pinger.counters().timeouts.inc();
-    PacketOutcome { rtt: None, problem }
+    PacketOutcome {
+        answered: false,
+        rtt: None,
+        problem,
+    }
 }
 
 impl ProbeReport {
     /// Packets that got a reply.
     pub fn replies(&self) -> usize {
-        self.packets.iter().filter(|p| p.rtt.is_some()).count()
+        self.packets.iter().filter(|p| p.answered).count()
     }
 
     /// Answered packets over sent packets, 0..=1 (the original's `success`).
@@ -157,17 +172,15 @@ impl ProbeReport {
 
     /// The values of the run under `entity.{id}.ping.`: per packet `p{i}.ok` (1 or 0) and, when
     /// answered, `p{i}.rtt` (seconds); `success` (answered / sent); and beyond the original,
-    /// `rtt.min|avg|max|stddev` (seconds, only when something answered) and `loss` (0..1).
+    /// `rtt.min|avg|max|stddev` (seconds, only when a round trip was measured) and `loss` (0..1).
     pub fn values(&self, entity_id: u64) -> Vec<Value> {
         let prefix = format!("entity.{entity_id}.ping");
         let mut values = Vec::with_capacity(self.packets.len() * 2 + 6);
         for (i, packet) in self.packets.iter().enumerate() {
-            match packet.rtt {
-                Some(rtt) => {
-                    values.push(Value::new(format!("{prefix}.p{i}.ok"), 1.0));
-                    values.push(Value::new(format!("{prefix}.p{i}.rtt"), rtt.as_secs_f64()));
-                }
-                None => values.push(Value::new(format!("{prefix}.p{i}.ok"), 0.0)),
+            let ok = if packet.answered { 1.0 } else { 0.0 };
+            values.push(Value::new(format!("{prefix}.p{i}.ok"), ok));
+            if let Some(rtt) = packet.rtt {
+                values.push(Value::new(format!("{prefix}.p{i}.rtt"), rtt.as_secs_f64()));
             }
         }
         let success = self.success();
@@ -315,6 +328,8 @@ mod tests {
                     let rtt = long_enough.packets[0].rtt.expect(ip).as_secs_f64();
                     assert!((0.25..0.4).contains(&rtt), "{ip}: {rtt}");
                 }
+                // The two late replies were read, matched nothing and were counted.
+                assert_eq!(pinger.counters().unmatched.get(), 2);
             })
         });
     }
@@ -348,7 +363,7 @@ mod tests {
                     Responder::start("127.0.0.10".parse().unwrap(), Behaviour::AnswerEvery(2));
                 // Without retry every other packet is lost.
                 let report = probe(&pinger, dest("127.0.0.10"), &settings(300, 0, 4, 0)).await;
-                let oks: Vec<bool> = report.packets.iter().map(|p| p.rtt.is_some()).collect();
+                let oks: Vec<bool> = report.packets.iter().map(|p| p.answered).collect();
                 assert_eq!(oks, [false, true, false, true]);
                 assert_eq!(lossy.requests(), 4);
                 // With one retry each packet's second attempt is answered at once.
@@ -386,11 +401,31 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_without_a_measured_rtt_counts_as_answered_with_no_rtt_value() {
+        let report = ProbeReport {
+            packets: vec![PacketOutcome {
+                answered: true,
+                rtt: None,
+                problem: None,
+            }],
+        };
+        assert_eq!(
+            report.values(3),
+            vec![
+                Value::new("entity.3.ping.p0.ok", 1.0),
+                Value::new("entity.3.ping.success", 1.0),
+                Value::new("entity.3.ping.loss", 0.0),
+            ]
+        );
+    }
+
+    #[test]
     fn statistics_are_over_the_answered_packets() {
         let report = ProbeReport {
             packets: [Some(10), None, Some(30), Some(20)]
                 .into_iter()
                 .map(|ms| PacketOutcome {
+                    answered: ms.is_some(),
                     rtt: ms.map(Duration::from_millis),
                     problem: None,
                 })

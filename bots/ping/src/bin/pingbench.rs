@@ -35,6 +35,9 @@ struct Args {
     /// Socket receive buffer per family, in MiB.
     #[arg(long, default_value_t = (pingbot::pinger::DEFAULT_RECEIVE_BUFFER >> 20) as u64)]
     receive_buffer_mib: u64,
+    /// Echo requests per second at most (the bot's `PING_MAX_RATE`).
+    #[arg(long, default_value_t = pingbot::pinger::DEFAULT_MAX_RATE)]
+    max_rate: u32,
     /// Skip the fping comparison.
     #[arg(long)]
     no_fping: bool,
@@ -116,6 +119,7 @@ fn run_pingbot(args: &Args, addresses: &[Ipv4Addr]) -> Result<Figures, String> {
             Pinger::open(
                 &PingerConfig {
                     receive_buffer: (args.receive_buffer_mib as usize) << 20,
+                    max_rate: args.max_rate,
                 },
                 counters.clone(),
             )
@@ -160,6 +164,10 @@ fn run_pingbot(args: &Args, addresses: &[Ipv4Addr]) -> Result<Figures, String> {
         }
         let wall = started.elapsed();
         let after = usage(libc::RUSAGE_SELF);
+        println!(
+            "pingbot  replies without a positive rtt: {} (rtt = kernel receive time - send time)",
+            counters.invalid_rtts.get()
+        );
         let expected = u64::from(args.targets) * seconds;
         if counters.sent.get() < expected {
             println!(
