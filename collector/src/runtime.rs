@@ -239,10 +239,11 @@ where
     ) {
         Ok(started) => started,
         Err(e) => {
-            eprintln!("error: {e}");
+            say(format_args!("error: {e}"));
             return ExitCode::from(2);
         }
     };
+    status.show_alerts(store.clone());
 
     let telemetry_address = settings.metrics_address.or_else(|| {
         last_values

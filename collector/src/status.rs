@@ -188,6 +188,8 @@ pub struct Board {
     pub notes: HashMap<(u64, u64), Vec<String>>,
     /// Unix time of the last successful refresh.
     pub refreshed_at: Option<f64>,
+    /// Where the alert state lives (the notifier's store), read at each request.
+    pub alerts: Option<crate::Store>,
 }
 
 /// The shared registry: written at each refresh, read by the status page. Cheap to clone.
@@ -200,6 +202,12 @@ impl StatusBoard {
             protocol,
             ..Board::default()
         })))
+    }
+
+    /// Shows the alerts firing now, from the store the notifier keeps their state in.
+    pub fn show_alerts(&self, store: crate::Store) {
+        let mut board = self.0.write().unwrap_or_else(|e| e.into_inner());
+        board.alerts = Some(store);
     }
 
     /// Takes in what a refresh found. Accounts in `unreadable` keep what the previous refresh

@@ -2,7 +2,9 @@
 //! section per entity; no script, no external asset) and `GET /jobs.json` (the same data).
 
 use crate::status::{unix_now, StatusBoard};
-use crate::status_view::{build, EntityView, JobView, StatusQuery, StatusView, FAILING, STATES};
+use crate::status_view::{
+    alerts_by_entity, build, EntityView, JobView, StatusQuery, StatusView, FAILING, STATES,
+};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +23,19 @@ pub fn routes(board: StatusBoard) -> Router {
 /// The view the query asks for, or the problem with the query.
 fn view(board: &StatusBoard, query: &StatusQuery) -> Result<StatusView, String> {
     let filter = query.parse()?;
-    Ok(board.read(|b| build(b, filter, unix_now())))
+    let now = unix_now();
+    Ok(board.read(|b| {
+        let firing = match &b.alerts {
+            Some(store) => {
+                crate::notify::alerts::firing(store.database(), now).unwrap_or_else(|e| {
+                    tracing::warn!("status page: cannot read the alert state: {e}");
+                    Vec::new()
+                })
+            }
+            None => Vec::new(),
+        };
+        build(b, filter, &alerts_by_entity(firing), now)
+    }))
 }
 
 fn bad_request(problem: String) -> Response {
@@ -321,6 +335,16 @@ fn render_entity(out: &mut String, entity: &EntityView, now: f64) {
             escape(reason)
         );
     }
+    for alert in &entity.alerts {
+        let _ = write!(
+            out,
+            "<tr class=\"alert\"><td colspan=\"9\">Alert firing: <span class=\"alert-name\">{}</span> \
+             since {}: {}</td></tr>",
+            escape(&alert.name),
+            when(Some(alert.since), now),
+            escape(&alert.message)
+        );
+    }
     for note in &entity.notes {
         let _ = write!(
             out,
@@ -399,8 +423,19 @@ mod tests {
             page: 2,
             ..Filter::default()
         };
-        let page = render(&build(&board, filter, 1000.0));
+        let alert = crate::status_view::AlertView {
+            name: "PingHostDown".into(),
+            since: 990.0,
+            message: "no answer to <3> packets".into(),
+        };
+        let alerts = crate::status_view::FiringAlerts::from([((7, 1), vec![alert])]);
+        let page = render(&build(&board, filter, &alerts, 1000.0));
         assert!(!page.contains("<script>"), "{page}");
+        assert!(
+            page.contains("Alert firing: <span class=\"alert-name\">PingHostDown</span>"),
+            "{page}"
+        );
+        assert!(page.contains("no answer to &lt;3&gt; packets"), "{page}");
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(page.contains("&quot;x&quot; &amp; &#39;y&#39;"));
         assert!(

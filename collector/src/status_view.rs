@@ -122,7 +122,45 @@ pub struct EntityView {
     pub left_out: Option<String>,
     /// Problems that cost part of the entity (a sensor that does not exist...).
     pub notes: Vec<String>,
+    /// Alerts firing now about the entity.
+    pub alerts: Vec<AlertView>,
     pub jobs: Vec<JobView>,
+}
+
+/// An alert firing about an entity (see `crate::notify`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertView {
+    /// The check's name (`PingHostDown`).
+    pub name: String,
+    /// Unix time it fired.
+    pub since: f64,
+    /// The message of the last bad check.
+    pub message: String,
+}
+
+/// Firing alerts by (account, entity), from the alert notices' labels.
+pub type FiringAlerts = HashMap<(u64, u64), Vec<AlertView>>;
+
+/// Groups firing alerts by the account and entity their labels name.
+pub fn alerts_by_entity(notices: Vec<crate::notify::notice::AlertNotice>) -> FiringAlerts {
+    let mut by_entity: FiringAlerts = HashMap::new();
+    for notice in notices {
+        let label = |name: &str| notice.labels.get(name).and_then(|v| v.parse::<u64>().ok());
+        if let (Some(account), Some(entity)) = (label("account"), label("entity")) {
+            by_entity
+                .entry((account, entity))
+                .or_default()
+                .push(AlertView {
+                    name: notice.name.clone(),
+                    since: notice.starts_at,
+                    message: notice.description.clone(),
+                });
+        }
+    }
+    for alerts in by_entity.values_mut() {
+        alerts.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    by_entity
 }
 
 /// The whole answer of `/jobs.json`.
@@ -180,7 +218,7 @@ struct Group<'a> {
 }
 
 /// Builds the page `filter` asks for from the board, at Unix time `now`.
-pub fn build(board: &Board, filter: Filter, now: f64) -> StatusView {
+pub fn build(board: &Board, filter: Filter, alerts: &FiringAlerts, now: f64) -> StatusView {
     let mut groups: HashMap<GroupKey, Group> = HashMap::new();
     let mut states: BTreeMap<&'static str, usize> = STATES.iter().map(|s| (*s, 0)).collect();
     for row in &board.jobs {
@@ -221,7 +259,7 @@ pub fn build(board: &Board, filter: Filter, now: f64) -> StatusView {
         .into_iter()
         .skip((page - 1) * filter.per_page)
         .take(filter.per_page)
-        .map(|(key, group)| entity_view(board, &filter, key, group, now_secs))
+        .map(|(key, group)| entity_view(board, &filter, alerts, key, group, now_secs))
         .collect();
     StatusView {
         protocol: board.protocol,
@@ -276,6 +314,7 @@ fn group_matches(board: &Board, filter: &Filter, key: GroupKey, group: &Group) -
 fn entity_view(
     board: &Board,
     filter: &Filter,
+    alerts: &FiringAlerts,
     key: GroupKey,
     group: Group,
     now: u64,
@@ -283,6 +322,10 @@ fn entity_view(
     let (name, address) = identity(board, key, &group);
     let notes = match key {
         (Some(a), Some(e)) => board.notes.get(&(a, e)).cloned().unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let firing = match key {
+        (Some(a), Some(e)) => alerts.get(&(a, e)).cloned().unwrap_or_default(),
         _ => Vec::new(),
     };
     let left_out = (!group.left_out.is_empty()).then(|| {
@@ -304,6 +347,7 @@ fn entity_view(
         state: group.state,
         left_out,
         notes,
+        alerts: firing,
         jobs,
     }
 }
@@ -422,7 +466,7 @@ mod tests {
 
     #[test]
     fn failing_first_then_left_out_success_and_pending() {
-        let view = build(&board(), query(&[]), 1010.0);
+        let view = build(&board(), query(&[]), &FiringAlerts::new(), 1010.0);
         assert_eq!(
             entity_ids(&view),
             vec![Some(11), Some(21), Some(12), Some(10), Some(20)]
@@ -451,22 +495,42 @@ mod tests {
     #[test]
     fn filters_by_account_entity_text_and_state() {
         let b = board();
-        let by_account = build(&b, query(&[("account", "2")]), 1010.0);
+        let by_account = build(&b, query(&[("account", "2")]), &FiringAlerts::new(), 1010.0);
         assert_eq!(entity_ids(&by_account), vec![Some(21), Some(20)]);
-        let by_name = build(&b, query(&[("entity", "EDGE")]), 1010.0);
+        let by_name = build(
+            &b,
+            query(&[("entity", "EDGE")]),
+            &FiringAlerts::new(),
+            1010.0,
+        );
         assert_eq!(entity_ids(&by_name), vec![Some(11)]);
-        let by_address = build(&b, query(&[("entity", "192.0.2.20")]), 1010.0);
+        let by_address = build(
+            &b,
+            query(&[("entity", "192.0.2.20")]),
+            &FiringAlerts::new(),
+            1010.0,
+        );
         assert_eq!(entity_ids(&by_address), vec![Some(20)]);
-        let failing = build(&b, query(&[("state", "failing")]), 1010.0);
+        let failing = build(
+            &b,
+            query(&[("state", "failing")]),
+            &FiringAlerts::new(),
+            1010.0,
+        );
         assert_eq!(entity_ids(&failing), vec![Some(11), Some(21)]);
         assert_eq!(
             failing.entities[1].jobs.len(),
             1,
             "only the matching job of the entity"
         );
-        let left_out = build(&b, query(&[("state", "left_out")]), 1010.0);
+        let left_out = build(
+            &b,
+            query(&[("state", "left_out")]),
+            &FiringAlerts::new(),
+            1010.0,
+        );
         assert_eq!(entity_ids(&left_out), vec![Some(12)]);
-        let empty = build(&b, query(&[("account", "")]), 1010.0);
+        let empty = build(&b, query(&[("account", "")]), &FiringAlerts::new(), 1010.0);
         assert_eq!(empty.matching, 5, "an empty parameter is no filter");
     }
 
@@ -500,14 +564,19 @@ mod tests {
             })
             .collect();
         let started = std::time::Instant::now();
-        let view = build(&b, query(&[]), 1010.0);
+        let view = build(&b, query(&[]), &FiringAlerts::new(), 1010.0);
         let page = crate::status_page::render(&view);
         let elapsed = started.elapsed();
         assert_eq!(view.matching, 10_001);
         assert_eq!(view.pages, 101);
         assert_eq!(view.entities.len(), DEFAULT_PER_PAGE);
         assert!(view.entities.iter().all(|e| e.state == "failure"));
-        let last = build(&b, query(&[("page", "500"), ("per_page", "1000")]), 1010.0);
+        let last = build(
+            &b,
+            query(&[("page", "500"), ("per_page", "1000")]),
+            &FiringAlerts::new(),
+            1010.0,
+        );
         assert_eq!(
             (last.page, last.entities.len()),
             (11, 1),

@@ -10,6 +10,12 @@ pub struct Store {
     db: Arc<redb::Database>,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
 impl Store {
     /// Opens (or creates) `<data_dir>/<name>.redb`, creating the directory if needed. A file that
     /// is not a readable store is set aside (renamed `<name>.redb.corrupt-<unix time>`) with an

@@ -222,6 +222,30 @@ mod snmp {
             "failing entities come first"
         );
 
+        // After two bad runs in a row (ALERT_IF_IN_A_ROW's default) the alerts show beside the
+        // entities they are about, and the working device has none.
+        let alert_names = |v: &Json, id: Id| -> Vec<String> {
+            entity(v, id)["alerts"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x["name"].as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let view = wait_for_page(&json_url, |v| {
+            alert_names(v, SILENT).contains(&"SnmpAgentUnreachable".to_string())
+                && alert_names(v, WRONG_PASSWORD).contains(&"SnmpAuthFailed".to_string())
+        })
+        .await;
+        assert_eq!(alert_names(&view, WORKING), Vec::<String>::new());
+        let html = get_text(&format!("http://{metrics}/jobs")).await;
+        assert!(
+            html.contains("Alert firing: <span class=\"alert-name\">SnmpAgentUnreachable</span>"),
+            "{html}"
+        );
+
         let filtered = get_json(&format!("{json_url}?state=left_out")).await;
         assert_eq!(filtered["matching"], 1);
         assert_eq!(filtered["entities"][0]["entity_id"], json!(DANGLING));
