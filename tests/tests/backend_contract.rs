@@ -1,5 +1,5 @@
 //! The test backend keeps the contract of the real Grafolean backend
-//! (`/work/shared/grafolean-bot-api.md` §1-§4), checked with a plain HTTP client.
+//! (the Grafolean bot API contract, §1-§4), checked with a plain HTTP client.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
