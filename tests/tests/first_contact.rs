@@ -2,7 +2,7 @@
 //! exactly as written, pipes closed under the bot, two bots in one folder, a second netflowbot on a
 //! taken port, a backend URL that is wrong in the usual ways, settings from the environment.
 
-use e2e::process::{build, workspace_root, BotProcess};
+use e2e::process::{build, workspace_root, BotProcess, BOT_ENV};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -41,23 +41,8 @@ protocols.ping = {{ credential = 1, sensors = [{{ sensor = 11 }}] }}
 /// environment (the tests set their own).
 fn bot_command(binary: &Path) -> Command {
     let mut command = Command::new(binary);
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy().into_owned();
-        let ours = [
-            "BACKEND_URL",
-            "BOT_TOKEN",
-            "BOT_TOKEN_FROM_FILE",
-            "JOBS_FILE",
-            "STANDALONE",
-            "DATA_DIR",
-            "METRICS_ADDRESS",
-            "VALUES_OUTPUT",
-            "LOG_FORMAT",
-        ];
-        if ours.contains(&name.as_str()) || name.starts_with("NETFLOW_") || name.starts_with("JOB")
-        {
-            command.env_remove(&name);
-        }
+    for name in BOT_ENV {
+        command.env_remove(name);
     }
     command.env("RUST_LOG", "info").stdin(Stdio::null());
     command
@@ -172,9 +157,10 @@ fn the_readme_first_commands_work_as_written() {
     let found = found_rx.recv_timeout(Duration::from_secs(900));
     sigterm(&child);
     let status = wait_exit(&mut child, WAIT);
-    // Whatever the line left behind in its process group goes too.
+    // Whatever the line left behind in its process group goes too. The `--` matters: procps'
+    // kill reads `-KILL -17523` as `kill(-1)`, which kills every process the user may signal.
     let _ = Command::new("kill")
-        .args(["-KILL", &format!("-{}", child.id())])
+        .args(["-KILL", "--", &format!("-{}", child.id())])
         .status();
     let log = log.join().unwrap_or_default();
     assert!(found.is_ok(), "no answered ping from `{run}`:\n{log}");
