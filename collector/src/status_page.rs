@@ -24,18 +24,16 @@ pub fn routes(board: StatusBoard) -> Router {
 fn view(board: &StatusBoard, query: &StatusQuery) -> Result<StatusView, String> {
     let filter = query.parse()?;
     let now = unix_now();
-    Ok(board.read(|b| {
-        let firing = match &b.alerts {
-            Some(store) => {
-                crate::notify::alerts::firing(store.database(), now).unwrap_or_else(|e| {
-                    tracing::warn!("status page: cannot read the alert state: {e}");
-                    Vec::new()
-                })
-            }
-            None => Vec::new(),
-        };
-        build(b, filter, &alerts_by_entity(firing), now)
-    }))
+    // The store is read outside the board's lock, which a refresh may be waiting for.
+    let firing = match board.read(|b| b.alerts.clone()) {
+        Some(store) => crate::notify::alerts::firing(store.database(), now).unwrap_or_else(|e| {
+            tracing::warn!("status page: cannot read the alert state: {e}");
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    let alerts = alerts_by_entity(firing);
+    Ok(board.read(|b| build(b, filter, &alerts, now)))
 }
 
 fn bad_request(problem: String) -> Response {

@@ -77,7 +77,7 @@ pub struct BotProcess {
 }
 
 /// Environment variables a bot reads, cleared so the test's own environment cannot leak in.
-const BOT_ENV: &[&str] = &[
+pub const BOT_ENV: &[&str] = &[
     "BACKEND_URL",
     "BOT_TOKEN",
     "BOT_TOKEN_FROM_FILE",
@@ -96,6 +96,11 @@ const BOT_ENV: &[&str] = &[
     "ALERTMANAGER_URL",
     "EVENTS_WEBHOOK_URL",
     "DATAKIT_URL",
+    "METRICS_ADDRESS",
+    "VALUES_OUTPUT",
+    "JOB_MAX_STARTS_PER_SECOND",
+    "NETFLOW_PORT",
+    "NETFLOW_THREADS",
 ];
 
 impl BotProcess {
