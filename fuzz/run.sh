@@ -15,5 +15,8 @@ shift 2
 export RUSTC_BOOTSTRAP=1
 mkdir -p "corpus/$target"
 cp -n "seeds/$target/"* "corpus/$target/" 2>/dev/null || true
-exec cargo fuzz run --release --debug-assertions "$target" "corpus/$target" -- \
+# FUZZ_BUILD=dev builds without optimisation: half the compile time, for short smoke runs (CI).
+build=(--release --debug-assertions)
+[ "${FUZZ_BUILD:-release}" = dev ] && build=(--dev)
+exec cargo fuzz run "${build[@]}" "$target" "corpus/$target" -- \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "$@"
