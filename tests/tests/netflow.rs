@@ -12,7 +12,7 @@
 //! its previous run. So each test sends its traffic between the first and the second run and
 //! checks the second run's values: about two minutes per test, run in parallel.
 
-use e2e::process::{build, workspace_root, BotProcess};
+use e2e::process::{build, BotProcess};
 use e2e::{Fixture, Id, StoredValue, TestBackend};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -118,18 +118,7 @@ fn under<'a>(report: &'a BTreeMap<String, f64>, prefix: &str) -> BTreeMap<&'a st
 }
 
 fn capture(name: &str) -> Vec<Vec<u8>> {
-    let path = workspace_root()
-        .join("bots/netflow/testdata")
-        .join(format!("softflowd-{name}.bin"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut datagrams = Vec::new();
-    let mut at = 0;
-    while at + 4 <= bytes.len() {
-        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        datagrams.push(bytes[at + 4..at + 4 + len].to_vec());
-        at += 4 + len;
-    }
-    datagrams
+    e2e::captures::softflowd_datagrams(name)
 }
 
 fn replay(from: &str, to: &str, datagrams: &[Vec<u8>]) {

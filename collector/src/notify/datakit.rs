@@ -131,6 +131,9 @@ pub fn keyevent_line(notice: &Notice) -> String {
         ),
     };
     let mut line_tags = labels.clone();
+    if let Notice::Alert(alert) = notice {
+        line_tags.insert("alertname".into(), alert.name.clone());
+    }
     line_tags.insert("df_status".into(), status.into());
     line_tags.insert("df_event_id".into(), id);
     line_tags.insert("df_source".into(), "monitor".into());
@@ -242,6 +245,52 @@ impl Uploader {
     }
 }
 
+/// Whether the upload to one endpoint is failing: logged once when it starts failing and once
+/// when it works again, not at every flush; every point is counted either way.
+#[derive(Default)]
+struct UploadHealth {
+    /// Points lost since the upload to this endpoint started failing; `None` while it works.
+    lost: Option<u64>,
+}
+
+impl UploadHealth {
+    fn record(&mut self, kind: &'static str, result: Result<(), String>, count: u64) {
+        match (result, self.lost.as_mut()) {
+            (Ok(()), None) => {}
+            (Ok(()), Some(lost)) => {
+                tracing::info!(
+                    kind,
+                    lost = *lost,
+                    "self-observability upload works again; points lost while it failed: {lost}"
+                );
+                self.lost = None;
+            }
+            (Err(e), Some(lost)) => {
+                *lost += count;
+                tracing::debug!(kind, "self-observability upload still failing: {e}");
+            }
+            (Err(e), None) => {
+                self.lost = Some(count);
+                tracing::warn!(
+                    kind,
+                    "self-observability upload failing, points are dropped and counted \
+                     (collector_uploads_total{{outcome=\"failed\"}}) until it works again: {e}"
+                );
+            }
+        }
+    }
+}
+
+/// The upload task's side: the endpoint, the points waiting for the next flush, and how each
+/// endpoint fares.
+struct Upload {
+    datakit: DataKit,
+    metrics: NotifyMetrics,
+    batch: Vec<TaskPoint>,
+    logging: UploadHealth,
+    metric: UploadHealth,
+}
+
 async fn upload(
     datakit: DataKit,
     mut points: mpsc::Receiver<TaskPoint>,
@@ -249,48 +298,54 @@ async fn upload(
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut batch = Vec::with_capacity(POINTS_PER_POST);
+    let mut upload = Upload {
+        datakit,
+        metrics,
+        batch: Vec::with_capacity(POINTS_PER_POST),
+        logging: UploadHealth::default(),
+        metric: UploadHealth::default(),
+    };
     loop {
         tokio::select! {
             point = points.recv() => match point {
-                Some(point) => {
-                    batch.push(point);
-                    if batch.len() >= POINTS_PER_POST {
-                        flush(&datakit, &mut batch, &metrics).await;
-                    }
-                }
+                Some(point) => upload.add(point).await,
                 None => break,
             },
-            _ = tick.tick() => flush(&datakit, &mut batch, &metrics).await,
+            _ = tick.tick() => upload.flush().await,
             _ = shutdown.cancelled() => break,
         }
     }
     while let Ok(point) = points.try_recv() {
-        batch.push(point);
-        if batch.len() >= POINTS_PER_POST {
-            flush(&datakit, &mut batch, &metrics).await;
-        }
+        upload.add(point).await;
     }
-    flush(&datakit, &mut batch, &metrics).await;
+    upload.flush().await;
 }
 
-async fn flush(datakit: &DataKit, batch: &mut Vec<TaskPoint>, metrics: &NotifyMetrics) {
-    if batch.is_empty() {
-        return;
+impl Upload {
+    async fn add(&mut self, point: TaskPoint) {
+        self.batch.push(point);
+        if self.batch.len() >= POINTS_PER_POST {
+            self.flush().await;
+        }
     }
-    let (logging, metric): (Vec<String>, Vec<String>) = batch.iter().map(TaskPoint::lines).unzip();
-    let count = batch.len() as u64;
-    batch.clear();
-    for (kind, path, lines) in [
-        ("logging", "/v1/write/logging", logging),
-        ("metric", "/v1/write/metric", metric),
-    ] {
-        match datakit.post(path, lines.join("\n")).await {
-            Ok(()) => metrics.upload(kind, "sent", count),
-            Err(e) => {
-                metrics.upload(kind, "failed", count);
-                tracing::warn!("self-observability upload of {count} {kind} points failed: {e}");
-            }
+
+    async fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let (logging, metric): (Vec<String>, Vec<String>) =
+            self.batch.iter().map(TaskPoint::lines).unzip();
+        let count = self.batch.len() as u64;
+        self.batch.clear();
+        let endpoints = [
+            ("logging", "/v1/write/logging", logging, &mut self.logging),
+            ("metric", "/v1/write/metric", metric, &mut self.metric),
+        ];
+        for (kind, path, lines, health) in endpoints {
+            let result = self.datakit.post(path, lines.join("\n")).await;
+            let outcome = if result.is_ok() { "sent" } else { "failed" };
+            self.metrics.upload(kind, outcome, count);
+            health.record(kind, result, count);
         }
     }
 }
