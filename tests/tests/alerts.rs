@@ -401,7 +401,11 @@ fn uploading_bot(jobs: &std::path::Path, datakit: &str, metrics_port: u16) -> Bo
 async fn wait_for_uploads(metrics_port: u16, outcome: &str, points: f64) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let page = metrics_page(metrics_port).await;
+        // The bot may not serve /metrics yet.
+        let page = match reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await {
+            Ok(answer) => answer.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
         let (logging, metric) = uploads(&page, outcome);
         if logging >= points && metric >= points {
             return page;
