@@ -56,7 +56,8 @@ impl AlertSinks {
             .collect()
     }
 
-    fn alertmanager_notifications(&self, alert: &str, entity: &str) -> Vec<Json> {
+    /// Alertmanager's webhook notifications (JSON) of the group of `alert` on `entity`.
+    pub fn alertmanager_notifications(&self, alert: &str, entity: &str) -> Vec<Json> {
         json_bodies(&self.receiver.received("/am"))
             .into_iter()
             .filter(|n| {

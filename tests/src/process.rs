@@ -102,7 +102,7 @@ pub const BOT_ENV: &[&str] = &[
     "JOB_MAX_STARTS_PER_SECOND",
     "NETFLOW_PORT",
     "NETFLOW_THREADS",
-    "NETFLOW_WINDOW_MINUTE",
+    "NETFLOW_MINUTE",
 ];
 
 impl BotProcess {

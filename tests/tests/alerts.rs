@@ -137,6 +137,17 @@ async fn port_check_fires_once_and_resolves_once_on_every_sink_across_a_restart(
     bot.wait_for_log("notifications not delivered", WAIT).await;
     sinks.receiver.set_down("/webhook", false);
     alert(&["firing"]).await;
+    let fired = &sinks.alertmanager_notifications("TcpPortClosed", "100")[0]["alerts"][0];
+    assert_eq!(
+        fired["annotations"]["summary"], "TcpPortClosed on web-1",
+        "{fired}"
+    );
+    assert!(
+        fired["annotations"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("127.0.0.1")),
+        "{fired}"
+    );
     sinks.assert_labels(
         "TcpPortClosed",
         "100",
@@ -158,6 +169,8 @@ async fn port_check_fires_once_and_resolves_once_on_every_sink_across_a_restart(
     .await;
     assert!(states(bot.stdout_lines().iter().map(String::as_str)).is_empty());
 
+    // The port opens while the webhook is down: the resolution waits and arrives when it is back.
+    sinks.receiver.set_down("/webhook", true);
     let _listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("open the port");
@@ -167,6 +180,9 @@ async fn port_check_fires_once_and_resolves_once_on_every_sink_across_a_restart(
         WAIT,
     )
     .await;
+    bot.wait_for_log("notifications not delivered", WAIT).await;
+    assert_eq!(sinks.webhook_states("TcpPortClosed", "100"), ["firing"]);
+    sinks.receiver.set_down("/webhook", false);
     alert(&["firing", "resolved"]).await;
     // A few more group intervals: nothing more may arrive.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -469,9 +485,11 @@ const NETFLOW_BOT: Id = 1_620_000_041;
 const NETFLOW_ACCOUNT: Id = 1_409_000_041;
 const EXPORTER: Id = 141;
 const EXPORTER_ADDRESS: &str = "127.0.0.41";
+/// An exporter that is no entity: the bot suggests it.
+const NEW_EXPORTER_ADDRESS: &str = "127.0.0.42";
 
-/// An exporter that replays softflowd's NetFlow v5 capture in a loop while `sending` is set,
-/// a datagram every 5 ms, until `stop`.
+/// An exporter at `from` that replays softflowd's NetFlow v5 capture in a loop while `sending`
+/// is set, a datagram every 5 ms, until dropped.
 struct Exporter {
     sending: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -479,11 +497,11 @@ struct Exporter {
 }
 
 impl Exporter {
-    fn start(to: String) -> Exporter {
+    fn start(from: &str, to: String) -> Exporter {
         let sending = Arc::new(AtomicBool::new(true));
         let stop = Arc::new(AtomicBool::new(false));
         let datagrams = e2e::captures::softflowd_datagrams("v5");
-        let socket = std::net::UdpSocket::bind((EXPORTER_ADDRESS, 0)).expect("bind the exporter");
+        let socket = std::net::UdpSocket::bind((from, 0)).expect("bind the exporter");
         let (flag, end) = (sending.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             for datagram in datagrams.iter().cycle() {
@@ -544,13 +562,14 @@ async fn an_exporter_that_goes_quiet_for_three_windows_fires_netflow_exporter_si
         ("NETFLOW_THREADS", "1".into()),
         ("NETFLOW_NO_IPV6", "true".into()),
         // Window minutes of one second: "3 silent 1-minute windows" take 3 s.
-        ("NETFLOW_WINDOW_MINUTE", "1".into()),
+        ("NETFLOW_MINUTE", "1".into()),
     ]);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let binary = build("netflowbot", "--bin", "netflowbot");
     let bot = BotProcess::start(&binary, &[], &env);
     bot.wait_for_log("jobs refreshed", WAIT).await;
-    let exporter = Exporter::start(format!("127.0.0.1:{port}"));
+    let exporter = Exporter::start(EXPORTER_ADDRESS, format!("127.0.0.1:{port}"));
+    let new_exporter = Exporter::start(NEW_EXPORTER_ADDRESS, format!("127.0.0.1:{port}"));
     let entity_total = format!("netflow.1min.ingress.entity.{EXPORTER}");
     backend
         .wait_for_values(
@@ -563,8 +582,49 @@ async fn an_exporter_that_goes_quiet_for_three_windows_fires_netflow_exporter_si
             WAIT,
         )
         .await;
-    // Sending: reported every window, no alert.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The exporter that is no entity is suggested: one event at the webhook and at DataKit.
+    let suggested = |notices: &[Json]| -> usize {
+        notices
+            .iter()
+            .filter(|n| {
+                n["event"]["title"] == "new NetFlow exporter suggested"
+                    && n["event"]["tags"]["address"] == NEW_EXPORTER_ADDRESS
+                    && n["event"]["tags"]["bot"] == "netflow"
+            })
+            .count()
+    };
+    let webhook_notices = || -> Vec<Json> {
+        let received = sinks.receiver.received("/webhook");
+        received
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.body).ok())
+            .collect()
+    };
+    sinks
+        .receiver
+        .wait_for(
+            "/webhook",
+            "the suggestion event",
+            |_| suggested(&webhook_notices()) == 1,
+            WAIT,
+        )
+        .await;
+    drop(new_exporter);
+    let suggestion_keyevents = || {
+        sinks
+            .datakit_points("/v1/write/keyevent")
+            .into_iter()
+            .filter(|p| {
+                p.str_field("df_title") == Some("new NetFlow exporter suggested")
+                    && p.tag("df_status") == Some("info")
+                    && p.tag("address") == Some(NEW_EXPORTER_ADDRESS)
+            })
+            .count()
+    };
+    // Sending: reported every window, no alert; the suggestion is not repeated.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(suggested(&webhook_notices()), 1);
+    assert_eq!(suggestion_keyevents(), 1);
     let entity = EXPORTER.to_string();
     let alert = "NetflowExporterSilent";
     assert_eq!(

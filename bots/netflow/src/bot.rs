@@ -47,10 +47,11 @@ pub struct NetflowSettings {
     #[arg(long, env = "NETFLOW_NO_IPV6")]
     pub netflow_no_ipv6: bool,
 
-    /// Seconds in a window minute: every window's interval and first run scale with it, labels
-    /// and paths stay. For tests that cannot wait minutes (hidden from --help).
-    #[arg(long, env = "NETFLOW_WINDOW_MINUTE", default_value_t = 60, hide = true, value_parser = clap::value_parser!(u64).range(1..=60))]
-    pub netflow_window_minute: u64,
+    /// Seconds in a minute of the bot's schedule: every window's interval and first run, and
+    /// the exporter suggestions' interval, scale with it; labels and paths stay. For tests that
+    /// cannot wait minutes (hidden from --help).
+    #[arg(long, env = "NETFLOW_MINUTE", default_value_t = 60, hide = true, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub netflow_minute: u64,
 }
 
 /// What a NetFlow job does.
@@ -180,7 +181,7 @@ impl NetflowBot {
             store: Some(Arc::new(context.store)),
             listener: Mutex::new(Some(bound)),
             cluster: context.cluster,
-            clock: WindowClock::with_minute(settings.netflow_window_minute),
+            clock: WindowClock::with_minute(settings.netflow_minute),
         })
     }
 
@@ -341,10 +342,10 @@ impl Collector for NetflowBot {
             specs.push(
                 JobSpec::new(
                     "maint/suggest_entities",
-                    vec![120],
+                    vec![self.clock.seconds(120)],
                     NetflowJob::SuggestEntities,
                 )
-                .anchored(Anchor::Unix(10)),
+                .anchored(Anchor::Unix(self.clock.seconds(10))),
             );
         }
         let mut accounts: BTreeMap<u64, Vec<EntityConfig>> = BTreeMap::new();

@@ -63,9 +63,10 @@ pub const WINDOWS: [WindowSpec; 5] = [
     },
 ];
 
-/// The length of a window minute. Real minutes by default; a test that cannot wait minutes for
-/// a window runs the bot with shorter ones (`NETFLOW_WINDOW_MINUTE`): every window's interval
-/// and first run scale with it, and labels and value paths stay those of the real windows.
+/// The length of a minute of the bot's schedule (windows and exporter suggestions). Real minutes
+/// by default; a test that cannot wait minutes for a window runs the bot with shorter ones
+/// (`NETFLOW_MINUTE`): every interval and first run scale with it, and labels and value paths
+/// stay those of the real windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowClock {
     minute: u64,
@@ -85,18 +86,19 @@ impl WindowClock {
         }
     }
 
-    fn scale(&self, seconds: u64) -> u64 {
+    /// `seconds` of a real schedule on this clock (at least 1).
+    pub fn seconds(&self, seconds: u64) -> u64 {
         (seconds * self.minute / 60).max(1)
     }
 
     /// Seconds between two runs of `spec`'s window.
     pub fn interval(&self, spec: &WindowSpec) -> u64 {
-        self.scale(spec.interval)
+        self.seconds(spec.interval)
     }
 
     /// Seconds from a window job's creation to its first run.
     pub fn first_run_after(&self, spec: &WindowSpec) -> u64 {
-        self.scale(spec.first_run_after)
+        self.seconds(spec.first_run_after)
     }
 }
 
