@@ -681,12 +681,21 @@ async fn an_agent_that_stops_and_starts_and_a_bad_v3_password_fire_and_resolve_o
     sinks
         .wait_for("SnmpAuthFailed", &other, &["firing", "resolved"], WAIT)
         .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let once = ["firing", "resolved"].map(String::from).to_vec();
-    for (alert, entity) in [
+    // Both polls failed while their checks were bad: `JobFailing` fired and resolved with them.
+    let alerts = [
         ("SnmpAgentUnreachable", &device),
         ("SnmpAuthFailed", &other),
-    ] {
+        ("JobFailing", &device),
+        ("JobFailing", &other),
+    ];
+    for (alert, entity) in alerts {
+        sinks
+            .wait_for(alert, entity, &["firing", "resolved"], WAIT)
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let once = ["firing", "resolved"].map(String::from).to_vec();
+    for (alert, entity) in alerts {
         assert_eq!(
             sinks.states(alert, entity),
             [once.clone(), once.clone(), once.clone()],
