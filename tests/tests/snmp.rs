@@ -451,7 +451,13 @@ async fn interface_sync_creates_updates_and_deletes_interface_entities() {
     fixture.device(ACCOUNT, OTHER_DEVICE, "other", "192.0.2.1");
     fixture.interface(ACCOUNT, 503, OTHER_DEVICE, "theirs", "9999", "0");
     let backend = TestBackend::start(fixture).await;
-    let mut bot = start_bot(&backend, &[("SNMP_INTERFACE_INTERVAL", "1")]);
+    let receiver = e2e::receiver::Receiver::start().await;
+    let webhook = format!("{}/webhook", receiver.url);
+    let env = [
+        ("SNMP_INTERFACE_INTERVAL", "1"),
+        ("EVENTS_WEBHOOK_URL", webhook.as_str()),
+    ];
+    let mut bot = start_bot(&backend, &env);
 
     let synced = backend
         .wait_until(
@@ -482,6 +488,41 @@ async fn interface_sync_creates_updates_and_deletes_interface_entities() {
     assert_eq!(entity_writes(&backend), writes);
     assert!(bot.stderr().contains("interface entities synced"));
     bot.terminate(Duration::from_secs(10)).await;
+
+    // One event per interface that appeared or disappeared, none for the renamed one.
+    let events: Vec<(String, String)> = receiver
+        .received("/webhook")
+        .iter()
+        .filter_map(|r| serde_json::from_str::<Json>(&r.body).ok())
+        .map(|n| {
+            let text = |v: &Json| v.as_str().unwrap_or_default().to_string();
+            (
+                text(&n["event"]["title"]),
+                text(&n["event"]["tags"]["interface"]),
+            )
+        })
+        .collect();
+    let mut appeared: Vec<String> = expected
+        .iter()
+        .filter(|(index, _, _)| index != "1")
+        .map(|(_, name, _)| name.clone())
+        .collect();
+    appeared.sort();
+    let mut seen: Vec<String> = events
+        .iter()
+        .filter(|(title, _)| title == "interface appeared")
+        .map(|(_, name)| name.clone())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, appeared, "{events:?}");
+    let gone: Vec<&(String, String)> = events
+        .iter()
+        .filter(|(title, _)| title == "interface disappeared")
+        .collect();
+    assert_eq!(
+        gone,
+        [&("interface disappeared".to_string(), "gone".to_string())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
