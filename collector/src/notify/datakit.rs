@@ -6,6 +6,7 @@
 
 use super::notice::{AlertState, Notice};
 use super::outbox::Deliver;
+use super::streak::{FailureStreak, Turn};
 use super::NotifyMetrics;
 use crate::executor::Outcome;
 use crate::redact::redact_url;
@@ -245,39 +246,24 @@ impl Uploader {
     }
 }
 
-/// Whether the upload to one endpoint is failing: logged once when it starts failing and once
-/// when it works again, not at every flush; every point is counted either way.
-#[derive(Default)]
-struct UploadHealth {
-    /// Points lost since the upload to this endpoint started failing; `None` while it works.
-    lost: Option<u64>,
-}
-
-impl UploadHealth {
-    fn record(&mut self, kind: &'static str, result: Result<(), String>, count: u64) {
-        match (result, self.lost.as_mut()) {
-            (Ok(()), None) => {}
-            (Ok(()), Some(lost)) => {
-                tracing::info!(
-                    kind,
-                    lost = *lost,
-                    "self-observability upload works again; points lost while it failed: {lost}"
-                );
-                self.lost = None;
-            }
-            (Err(e), Some(lost)) => {
-                *lost += count;
-                tracing::debug!(kind, "self-observability upload still failing: {e}");
-            }
-            (Err(e), None) => {
-                self.lost = Some(count);
-                tracing::warn!(
-                    kind,
-                    "self-observability upload failing, points are dropped and counted \
-                     (collector_uploads_total{{outcome=\"failed\"}}) until it works again: {e}"
-                );
-            }
+/// Logs what an upload's result changed: once when an endpoint starts failing, once when it
+/// works again.
+fn log_upload(kind: &'static str, turn: Turn) {
+    match turn {
+        Turn::Working => {}
+        Turn::StartedFailing(e) => tracing::warn!(
+            kind,
+            "self-observability upload failing, points are dropped and counted \
+             (collector_uploads_total{{outcome=\"failed\"}}) until it works again: {e}"
+        ),
+        Turn::StillFailing(e) => {
+            tracing::debug!(kind, "self-observability upload still failing: {e}")
         }
+        Turn::Recovered(lost) => tracing::info!(
+            kind,
+            lost,
+            "self-observability upload works again; points lost while it failed: {lost}"
+        ),
     }
 }
 
@@ -287,8 +273,8 @@ struct Upload {
     datakit: DataKit,
     metrics: NotifyMetrics,
     batch: Vec<TaskPoint>,
-    logging: UploadHealth,
-    metric: UploadHealth,
+    logging: FailureStreak,
+    metric: FailureStreak,
 }
 
 async fn upload(
@@ -302,8 +288,8 @@ async fn upload(
         datakit,
         metrics,
         batch: Vec::with_capacity(POINTS_PER_POST),
-        logging: UploadHealth::default(),
-        metric: UploadHealth::default(),
+        logging: FailureStreak::default(),
+        metric: FailureStreak::default(),
     };
     loop {
         tokio::select! {
@@ -341,11 +327,11 @@ impl Upload {
             ("logging", "/v1/write/logging", logging, &mut self.logging),
             ("metric", "/v1/write/metric", metric, &mut self.metric),
         ];
-        for (kind, path, lines, health) in endpoints {
+        for (kind, path, lines, streak) in endpoints {
             let result = self.datakit.post(path, lines.join("\n")).await;
             let outcome = if result.is_ok() { "sent" } else { "failed" };
             self.metrics.upload(kind, outcome, count);
-            health.record(kind, result, count);
+            log_upload(kind, streak.record(result, count));
         }
     }
 }

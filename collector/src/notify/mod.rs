@@ -10,6 +10,7 @@ pub mod datakit;
 pub mod metrics;
 pub mod notice;
 pub mod outbox;
+pub mod streak;
 pub mod webhook;
 
 pub use metrics::NotifyMetrics;

@@ -4,6 +4,7 @@
 
 use super::alerts;
 use super::notice::Notice;
+use super::streak::{FailureStreak, Turn};
 use super::NotifyMetrics;
 use crate::store::Store;
 use futures::future::BoxFuture;
@@ -126,7 +127,7 @@ impl Outbox {
         shutdown: CancellationToken,
     ) {
         let mut backoff = Duration::from_secs(1);
-        let mut health = SinkHealth::default();
+        let mut streak = FailureStreak::default();
         let mut resend = sink.resend_every().map(|every| {
             let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -146,7 +147,7 @@ impl Outbox {
                     _ = self.added.notified() => {}
                     _ = next_tick(&mut resend) => {
                         let result = self.resend_firing(sink.as_ref()).await;
-                        health.record(self.name, result, 0, &metrics);
+                        log_send(self.name, streak.record(result, 1), 0, &metrics);
                     }
                     _ = shutdown.cancelled() => return,
                 }
@@ -154,7 +155,7 @@ impl Outbox {
             }
             let result = sink.send(&notices).await;
             let delivered = result.is_ok();
-            health.record(self.name, result, pending, &metrics);
+            log_send(self.name, streak.record(result, 1), pending, &metrics);
             if delivered {
                 backoff = Duration::from_secs(1);
                 for notice in &notices {
@@ -197,47 +198,26 @@ async fn next_tick(timer: &mut Option<tokio::time::Interval>) {
     }
 }
 
-/// Whether a sink is failing: the log says so once when it starts failing and once when it
-/// takes notifications again, not at every retry; every failed send is counted.
-#[derive(Default)]
-struct SinkHealth {
-    /// Failed sends since the sink started failing; `None` while it works.
-    failing: Option<u64>,
-}
-
-impl SinkHealth {
-    fn record(
-        &mut self,
-        sink: &'static str,
-        result: Result<(), String>,
-        pending: u64,
-        metrics: &NotifyMetrics,
-    ) {
-        match (result, self.failing.as_mut()) {
-            (Ok(()), None) => {}
-            (Ok(()), Some(failed)) => {
-                tracing::info!(
-                    sink,
-                    failed_sends = *failed,
-                    "notifications delivered again"
-                );
-                self.failing = None;
-            }
-            (Err(e), Some(failed)) => {
-                metrics.failed(sink);
-                *failed += 1;
-                tracing::debug!(sink, pending, "notifications still not delivered: {e}");
-            }
-            (Err(e), None) => {
-                metrics.failed(sink);
-                self.failing = Some(1);
-                tracing::warn!(
-                    sink,
-                    pending,
-                    "notifications not delivered, retrying with backoff (1 s doubling to 60 s) \
-                     until the sink takes them: {e}"
-                );
-            }
+/// Counts a failed send and logs what a send's result changed: once when the sink starts
+/// failing, once when it takes notifications again.
+fn log_send(sink: &'static str, turn: Turn, pending: u64, metrics: &NotifyMetrics) {
+    match turn {
+        Turn::Working => {}
+        Turn::StartedFailing(e) => {
+            metrics.failed(sink);
+            tracing::warn!(
+                sink,
+                pending,
+                "notifications not delivered, retrying with backoff (1 s doubling to 60 s) \
+                 until the sink takes them: {e}"
+            );
+        }
+        Turn::StillFailing(e) => {
+            metrics.failed(sink);
+            tracing::debug!(sink, pending, "notifications still not delivered: {e}");
+        }
+        Turn::Recovered(failed_sends) => {
+            tracing::info!(sink, failed_sends, "notifications delivered again");
         }
     }
 }
