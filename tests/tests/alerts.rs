@@ -9,6 +9,7 @@
 //!   sends a replayed softflowd capture, goes quiet for 3 windows, and sends again;
 //! - Alertmanager down when an alert fires, then re-sent often enough that Alertmanager does
 //!   not resolve it by itself; DataKit upload failures counted and logged once per change;
+//! - a job removed from the configs resolves its firing alert;
 //! - `JOB_MAX_STARTS_PER_SECOND` in `wait_cost`.
 //!
 //! `PingHostDown` and the SNMP checks are driven at the three sinks in `ping.rs` and `snmp.rs`.
@@ -669,5 +670,58 @@ async fn an_exporter_that_goes_quiet_for_three_windows_fires_netflow_exporter_si
         sinks.states(alert, &entity),
         [once.clone(), once.clone(), once]
     );
+    drop(bot);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_removed_from_the_configs_resolves_its_firing_alert() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let jobs = jobs_file(dir.path(), free_port());
+    let webhook = format!("{}/webhook", receiver.url);
+    let bot = BotProcess::start(
+        &build("collector", "--example", "tcpcheck"),
+        &["--jobs", jobs.to_str().expect("path")],
+        &[
+            ("EVENTS_WEBHOOK_URL", webhook.as_str()),
+            ("JOBS_REFRESH_INTERVAL", "1"),
+        ],
+    );
+    let alerts = || -> Vec<Json> {
+        receiver
+            .received("/webhook")
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Json>(&r.body).ok())
+            .map(|n| n["alert"].clone())
+            .filter(|a| a["name"] == "TcpPortClosed" && a["labels"]["entity"] == "100")
+            .collect()
+    };
+    let states = || -> Vec<String> {
+        alerts()
+            .iter()
+            .map(|a| a["state"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    receiver
+        .wait_for("/webhook", "the firing", |_| states() == ["firing"], WAIT)
+        .await;
+
+    // The entity leaves the jobs file (another one stays): its alert resolves at the refresh.
+    let text = std::fs::read_to_string(&jobs).expect("read jobs file");
+    std::fs::write(&jobs, text.replace("id = 100", "id = 101")).expect("write jobs file");
+    receiver
+        .wait_for(
+            "/webhook",
+            "the resolution",
+            |_| states() == ["firing", "resolved"],
+            WAIT,
+        )
+        .await;
+    let resolved = &alerts()[1];
+    assert_eq!(
+        resolved["description"], "the job 100 was removed",
+        "{resolved}"
+    );
+    assert!(resolved["ends_at"].is_number(), "{resolved}");
     drop(bot);
 }
