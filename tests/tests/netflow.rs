@@ -28,8 +28,10 @@ const OTHER_ACCOUNT: Id = 1_409_000_002;
 const CREDENTIAL: Id = 501;
 const SENSOR: Id = 502;
 
-/// The second run of the 1-minute window comes 120 s after the jobs are created.
-const FIRST_WINDOW_STARTED: Duration = Duration::from_secs(63);
+/// Seconds in the bot's minute (`NETFLOW_MINUTE`) where a test waits for the 1-minute window:
+/// it starts 20 s after the jobs are created and reports 20 s later, enough for a replay.
+const MINUTE: u64 = 20;
+const FIRST_WINDOW_STARTED: Duration = Duration::from_secs(MINUTE + 1);
 const REPORT_WAIT: Duration = Duration::from_secs(100);
 
 fn netflowbot() -> PathBuf {
@@ -64,27 +66,39 @@ fn fixture(devices: &[(Id, &str)]) -> Fixture {
     f
 }
 
-/// Starts the bot and returns it with the moment its jobs were created.
+/// Starts the bot with minutes of [`MINUTE`] seconds and returns it with the moment its jobs
+/// were created.
 async fn start_bot(backend: &TestBackend, port: u16) -> (BotProcess, Instant) {
-    start_bot_refreshing(backend, port, 1).await
+    start_bot_with(backend, port, 1, MINUTE).await
 }
 
-/// Starts the bot with `JOBS_REFRESH_INTERVAL` = `refresh` seconds.
+/// Starts the bot with `JOBS_REFRESH_INTERVAL` = `refresh` seconds and real minutes.
 async fn start_bot_refreshing(
     backend: &TestBackend,
     port: u16,
     refresh: u64,
 ) -> (BotProcess, Instant) {
+    start_bot_with(backend, port, refresh, 60).await
+}
+
+async fn start_bot_with(
+    backend: &TestBackend,
+    port: u16,
+    refresh: u64,
+    minute: u64,
+) -> (BotProcess, Instant) {
     let url = backend.url();
     let token = backend.token(BOT);
     let port = port.to_string();
     let refresh = refresh.to_string();
+    let minute = minute.to_string();
     let env = [
         ("BACKEND_URL", url.as_str()),
         ("BOT_TOKEN", token.as_str()),
         ("JOBS_REFRESH_INTERVAL", refresh.as_str()),
         ("NETFLOW_PORT", port.as_str()),
         ("NETFLOW_THREADS", "2"),
+        ("NETFLOW_MINUTE", minute.as_str()),
     ];
     let bot = BotProcess::start(&netflowbot(), &[], &env);
     bot.wait_for_log("jobs refreshed", Duration::from_secs(60))
@@ -175,8 +189,8 @@ async fn replayed_captures_are_reported_per_entity_and_unknown_exporters_suggest
         assert_eq!(under(&report, &format!("{prefix}topconn.")).len(), 10);
     }
 
-    // maint/suggest_entities runs every 120 s (at xx:xx:10, xx:xx:10 + 2 min...): every account
-    // gets the exporters it has no device for.
+    // maint/suggest_entities runs every 2 minutes (of MINUTE seconds here): every account gets
+    // the exporters it has no device for.
     let suggested = |account: Id| {
         let fixture = backend.fixture();
         let mut found: Vec<(String, String)> = fixture

@@ -13,6 +13,8 @@ use crate::redact::redact_url;
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -224,6 +226,8 @@ impl TaskPoint {
 pub struct Uploader {
     queue: mpsc::Sender<TaskPoint>,
     metrics: NotifyMetrics,
+    /// Whether the queue is full now (the log says so once, not at every dropped record).
+    full: Arc<AtomicBool>,
 }
 
 impl Uploader {
@@ -235,13 +239,35 @@ impl Uploader {
     ) -> (Uploader, tokio::task::JoinHandle<()>) {
         let (queue, points) = mpsc::channel(UPLOAD_QUEUE);
         let task = tokio::spawn(upload(datakit, points, metrics.clone(), shutdown));
-        (Uploader { queue, metrics }, task)
+        let full = Arc::new(AtomicBool::new(false));
+        (
+            Uploader {
+                queue,
+                metrics,
+                full,
+            },
+            task,
+        )
     }
 
-    /// Queues a task record; never waits.
+    /// Queues a task record; never waits (a full queue drops it, counted).
     pub fn send(&self, point: TaskPoint) {
-        if self.queue.try_send(point).is_err() {
-            self.metrics.upload("task", "dropped", 1);
+        match self.queue.try_send(point) {
+            Ok(()) => {
+                if self.full.swap(false, Ordering::Relaxed) {
+                    tracing::info!("self-observability upload queue has room again");
+                }
+            }
+            Err(_) => {
+                self.metrics.upload("task", "dropped", 1);
+                if !self.full.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "self-observability upload queue full (DataKit takes points slower than \
+                         runs make them): task records are dropped and counted \
+                         (collector_uploads_total{{kind=\"task\",outcome=\"dropped\"}})"
+                    );
+                }
+            }
         }
     }
 }

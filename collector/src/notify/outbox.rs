@@ -208,8 +208,7 @@ fn log_send(sink: &'static str, turn: Turn, pending: u64, metrics: &NotifyMetric
             tracing::warn!(
                 sink,
                 pending,
-                "notifications not delivered, retrying with backoff (1 s doubling to 60 s) \
-                 until the sink takes them: {e}"
+                "notifications not delivered; retrying until the sink takes them: {e}"
             );
         }
         Turn::StillFailing(e) => {
