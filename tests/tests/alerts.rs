@@ -9,7 +9,7 @@
 //!   sends a replayed softflowd capture, goes quiet for 3 windows, and sends again;
 //! - Alertmanager down when an alert fires, then re-sent often enough that Alertmanager does
 //!   not resolve it by itself; DataKit upload failures counted and logged once per change;
-//! - a job removed from the configs resolves its firing alert;
+//! - `ALERT_RENOTIFY` repeats a firing alert; a job removed from the configs resolves it;
 //! - `JOB_MAX_STARTS_PER_SECOND` in `wait_cost`.
 //!
 //! `PingHostDown` and the SNMP checks are driven at the three sinks in `ping.rs` and `snmp.rs`.
@@ -674,7 +674,7 @@ async fn an_exporter_that_goes_quiet_for_three_windows_fires_netflow_exporter_si
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_removed_from_the_configs_resolves_its_firing_alert() {
+async fn a_firing_alert_is_renotified_and_resolves_when_its_job_is_removed() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let jobs = jobs_file(dir.path(), free_port());
@@ -685,6 +685,7 @@ async fn a_job_removed_from_the_configs_resolves_its_firing_alert() {
         &[
             ("EVENTS_WEBHOOK_URL", webhook.as_str()),
             ("JOBS_REFRESH_INTERVAL", "1"),
+            ("ALERT_RENOTIFY", "1"),
         ],
     );
     let alerts = || -> Vec<Json> {
@@ -696,15 +697,26 @@ async fn a_job_removed_from_the_configs_resolves_its_firing_alert() {
             .filter(|a| a["name"] == "TcpPortClosed" && a["labels"]["entity"] == "100")
             .collect()
     };
+    // State changes, and repeats of the firing alert.
     let states = || -> Vec<String> {
         alerts()
             .iter()
+            .filter(|a| a["renotify"] == false)
             .map(|a| a["state"].as_str().unwrap_or("").to_string())
             .collect()
     };
+    let repeats = || alerts().iter().filter(|a| a["renotify"] == true).count();
     receiver
         .wait_for("/webhook", "the firing", |_| states() == ["firing"], WAIT)
         .await;
+    // ALERT_RENOTIFY=1: the next bad runs, a second apart, repeat it.
+    receiver
+        .wait_for("/webhook", "two repeats", |_| repeats() >= 2, WAIT)
+        .await;
+    let first = &alerts()[0];
+    let repeat = alerts().into_iter().find(|a| a["renotify"] == true);
+    let repeat = repeat.expect("a repeat");
+    assert_eq!(repeat["starts_at"], first["starts_at"], "{repeat}");
 
     // The entity leaves the jobs file (another one stays): its alert resolves at the refresh.
     let text = std::fs::read_to_string(&jobs).expect("read jobs file");
@@ -717,7 +729,7 @@ async fn a_job_removed_from_the_configs_resolves_its_firing_alert() {
             WAIT,
         )
         .await;
-    let resolved = &alerts()[1];
+    let resolved = alerts().into_iter().last().expect("the resolution");
     assert_eq!(
         resolved["description"], "the job 100 was removed",
         "{resolved}"
