@@ -244,6 +244,11 @@ async fn port_check_fires_once_and_resolves_once_on_every_sink_across_a_restart(
     ] {
         assert!(page.contains(expected), "{expected} missing from\n{page}");
     }
+    let failed = sample(
+        &page,
+        "collector_notifications_failed_total{sink=\"webhook\"}",
+    );
+    assert!(failed >= 1.0, "the webhook's outage is counted:\n{page}");
     assert!(
         !bot.stderr().contains(DATAKIT_TOKEN),
         "the DataWay token is never logged"
