@@ -1,11 +1,14 @@
 //! Keeping the bot token out of logs and error messages: it travels in the `b` query parameter,
 //! so every URL that may be shown goes through [`redact_url`]. A DataWay URL carries its token
-//! in `token=`, which is redacted the same way.
+//! in `token=`, which is redacted the same way, and a sink's URL may carry a user and password
+//! (`http://user:secret@alertmanager:9093`).
 
-/// Replaces the value of every `b=` and `token=` query parameter with `REDACTED`.
+/// Replaces the value of every `b=` and `token=` query parameter, and a user and password
+/// before the host, with `REDACTED`.
 pub fn redact_url(url: &str) -> String {
+    let url = redact_userinfo(url);
     let Some((base, query)) = url.split_once('?') else {
-        return url.to_string();
+        return url;
     };
     let query: Vec<String> = query
         .split('&')
@@ -20,6 +23,18 @@ pub fn redact_url(url: &str) -> String {
         })
         .collect();
     format!("{base}?{}", query.join("&"))
+}
+
+/// `scheme://user:password@host...` as `scheme://REDACTED@host...`.
+fn redact_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://REDACTED{}", &rest[at..]),
+        None => url.to_string(),
+    }
 }
 
 /// Removes every occurrence of `secret` from `text` (for messages from libraries that may quote
@@ -65,6 +80,10 @@ mod tests {
         assert_eq!(
             redact_url("http://h/api/status/info"),
             "http://h/api/status/info"
+        );
+        assert_eq!(
+            redact_url("http://am:s3cret@alertmanager:9093/api/v2/alerts?x=a@b"),
+            "http://REDACTED@alertmanager:9093/api/v2/alerts?x=a@b"
         );
         assert_eq!(
             scrub("failed http://h/?b=tok", "tok"),

@@ -13,6 +13,9 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Alertmanager's own default `resolve_timeout`, in seconds.
+const DEFAULT_RESOLVE_TIMEOUT: u64 = 300;
+
 /// A running Alertmanager; killed when dropped.
 pub struct Alertmanager {
     pub url: String,
@@ -30,9 +33,19 @@ impl Alertmanager {
     /// Like [`Alertmanager::start`], on a chosen loopback port (to start it where a bot already
     /// tries to send).
     pub async fn start_at(webhook: &str, port: u16) -> Alertmanager {
+        Self::start_at_resolving_after(webhook, port, DEFAULT_RESOLVE_TIMEOUT).await
+    }
+
+    /// Like [`Alertmanager::start_at`], resolving by itself an alert it has not heard of for
+    /// `resolve_timeout` seconds (5 min by default): to see that a bot re-sends firing alerts.
+    pub async fn start_at_resolving_after(
+        webhook: &str,
+        port: u16,
+        resolve_timeout: u64,
+    ) -> Alertmanager {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = format!(
-            "route:\n  receiver: test\n  group_by: ['alertname', 'entity']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: test\n    webhook_configs:\n      - url: '{webhook}'\n        send_resolved: true\n"
+            "global:\n  resolve_timeout: {resolve_timeout}s\nroute:\n  receiver: test\n  group_by: ['alertname', 'entity']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: test\n    webhook_configs:\n      - url: '{webhook}'\n        send_resolved: true\n"
         );
         let config_path = dir.path().join("alertmanager.yml");
         std::fs::write(&config_path, config).expect("write config");

@@ -54,8 +54,10 @@
 //!
 //! The `test-backend` binary serves [`Fixture::generated`] for manual runs and benchmarks.
 
+pub mod alert_sinks;
 pub mod alertmanager;
 pub mod backend;
+pub mod captures;
 pub mod fixture;
 pub mod line_protocol;
 pub mod process;

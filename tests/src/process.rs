@@ -94,6 +94,7 @@ pub const BOT_ENV: &[&str] = &[
     "ALERT_IF_IN_A_ROW",
     "ALERT_RENOTIFY",
     "ALERTMANAGER_URL",
+    "ALERTMANAGER_RESEND_INTERVAL",
     "EVENTS_WEBHOOK_URL",
     "DATAKIT_URL",
     "METRICS_ADDRESS",
@@ -101,6 +102,7 @@ pub const BOT_ENV: &[&str] = &[
     "JOB_MAX_STARTS_PER_SECOND",
     "NETFLOW_PORT",
     "NETFLOW_THREADS",
+    "NETFLOW_MINUTE",
 ];
 
 impl BotProcess {

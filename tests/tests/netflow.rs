@@ -12,7 +12,7 @@
 //! its previous run. So each test sends its traffic between the first and the second run and
 //! checks the second run's values: about two minutes per test, run in parallel.
 
-use e2e::process::{build, workspace_root, BotProcess};
+use e2e::process::{build, BotProcess};
 use e2e::{Fixture, Id, StoredValue, TestBackend};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -28,8 +28,10 @@ const OTHER_ACCOUNT: Id = 1_409_000_002;
 const CREDENTIAL: Id = 501;
 const SENSOR: Id = 502;
 
-/// The second run of the 1-minute window comes 120 s after the jobs are created.
-const FIRST_WINDOW_STARTED: Duration = Duration::from_secs(63);
+/// Seconds in the bot's minute (`NETFLOW_MINUTE`) where a test waits for the 1-minute window:
+/// it starts 20 s after the jobs are created and reports 20 s later, enough for a replay.
+const MINUTE: u64 = 20;
+const FIRST_WINDOW_STARTED: Duration = Duration::from_secs(MINUTE + 1);
 const REPORT_WAIT: Duration = Duration::from_secs(100);
 
 fn netflowbot() -> PathBuf {
@@ -64,27 +66,39 @@ fn fixture(devices: &[(Id, &str)]) -> Fixture {
     f
 }
 
-/// Starts the bot and returns it with the moment its jobs were created.
+/// Starts the bot with minutes of [`MINUTE`] seconds and returns it with the moment its jobs
+/// were created.
 async fn start_bot(backend: &TestBackend, port: u16) -> (BotProcess, Instant) {
-    start_bot_refreshing(backend, port, 1).await
+    start_bot_with(backend, port, 1, MINUTE).await
 }
 
-/// Starts the bot with `JOBS_REFRESH_INTERVAL` = `refresh` seconds.
+/// Starts the bot with `JOBS_REFRESH_INTERVAL` = `refresh` seconds and real minutes.
 async fn start_bot_refreshing(
     backend: &TestBackend,
     port: u16,
     refresh: u64,
 ) -> (BotProcess, Instant) {
+    start_bot_with(backend, port, refresh, 60).await
+}
+
+async fn start_bot_with(
+    backend: &TestBackend,
+    port: u16,
+    refresh: u64,
+    minute: u64,
+) -> (BotProcess, Instant) {
     let url = backend.url();
     let token = backend.token(BOT);
     let port = port.to_string();
     let refresh = refresh.to_string();
+    let minute = minute.to_string();
     let env = [
         ("BACKEND_URL", url.as_str()),
         ("BOT_TOKEN", token.as_str()),
         ("JOBS_REFRESH_INTERVAL", refresh.as_str()),
         ("NETFLOW_PORT", port.as_str()),
         ("NETFLOW_THREADS", "2"),
+        ("NETFLOW_MINUTE", minute.as_str()),
     ];
     let bot = BotProcess::start(&netflowbot(), &[], &env);
     bot.wait_for_log("jobs refreshed", Duration::from_secs(60))
@@ -118,18 +132,7 @@ fn under<'a>(report: &'a BTreeMap<String, f64>, prefix: &str) -> BTreeMap<&'a st
 }
 
 fn capture(name: &str) -> Vec<Vec<u8>> {
-    let path = workspace_root()
-        .join("bots/netflow/testdata")
-        .join(format!("softflowd-{name}.bin"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut datagrams = Vec::new();
-    let mut at = 0;
-    while at + 4 <= bytes.len() {
-        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        datagrams.push(bytes[at + 4..at + 4 + len].to_vec());
-        at += 4 + len;
-    }
-    datagrams
+    e2e::captures::softflowd_datagrams(name)
 }
 
 fn replay(from: &str, to: &str, datagrams: &[Vec<u8>]) {
@@ -186,8 +189,8 @@ async fn replayed_captures_are_reported_per_entity_and_unknown_exporters_suggest
         assert_eq!(under(&report, &format!("{prefix}topconn.")).len(), 10);
     }
 
-    // maint/suggest_entities runs every 120 s (at xx:xx:10, xx:xx:10 + 2 min...): every account
-    // gets the exporters it has no device for.
+    // maint/suggest_entities runs every 2 minutes (of MINUTE seconds here): every account gets
+    // the exporters it has no device for.
     let suggested = |account: Id| {
         let fixture = backend.fixture();
         let mut found: Vec<(String, String)> = fixture

@@ -627,9 +627,10 @@ fn host_down_states<'a>(notices: impl Iterator<Item = &'a str>) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_silent_host_that_starts_answering_fires_and_resolves_ping_host_down_once() {
+async fn a_silent_host_that_starts_answering_fires_and_resolves_ping_host_down_once_at_every_sink()
+{
     let peer = SilentPeer::create();
-    let receiver = e2e::receiver::Receiver::start().await;
+    let sinks = e2e::alert_sinks::AlertSinks::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let jobs = dir.path().join("jobs.toml");
     let text = format!(
@@ -641,56 +642,59 @@ async fn a_silent_host_that_starts_answering_fires_and_resolves_ping_host_down_o
         peer.v4
     );
     std::fs::write(&jobs, text).expect("write jobs file");
-    let webhook = format!("{}/hook", receiver.url);
-    let bot = BotProcess::start(
-        &pingbot(),
-        &["--jobs", jobs.to_str().expect("utf-8")],
-        &[("EVENTS_WEBHOOK_URL", webhook.as_str())],
-    );
-    let posted = || {
-        let bodies: Vec<String> = receiver
-            .received("/hook")
-            .into_iter()
-            .map(|r| r.body)
-            .collect();
-        host_down_states(bodies.iter().map(String::as_str))
-    };
+    let env = sinks.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let args = ["--jobs", jobs.to_str().expect("utf-8")];
+    let bot = BotProcess::start(&pingbot(), &args, &env);
     bot.wait_for(
         "PingHostDown firing on stdout",
         |out, _| host_down_states(out.iter().map(String::as_str)) == ["firing"],
         WAIT,
     )
     .await;
-    let line = bot
-        .stdout_lines()
-        .into_iter()
-        .find(|l| l.starts_with("{\"alert\""))
-        .expect("alert line");
-    let alert: serde_json::Value = serde_json::from_str(&line).expect("JSON");
-    let labels = &alert["alert"]["labels"];
-    assert_eq!(labels["bot"], "ping", "{line}");
-    assert_eq!(labels["entity"], "7", "{line}");
-    assert_eq!(labels["entity_name"], "silent", "{line}");
-    assert_eq!(labels["address"], peer.v4.as_str(), "{line}");
-    receiver
-        .wait_for("/hook", "the firing", |_| posted() == ["firing"], WAIT)
-        .await;
+    sinks.wait_for("PingHostDown", "7", &["firing"], WAIT).await;
+    sinks.assert_labels(
+        "PingHostDown",
+        "7",
+        &[
+            ("bot", "ping"),
+            ("entity_name", "silent"),
+            ("account", "1"),
+            ("address", peer.v4.as_str()),
+        ],
+    );
+
+    // kill -9 while the host is silent: the alert stays firing and is not announced again.
+    let data_dir = bot.kill().await;
+    let bot = BotProcess::start_in(&pingbot(), &args, &env, data_dir);
+    let runs = |out: &[String]| {
+        out.iter()
+            .filter(|l| l.contains("\"entity.7.ping.success\""))
+            .count()
+    };
+    bot.wait_for(
+        "two bad runs after the restart",
+        |out, _| runs(out) >= 2,
+        WAIT,
+    )
+    .await;
+    assert!(host_down_states(bot.stdout_lines().iter().map(String::as_str)).is_empty());
 
     peer.start_answering();
     bot.wait_for(
         "PingHostDown resolved on stdout",
-        |out, _| host_down_states(out.iter().map(String::as_str)) == ["firing", "resolved"],
+        |out, _| host_down_states(out.iter().map(String::as_str)) == ["resolved"],
         WAIT,
     )
     .await;
-    receiver
-        .wait_for(
-            "/hook",
-            "the resolution",
-            |_| posted() == ["firing", "resolved"],
-            WAIT,
-        )
+    sinks
+        .wait_for("PingHostDown", "7", &["firing", "resolved"], WAIT)
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(posted(), ["firing", "resolved"], "exactly one of each");
+    let once = ["firing", "resolved"].map(String::from).to_vec();
+    assert_eq!(
+        sinks.states("PingHostDown", "7"),
+        [once.clone(), once.clone(), once],
+        "exactly one of each at Alertmanager, the webhook and DataKit"
+    );
 }

@@ -104,18 +104,34 @@ fn base_fixture() -> Fixture {
     f
 }
 
+/// The bot's settings against `backend`, then `extra`.
+fn bot_env(backend: &TestBackend, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("BACKEND_URL", backend.url()),
+        ("BOT_TOKEN", backend.token(BOT)),
+        ("JOBS_REFRESH_INTERVAL", "60".into()),
+        ("SNMP_TIMEOUT", "0.3".into()),
+        ("SNMP_RETRIES", "1".into()),
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .into();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
 fn start_bot(backend: &TestBackend, extra: &[(&str, &str)]) -> BotProcess {
-    let url = backend.url();
-    let token = backend.token(BOT);
-    let mut env = vec![
-        ("BACKEND_URL", url.as_str()),
-        ("BOT_TOKEN", token.as_str()),
-        ("JOBS_REFRESH_INTERVAL", "60"),
-        ("SNMP_TIMEOUT", "0.3"),
-        ("SNMP_RETRIES", "1"),
-    ];
-    env.extend_from_slice(extra);
-    BotProcess::start(&snmpbot(), &[], &env)
+    restart_bot(backend, extra, tempfile::tempdir().expect("temp dir"))
+}
+
+/// Starts the bot on an existing data directory (after a `kill -9`).
+fn restart_bot(
+    backend: &TestBackend,
+    extra: &[(&str, &str)],
+    data_dir: tempfile::TempDir,
+) -> BotProcess {
+    let env = bot_env(backend, extra);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    BotProcess::start_in(&snmpbot(), &[], &env, data_dir)
 }
 
 fn latest(values: &[StoredValue], path: &str) -> Option<f64> {
@@ -435,7 +451,13 @@ async fn interface_sync_creates_updates_and_deletes_interface_entities() {
     fixture.device(ACCOUNT, OTHER_DEVICE, "other", "192.0.2.1");
     fixture.interface(ACCOUNT, 503, OTHER_DEVICE, "theirs", "9999", "0");
     let backend = TestBackend::start(fixture).await;
-    let mut bot = start_bot(&backend, &[("SNMP_INTERFACE_INTERVAL", "1")]);
+    let receiver = e2e::receiver::Receiver::start().await;
+    let webhook = format!("{}/webhook", receiver.url);
+    let env = [
+        ("SNMP_INTERFACE_INTERVAL", "1"),
+        ("EVENTS_WEBHOOK_URL", webhook.as_str()),
+    ];
+    let mut bot = start_bot(&backend, &env);
 
     let synced = backend
         .wait_until(
@@ -466,6 +488,41 @@ async fn interface_sync_creates_updates_and_deletes_interface_entities() {
     assert_eq!(entity_writes(&backend), writes);
     assert!(bot.stderr().contains("interface entities synced"));
     bot.terminate(Duration::from_secs(10)).await;
+
+    // One event per interface that appeared or disappeared, none for the renamed one.
+    let events: Vec<(String, String)> = receiver
+        .received("/webhook")
+        .iter()
+        .filter_map(|r| serde_json::from_str::<Json>(&r.body).ok())
+        .map(|n| {
+            let text = |v: &Json| v.as_str().unwrap_or_default().to_string();
+            (
+                text(&n["event"]["title"]),
+                text(&n["event"]["tags"]["interface"]),
+            )
+        })
+        .collect();
+    let mut appeared: Vec<String> = expected
+        .iter()
+        .filter(|(index, _, _)| index != "1")
+        .map(|(_, name, _)| name.clone())
+        .collect();
+    appeared.sort();
+    let mut seen: Vec<String> = events
+        .iter()
+        .filter(|(title, _)| title == "interface appeared")
+        .map(|(_, name)| name.clone())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, appeared, "{events:?}");
+    let gone: Vec<&(String, String)> = events
+        .iter()
+        .filter(|(title, _)| title == "interface disappeared")
+        .collect();
+    assert_eq!(
+        gone,
+        [&("interface disappeared".to_string(), "gone".to_string())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -597,28 +654,11 @@ async fn standalone_mode_prints_values_from_a_jobs_file() {
     bot.terminate(Duration::from_secs(10)).await;
 }
 
-/// States of alert `name` about `entity` in the webhook's bodies, in order.
-fn alert_states(receiver: &e2e::receiver::Receiver, name: &str, entity: Id) -> Vec<String> {
-    receiver
-        .received("/hook")
-        .iter()
-        .filter_map(|r| serde_json::from_str::<Json>(&r.body).ok())
-        .filter(|n| {
-            n["alert"]["name"] == name
-                && n["alert"]["labels"]["entity"]
-                    .as_str()
-                    .and_then(|e| e.parse().ok())
-                    == Some(entity)
-        })
-        .map(|n| n["alert"]["state"].as_str().unwrap_or("").to_string())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_that_stops_and_starts_fires_and_resolves_unreachable_and_bad_v3_fires_auth_failed(
-) {
+async fn an_agent_that_stops_and_starts_and_a_bad_v3_password_fire_and_resolve_once_at_every_sink()
+{
     let mut agent = Snmpd::start(&agent_objects());
-    let receiver = e2e::receiver::Receiver::start().await;
+    let sinks = e2e::alert_sinks::AlertSinks::start().await;
     let mut fixture = base_fixture();
     fixture.device(ACCOUNT, DEVICE, "router", &agent.address());
     let sensors = [(UPTIME_SENSOR, Some(1)), (RATE_SENSOR, Some(1))];
@@ -632,61 +672,92 @@ async fn an_agent_that_stops_and_starts_fires_and_resolves_unreachable_and_bad_v
         BOT,
     );
     let backend = TestBackend::start(fixture).await;
-    let webhook = format!("{}/hook", receiver.url);
-    let mut bot = start_bot(&backend, &[("EVENTS_WEBHOOK_URL", webhook.as_str())]);
+    let mut env = sinks.env();
+    env.push(("JOBS_REFRESH_INTERVAL", "1".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let bot = start_bot(&backend, &env);
+    let (device, other) = (DEVICE.to_string(), OTHER_DEVICE.to_string());
+    let account = ACCOUNT.to_string();
+    let address = agent.address();
 
-    let wait = |name: &'static str, entity: Id, states: &'static [&'static str]| {
-        let receiver = &receiver;
-        async move {
-            receiver
-                .wait_for(
-                    "/hook",
-                    name,
-                    |_| alert_states(receiver, name, entity) == states,
-                    WAIT,
-                )
-                .await
-        }
-    };
-    wait("SnmpAuthFailed", OTHER_DEVICE, &["firing"]).await;
-    let auth = receiver
-        .received("/hook")
-        .into_iter()
-        .find(|r| r.body.contains("SnmpAuthFailed"))
-        .expect("auth alert");
-    let auth: Json = serde_json::from_str(&auth.body).expect("JSON");
-    let labels = &auth["alert"]["labels"];
-    assert_eq!(labels["bot"], "snmp");
-    assert_eq!(labels["entity_name"], "wrong password");
-    assert_eq!(labels["account"], ACCOUNT.to_string());
-    assert_eq!(labels["address"], agent.address());
+    sinks
+        .wait_for("SnmpAuthFailed", &other, &["firing"], WAIT)
+        .await;
+    let labels = [
+        ("bot", "snmp"),
+        ("entity_name", "wrong password"),
+        ("account", account.as_str()),
+        ("address", address.as_str()),
+    ];
+    sinks.assert_labels("SnmpAuthFailed", &other, &labels);
+    let webhook = sinks.receiver.received("/webhook");
     assert!(
-        !auth.to_string().contains("notthepassword"),
+        webhook.iter().all(|r| !r.body.contains("notthepassword")),
         "no secret in alerts"
     );
 
     agent.stop();
-    wait("SnmpAgentUnreachable", DEVICE, &["firing"]).await;
-    agent.restart();
-    wait("SnmpAgentUnreachable", DEVICE, &["firing", "resolved"]).await;
+    sinks
+        .wait_for("SnmpAgentUnreachable", &device, &["firing"], WAIT)
+        .await;
+    let labels = [("entity_name", "router"), ("address", address.as_str())];
+    sinks.assert_labels("SnmpAgentUnreachable", &device, &labels);
+
+    // kill -9 while the agent is down: both alerts stay firing and are not announced again.
+    let data_dir = bot.kill().await;
+    let bot = restart_bot(&backend, &env, data_dir);
+    bot.wait_for_log("jobs refreshed", WAIT).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        alert_states(&receiver, "SnmpAgentUnreachable", DEVICE),
-        ["firing", "resolved"]
-    );
-    assert!(alert_states(&receiver, "SnmpAuthFailed", DEVICE).is_empty());
+    agent.restart();
+    sinks
+        .wait_for(
+            "SnmpAgentUnreachable",
+            &device,
+            &["firing", "resolved"],
+            WAIT,
+        )
+        .await;
+    // The right password: the authentication alert resolves.
+    backend.update(|f| f.binding_mut(OTHER_DEVICE, "snmp").credential = Some(V3_GOOD));
+    sinks
+        .wait_for("SnmpAuthFailed", &other, &["firing", "resolved"], WAIT)
+        .await;
+    // Both polls failed while their checks were bad: `JobFailing` fired and resolved with them.
+    let alerts = [
+        ("SnmpAgentUnreachable", &device),
+        ("SnmpAuthFailed", &other),
+        ("JobFailing", &device),
+        ("JobFailing", &other),
+    ];
+    for (alert, entity) in alerts {
+        sinks
+            .wait_for(alert, entity, &["firing", "resolved"], WAIT)
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let once = ["firing", "resolved"].map(String::from).to_vec();
+    for (alert, entity) in alerts {
+        assert_eq!(
+            sinks.states(alert, entity),
+            [once.clone(), once.clone(), once.clone()],
+            "{alert}: exactly one of each at Alertmanager, the webhook and DataKit"
+        );
+    }
+    assert!(sinks.webhook_states("SnmpAuthFailed", &device).is_empty());
     // The restarted agent's sysUpTime went back: one event, tagged with the device.
     let restarts = || -> Vec<Json> {
-        receiver
-            .received("/hook")
+        sinks
+            .receiver
+            .received("/webhook")
             .iter()
             .filter_map(|r| serde_json::from_str::<Json>(&r.body).ok())
             .filter(|n| n["event"]["title"] == "SNMP agent restarted")
             .collect()
     };
-    receiver
+    sinks
+        .receiver
         .wait_for(
-            "/hook",
+            "/webhook",
             "the restart event",
             |_| !restarts().is_empty(),
             WAIT,
@@ -698,5 +769,4 @@ async fn an_agent_that_stops_and_starts_fires_and_resolves_unreachable_and_bad_v
     assert_eq!(restart["tags"]["address"], agent.address());
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(restarts().len(), 1, "one restart, one event");
-    bot.terminate(Duration::from_secs(10)).await;
 }

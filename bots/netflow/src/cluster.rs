@@ -103,6 +103,7 @@ mod tests {
             netflow_receive_buffer: 1 << 20,
             netflow_max_keys: 1000,
             netflow_no_ipv6: true,
+            netflow_minute: 60,
         };
         let bot = NetflowBot::new(settings, context).expect("bot");
         bot.jobs(configs)

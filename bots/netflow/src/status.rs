@@ -2,12 +2,12 @@
 //! entities whose address can never match an exporter.
 
 use crate::bot::NetflowJob;
-use crate::windows::WINDOWS;
+use crate::windows::{WindowClock, WINDOWS};
 use collector::{EntityConfig, LeftOut, Summary};
 use std::net::IpAddr;
 
 /// The protocol summary of one NetFlow job.
-pub fn describe(job: &NetflowJob) -> Summary {
+pub fn describe(job: &NetflowJob, clock: WindowClock) -> Summary {
     match job {
         NetflowJob::SuggestEntities => Summary::default().item(
             "task",
@@ -17,7 +17,7 @@ pub fn describe(job: &NetflowJob) -> Summary {
             window, entities, ..
         } => {
             let window = match WINDOWS.get(*window) {
-                Some(spec) => format!("{} (reported every {} s)", spec.label, spec.interval),
+                Some(spec) => format!("{} (reported every {} s)", spec.label, clock.interval(spec)),
                 None => format!("window {window}"),
             };
             let exporters: Vec<String> = entities
@@ -79,7 +79,7 @@ mod tests {
             account: 1,
             entities: entities.clone(),
         };
-        let summary = describe(&job);
+        let summary = describe(&job, WindowClock::default());
         assert_eq!(summary.0[0].value, "1min (reported every 60 s)");
         assert_eq!(
             summary.0[1].value,

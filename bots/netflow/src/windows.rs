@@ -63,6 +63,45 @@ pub const WINDOWS: [WindowSpec; 5] = [
     },
 ];
 
+/// The length of a minute of the bot's schedule (windows and exporter suggestions). Real minutes
+/// by default; a test that cannot wait minutes for a window runs the bot with shorter ones
+/// (`NETFLOW_MINUTE`): every interval and first run scale with it, and labels and value paths
+/// stay those of the real windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowClock {
+    minute: u64,
+}
+
+impl Default for WindowClock {
+    fn default() -> WindowClock {
+        WindowClock { minute: 60 }
+    }
+}
+
+impl WindowClock {
+    /// A clock whose minute lasts `seconds` (at least 1).
+    pub fn with_minute(seconds: u64) -> WindowClock {
+        WindowClock {
+            minute: seconds.max(1),
+        }
+    }
+
+    /// `seconds` of a real schedule on this clock (at least 1).
+    pub fn seconds(&self, seconds: u64) -> u64 {
+        (seconds * self.minute / 60).max(1)
+    }
+
+    /// Seconds between two runs of `spec`'s window.
+    pub fn interval(&self, spec: &WindowSpec) -> u64 {
+        self.seconds(spec.interval)
+    }
+
+    /// Seconds from a window job's creation to its first run.
+    pub fn first_run_after(&self, spec: &WindowSpec) -> u64 {
+        self.seconds(spec.first_run_after)
+    }
+}
+
 /// An account whose jobs have not run for this long is forgotten (its jobs were removed).
 const FORGET_ACCOUNT_AFTER: Duration = Duration::from_secs(2 * 3600);
 
@@ -186,6 +225,19 @@ fn key_segment(key: IpKey) -> String {
 impl Windows {
     pub fn new() -> Windows {
         Windows::default()
+    }
+
+    /// Whether window `window` of `account` has had its first run (which only starts it, so
+    /// it says nothing about the exporters' traffic).
+    pub fn is_started(&self, account: u64, window: usize) -> bool {
+        let accounts = self
+            .accounts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        accounts
+            .get(&account)
+            .and_then(|a| a.windows.get(window))
+            .is_some_and(|w| w.started)
     }
 
     /// Runs window `window` (index into [`WINDOWS`]) of `account` whose NetFlow entities are
@@ -377,5 +429,26 @@ fn entity_values(prefix: &str, d: &DirectionSums, push: &mut impl FnMut(String, 
     }
     for (port, bytes) in top(d.dst_ports.iter(), TOP_N) {
         push(format!("{prefix}.topdstports.{port}"), bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_minute_scales_every_window_and_keeps_at_least_a_second() {
+        let real = WindowClock::default();
+        assert_eq!(real.interval(&WINDOWS[0]), 60);
+        assert_eq!(real.first_run_after(&WINDOWS[1]), 15);
+        let test = WindowClock::with_minute(2);
+        let intervals: Vec<u64> = WINDOWS.iter().map(|w| test.interval(w)).collect();
+        assert_eq!(intervals, [2, 30, 120, 480, 2880]);
+        assert_eq!(test.first_run_after(&WINDOWS[0]), 2);
+        assert_eq!(
+            test.first_run_after(&WINDOWS[1]),
+            1,
+            "15 s / 30 rounds down to 0: kept at 1 s"
+        );
     }
 }

@@ -67,6 +67,7 @@ fn start(member: u32, members: u32, configs: &[EntityConfig]) -> Member {
         netflow_receive_buffer: 1 << 20,
         netflow_max_keys: 1000,
         netflow_no_ipv6: true,
+        netflow_minute: 60,
     };
     let bot = NetflowBot::new(settings, context).expect("bot");
     let stop = CancellationToken::new();

@@ -1,28 +1,22 @@
 //! The Alertmanager sink: alerts to its API v2 (`POST {url}/api/v2/alerts`). A firing alert has
 //! `startsAt` and no `endsAt`; a resolution repeats `startsAt` with `endsAt`. Alertmanager resolves
 //! an alert it has not heard of for `resolve_timeout` (5 min by default), so every firing alert
-//! is sent again every [`RESEND_EVERY`].
+//! is sent again every `ALERTMANAGER_RESEND_INTERVAL` (60 s by default).
 
-use super::alerts;
 use super::notice::{rfc3339, AlertNotice, Notice};
 use super::outbox::Deliver;
-use super::NotifyMetrics;
 use crate::redact::redact_url;
-use crate::store::Store;
 use futures::future::BoxFuture;
 use serde_json::{json, Value as Json};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-
-/// How often firing alerts are re-sent (well inside Alertmanager's default 5 min).
-pub const RESEND_EVERY: Duration = Duration::from_secs(60);
 
 /// Posts alerts to one Alertmanager.
 pub struct Alertmanager {
     pub client: reqwest::Client,
     /// `{ALERTMANAGER_URL}/api/v2/alerts`.
     pub endpoint: String,
+    /// How often every firing alert is sent again (well inside Alertmanager's `resolve_timeout`).
+    pub resend_every: Duration,
 }
 
 fn alert_json(alert: &AlertNotice) -> Json {
@@ -56,33 +50,6 @@ impl Alertmanager {
             status => Err(format!("{} answered {status}", redact_url(&self.endpoint))),
         }
     }
-
-    /// Re-sends every firing alert each [`RESEND_EVERY`] until `shutdown`.
-    pub async fn resend_firing(
-        self: Arc<Self>,
-        store: Store,
-        metrics: NotifyMetrics,
-        shutdown: CancellationToken,
-    ) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(RESEND_EVERY) => {}
-                _ = shutdown.cancelled() => return,
-            }
-            let now = crate::scheduler::Clock::new().now_unix();
-            let firing = match alerts::firing(store.database(), now) {
-                Ok(firing) => firing,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    continue;
-                }
-            };
-            if let Err(e) = self.post(firing.iter().map(alert_json).collect()).await {
-                metrics.failed("alertmanager");
-                tracing::warn!("re-sending firing alerts to Alertmanager failed: {e}");
-            }
-        }
-    }
 }
 
 impl Deliver for Alertmanager {
@@ -103,5 +70,9 @@ impl Deliver for Alertmanager {
             })
             .collect();
         Box::pin(self.post(alerts))
+    }
+
+    fn resend_every(&self) -> Option<Duration> {
+        Some(self.resend_every)
     }
 }

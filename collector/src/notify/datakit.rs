@@ -6,12 +6,15 @@
 
 use super::notice::{AlertState, Notice};
 use super::outbox::Deliver;
+use super::streak::{FailureStreak, Turn};
 use super::NotifyMetrics;
 use crate::executor::Outcome;
 use crate::redact::redact_url;
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -131,6 +134,9 @@ pub fn keyevent_line(notice: &Notice) -> String {
         ),
     };
     let mut line_tags = labels.clone();
+    if let Notice::Alert(alert) = notice {
+        line_tags.insert("alertname".into(), alert.name.clone());
+    }
     line_tags.insert("df_status".into(), status.into());
     line_tags.insert("df_event_id".into(), id);
     line_tags.insert("df_source".into(), "monitor".into());
@@ -220,6 +226,8 @@ impl TaskPoint {
 pub struct Uploader {
     queue: mpsc::Sender<TaskPoint>,
     metrics: NotifyMetrics,
+    /// Whether the queue is full now (the log says so once, not at every dropped record).
+    full: Arc<AtomicBool>,
 }
 
 impl Uploader {
@@ -231,15 +239,68 @@ impl Uploader {
     ) -> (Uploader, tokio::task::JoinHandle<()>) {
         let (queue, points) = mpsc::channel(UPLOAD_QUEUE);
         let task = tokio::spawn(upload(datakit, points, metrics.clone(), shutdown));
-        (Uploader { queue, metrics }, task)
+        let full = Arc::new(AtomicBool::new(false));
+        (
+            Uploader {
+                queue,
+                metrics,
+                full,
+            },
+            task,
+        )
     }
 
-    /// Queues a task record; never waits.
+    /// Queues a task record; never waits (a full queue drops it, counted).
     pub fn send(&self, point: TaskPoint) {
-        if self.queue.try_send(point).is_err() {
-            self.metrics.upload("task", "dropped", 1);
+        match self.queue.try_send(point) {
+            Ok(()) => {
+                if self.full.swap(false, Ordering::Relaxed) {
+                    tracing::info!("self-observability upload queue has room again");
+                }
+            }
+            Err(_) => {
+                self.metrics.upload("task", "dropped", 1);
+                if !self.full.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "self-observability upload queue full (DataKit takes points slower than \
+                         runs make them): task records are dropped and counted \
+                         (collector_uploads_total{{kind=\"task\",outcome=\"dropped\"}})"
+                    );
+                }
+            }
         }
     }
+}
+
+/// Logs what an upload's result changed: once when an endpoint starts failing, once when it
+/// works again.
+fn log_upload(kind: &'static str, turn: Turn) {
+    match turn {
+        Turn::Working => {}
+        Turn::StartedFailing(e) => tracing::warn!(
+            kind,
+            "self-observability upload failing, points are dropped and counted \
+             (collector_uploads_total{{outcome=\"failed\"}}) until it works again: {e}"
+        ),
+        Turn::StillFailing(e) => {
+            tracing::debug!(kind, "self-observability upload still failing: {e}")
+        }
+        Turn::Recovered(lost) => tracing::info!(
+            kind,
+            lost,
+            "self-observability upload works again; points lost while it failed: {lost}"
+        ),
+    }
+}
+
+/// The upload task's side: the endpoint, the points waiting for the next flush, and how each
+/// endpoint fares.
+struct Upload {
+    datakit: DataKit,
+    metrics: NotifyMetrics,
+    batch: Vec<TaskPoint>,
+    logging: FailureStreak,
+    metric: FailureStreak,
 }
 
 async fn upload(
@@ -249,48 +310,54 @@ async fn upload(
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut batch = Vec::with_capacity(POINTS_PER_POST);
+    let mut upload = Upload {
+        datakit,
+        metrics,
+        batch: Vec::with_capacity(POINTS_PER_POST),
+        logging: FailureStreak::default(),
+        metric: FailureStreak::default(),
+    };
     loop {
         tokio::select! {
             point = points.recv() => match point {
-                Some(point) => {
-                    batch.push(point);
-                    if batch.len() >= POINTS_PER_POST {
-                        flush(&datakit, &mut batch, &metrics).await;
-                    }
-                }
+                Some(point) => upload.add(point).await,
                 None => break,
             },
-            _ = tick.tick() => flush(&datakit, &mut batch, &metrics).await,
+            _ = tick.tick() => upload.flush().await,
             _ = shutdown.cancelled() => break,
         }
     }
     while let Ok(point) = points.try_recv() {
-        batch.push(point);
-        if batch.len() >= POINTS_PER_POST {
-            flush(&datakit, &mut batch, &metrics).await;
-        }
+        upload.add(point).await;
     }
-    flush(&datakit, &mut batch, &metrics).await;
+    upload.flush().await;
 }
 
-async fn flush(datakit: &DataKit, batch: &mut Vec<TaskPoint>, metrics: &NotifyMetrics) {
-    if batch.is_empty() {
-        return;
+impl Upload {
+    async fn add(&mut self, point: TaskPoint) {
+        self.batch.push(point);
+        if self.batch.len() >= POINTS_PER_POST {
+            self.flush().await;
+        }
     }
-    let (logging, metric): (Vec<String>, Vec<String>) = batch.iter().map(TaskPoint::lines).unzip();
-    let count = batch.len() as u64;
-    batch.clear();
-    for (kind, path, lines) in [
-        ("logging", "/v1/write/logging", logging),
-        ("metric", "/v1/write/metric", metric),
-    ] {
-        match datakit.post(path, lines.join("\n")).await {
-            Ok(()) => metrics.upload(kind, "sent", count),
-            Err(e) => {
-                metrics.upload(kind, "failed", count);
-                tracing::warn!("self-observability upload of {count} {kind} points failed: {e}");
-            }
+
+    async fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let (logging, metric): (Vec<String>, Vec<String>) =
+            self.batch.iter().map(TaskPoint::lines).unzip();
+        let count = self.batch.len() as u64;
+        self.batch.clear();
+        let endpoints = [
+            ("logging", "/v1/write/logging", logging, &mut self.logging),
+            ("metric", "/v1/write/metric", metric, &mut self.metric),
+        ];
+        for (kind, path, lines, streak) in endpoints {
+            let result = self.datakit.post(path, lines.join("\n")).await;
+            let outcome = if result.is_ok() { "sent" } else { "failed" };
+            self.metrics.upload(kind, outcome, count);
+            log_upload(kind, streak.record(result, count));
         }
     }
 }

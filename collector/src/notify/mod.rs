@@ -10,6 +10,7 @@ pub mod datakit;
 pub mod metrics;
 pub mod notice;
 pub mod outbox;
+pub mod streak;
 pub mod webhook;
 
 pub use metrics::NotifyMetrics;
@@ -38,13 +39,18 @@ pub struct NotifySettings {
     pub alert_if_in_a_row: u32,
 
     /// Seconds between repeats of a firing alert on every sink (Alertmanager also gets firing
-    /// alerts again every 60 s whatever this says, so that it does not resolve them); 0: never.
+    /// alerts again every ALERTMANAGER_RESEND_INTERVAL, so that it does not resolve them); 0: never.
     #[arg(long, env = "ALERT_RENOTIFY", default_value_t = 0)]
     pub alert_renotify: u64,
 
     /// Alertmanager base URL (alerts go to {url}/api/v2/alerts).
     #[arg(long, env = "ALERTMANAGER_URL")]
     pub alertmanager_url: Option<String>,
+
+    /// Seconds between re-sends of every firing alert to Alertmanager, which resolves an alert
+    /// it has not heard of for its `resolve_timeout` (5 min by default): keep it well below that.
+    #[arg(long, env = "ALERTMANAGER_RESEND_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub alertmanager_resend_interval: u64,
 
     /// URL that receives one JSON POST per alert state change or event.
     #[arg(long, env = "EVENTS_WEBHOOK_URL", hide_env_values = true)]
@@ -123,7 +129,7 @@ fn parse_url(setting: &str, url: &str) -> Result<reqwest::Url, String> {
 }
 
 /// The configured sinks: each sender with its outbox and whether it takes events, the tasks
-/// already started (Alertmanager re-sends, the DataKit upload) and the upload's handle.
+/// already started (the DataKit upload) and the upload's handle.
 struct Sinks {
     senders: Vec<(Outbox, Arc<dyn Deliver>, bool)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -149,13 +155,9 @@ fn configured_sinks(
         let am = Arc::new(alertmanager::Alertmanager {
             client: client.clone(),
             endpoint: format!("{}/api/v2/alerts", base.as_str().trim_end_matches('/')),
+            resend_every: Duration::from_secs(settings.alertmanager_resend_interval),
         });
         let outbox = Outbox::new(store.clone(), "alertmanager", "outbox_alertmanager");
-        tasks.push(tokio::spawn(am.clone().resend_firing(
-            store.clone(),
-            metrics.clone(),
-            stop.clone(),
-        )));
         senders.push((outbox, am, false));
     }
     if let Some(url) = &settings.events_webhook_url {

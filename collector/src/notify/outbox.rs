@@ -2,7 +2,9 @@
 //! alert state change that caused them, sent oldest first, removed once the sink took them, retried
 //! with backoff while it cannot. Bounded: when full the oldest are dropped, logged and counted.
 
+use super::alerts;
 use super::notice::Notice;
+use super::streak::{FailureStreak, Turn};
 use super::NotifyMetrics;
 use crate::store::Store;
 use futures::future::BoxFuture;
@@ -25,6 +27,11 @@ pub trait Deliver: Send + Sync + 'static {
     fn max_batch(&self) -> usize;
     /// Sends them all or fails (the message must hold no secret).
     fn send<'a>(&'a self, notices: &'a [Notice]) -> BoxFuture<'a, Result<(), String>>;
+    /// How often the sink must hear of every firing alert again (Alertmanager forgets alerts
+    /// it has not heard of); `None`: once is enough.
+    fn resend_every(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// One sink's queue in the store.
@@ -110,7 +117,9 @@ impl Outbox {
     }
 
     /// Sends what waits, oldest first, until `shutdown`; a failed send is retried after a
-    /// backoff of 1 s doubling to 60 s.
+    /// backoff of 1 s doubling to 60 s. A sink that asks for it ([`Deliver::resend_every`]) also
+    /// gets every firing alert again, from this same task, so a resolution committed after a
+    /// re-send was read always reaches the sink after it.
     pub async fn run(
         self,
         sink: Arc<dyn Deliver>,
@@ -118,6 +127,12 @@ impl Outbox {
         shutdown: CancellationToken,
     ) {
         let mut backoff = Duration::from_secs(1);
+        let mut streak = FailureStreak::default();
+        let mut resend = sink.resend_every().map(|every| {
+            let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            timer
+        });
         loop {
             let (keys, notices, pending) = match self.oldest(sink.max_batch()) {
                 Ok(found) => found,
@@ -129,36 +144,79 @@ impl Outbox {
             metrics.pending(self.name).set(pending as i64);
             if keys.is_empty() {
                 tokio::select! {
-                    _ = self.added.notified() => continue,
+                    _ = self.added.notified() => {}
+                    _ = next_tick(&mut resend) => {
+                        let result = self.resend_firing(sink.as_ref()).await;
+                        log_send(self.name, streak.record(result, 1), 0, &metrics);
+                    }
                     _ = shutdown.cancelled() => return,
                 }
+                continue;
             }
             let result = sink.send(&notices).await;
-            match result {
-                Ok(()) => {
-                    backoff = Duration::from_secs(1);
-                    for notice in &notices {
-                        metrics.sent(self.name, notice.kind());
-                    }
-                    if let Err(e) = self.remove(&keys) {
-                        tracing::error!(sink = self.name, "{e}");
-                    }
-                    continue;
+            let delivered = result.is_ok();
+            log_send(self.name, streak.record(result, 1), pending, &metrics);
+            if delivered {
+                backoff = Duration::from_secs(1);
+                for notice in &notices {
+                    metrics.sent(self.name, notice.kind());
                 }
-                Err(e) => {
-                    metrics.failed(self.name);
-                    tracing::warn!(
-                        sink = self.name,
-                        pending,
-                        "notifications not delivered, retrying in {backoff:?}: {e}"
-                    );
+                if let Err(e) = self.remove(&keys) {
+                    tracing::error!(sink = self.name, "{e}");
                 }
+                continue;
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = shutdown.cancelled() => return,
             }
             backoff = (backoff * 2).min(Duration::from_secs(60));
+        }
+    }
+
+    /// Sends every firing alert of the store again, in batches the sink takes.
+    async fn resend_firing(&self, sink: &dyn Deliver) -> Result<(), String> {
+        let now = crate::scheduler::Clock::new().now_unix();
+        let firing: Vec<Notice> = alerts::firing(self.store.database(), now)?
+            .into_iter()
+            .map(Notice::Alert)
+            .collect();
+        for batch in firing.chunks(sink.max_batch().max(1)) {
+            sink.send(batch).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The next tick of an optional timer; never, without one.
+async fn next_tick(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(timer) => {
+            timer.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Counts a failed send and logs what a send's result changed: once when the sink starts
+/// failing, once when it takes notifications again.
+fn log_send(sink: &'static str, turn: Turn, pending: u64, metrics: &NotifyMetrics) {
+    match turn {
+        Turn::Working => {}
+        Turn::StartedFailing(e) => {
+            metrics.failed(sink);
+            tracing::warn!(
+                sink,
+                pending,
+                "notifications not delivered; retrying until the sink takes them: {e}"
+            );
+        }
+        Turn::StillFailing(e) => {
+            metrics.failed(sink);
+            tracing::debug!(sink, pending, "notifications still not delivered: {e}");
+        }
+        Turn::Recovered(failed_sends) => {
+            tracing::info!(sink, failed_sends, "notifications delivered again");
         }
     }
 }
