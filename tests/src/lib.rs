@@ -56,6 +56,7 @@
 
 pub mod alertmanager;
 pub mod backend;
+pub mod captures;
 pub mod fixture;
 pub mod line_protocol;
 pub mod process;

@@ -12,7 +12,8 @@
 //! its previous run. So each test sends its traffic between the first and the second run and
 //! checks the second run's values: about two minutes per test, run in parallel.
 
-use e2e::process::{build, workspace_root, BotProcess};
+use e2e::captures::{replay, softflowd};
+use e2e::process::{build, BotProcess};
 use e2e::{Fixture, Id, StoredValue, TestBackend};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -117,30 +118,6 @@ fn under<'a>(report: &'a BTreeMap<String, f64>, prefix: &str) -> BTreeMap<&'a st
         .collect()
 }
 
-fn capture(name: &str) -> Vec<Vec<u8>> {
-    let path = workspace_root()
-        .join("bots/netflow/testdata")
-        .join(format!("softflowd-{name}.bin"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut datagrams = Vec::new();
-    let mut at = 0;
-    while at + 4 <= bytes.len() {
-        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        datagrams.push(bytes[at + 4..at + 4 + len].to_vec());
-        at += 4 + len;
-    }
-    datagrams
-}
-
-fn replay(from: &str, to: &str, datagrams: &[Vec<u8>]) {
-    let socket = UdpSocket::bind(from).expect("bind the sending socket");
-    for d in datagrams {
-        socket.send_to(d, to).expect("send a datagram");
-        // A real exporter paces its datagrams; keep well within the socket buffer.
-        std::thread::sleep(Duration::from_micros(200));
-    }
-}
-
 /// Bytes of one flow as the captures' truth file sums them (IPv4 plus IPv6).
 const CAPTURE_BYTES: f64 = 13_239_795.0 + 3_365_061.0;
 
@@ -151,9 +128,9 @@ async fn replayed_captures_are_reported_per_entity_and_unknown_exporters_suggest
     let (mut bot, created) = start_bot(&backend, port).await;
     tokio::time::sleep_until(created + FIRST_WINDOW_STARTED).await;
 
-    let v9 = capture("v9");
-    let ipfix = capture("ipfix");
-    let v5 = capture("v5");
+    let v9 = softflowd("v9");
+    let ipfix = softflowd("ipfix");
+    let v5 = softflowd("v5");
     tokio::task::spawn_blocking(move || {
         replay("127.0.0.2:0", &format!("127.0.0.1:{port}"), &v9);
         replay("[::1]:0", &format!("[::1]:{port}"), &ipfix);
@@ -263,7 +240,7 @@ async fn an_exporter_enabled_between_two_refreshes_loses_no_flows() {
     tokio::time::sleep_until(created + Duration::from_secs(17)).await;
 
     let to = format!("127.0.0.1:{port}");
-    let v5 = capture("v5");
+    let v5 = softflowd("v5");
     let seen = bot.stderr().matches("jobs refreshed").count();
     let refreshes = next_refresh(&bot, seen).await;
     backend.update(|f| {
