@@ -7,13 +7,13 @@
 #   deploy/images.sh --binaries DIR      runtime-only images from DIR/{pingbot,snmpbot,netflowbot}
 #
 # Options: --tag TAG (default latest), --no-pull (make the base images locally without trying a
-# registry first), --no-check (build only), --remove (remove the images afterwards).
+# registry first), --bases-only (get or make the base images, then stop), --no-check (build
+# only), --remove (remove the bots' images afterwards).
 # Uses docker when a docker daemon answers, podman otherwise. Images are grafolean-<bot>:TAG.
 # When debian:bookworm-slim (or rust:1-slim-bookworm) cannot be pulled, it is made here: the base
 # with debootstrap (Debian package `debootstrap`), the builder from the base, gcc and this
 # machine's Rust toolchain.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
 bots=(pingbot snmpbot netflowbot)
 binaries=""
@@ -21,17 +21,20 @@ tag=latest
 pull=1
 check=1
 remove=""
+bases_only=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --binaries) binaries=$(cd "$2" && pwd); shift 2 ;;
         --tag) tag=$2; shift 2 ;;
         --no-pull) pull=""; shift ;;
         --no-check) check=""; shift ;;
+        --bases-only) bases_only=1; shift ;;
         --remove) remove=1; shift ;;
-        *) sed -n '2,15p' "$0" >&2; exit 2 ;;
+        *) sed -n '2,16p' "$0" >&2; exit 2 ;;
     esac
 done
 
+cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 seconds() { date +%s; }
@@ -174,6 +177,7 @@ else
     fi
     context=.
 fi
+[ -z "$bases_only" ] || exit 0
 
 for bot in "${bots[@]}"; do
     step "building grafolean-$bot:$tag ($engine, from ${binaries:-source})"
@@ -187,8 +191,9 @@ for bot in "${bots[@]}"; do
 done
 
 if [ -n "$check" ]; then
-    step "checking the images (cargo test -p e2e --test containers -- --ignored)"
-    IMAGE_TAG=$tag cargo test -q -p e2e --test containers --locked -- --ignored
+    # --workspace: the features the workspace's test build resolved, so its build is reused.
+    step "checking the images (cargo test --workspace --test containers -- --ignored)"
+    IMAGE_TAG=$tag cargo test -q --workspace --locked --test containers -- --ignored
     step "images checked"
 fi
 
