@@ -44,6 +44,7 @@ step() { echo "== $(($(seconds) - started)) s: $*"; }
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
     engine=docker
     build_options=()
+    bot_build_options=()
 else
     engine=podman
     # HEALTHCHECK exists only in the docker image format. Podman's default ulimits (1048576) may
@@ -54,6 +55,7 @@ else
     if [ "$nproc" = unlimited ] || [ "$nproc" -gt "$pid_max" ]; then nproc=$pid_max; fi
     ulimits=("nofile=$(ulimit -Hn):$(ulimit -Hn)" "nproc=$nproc:$nproc")
     build_options=(--format docker --ulimit "${ulimits[0]}" --ulimit "${ulimits[1]}")
+    bot_build_options=()
     if [ -z "${CONTAINERS_CONF:-}" ]; then
         conf=$work/containers.conf
         {
@@ -66,10 +68,11 @@ else
         } >"$conf"
         export CONTAINERS_CONF=$conf
     fi
-    # cargo inside the build fetches crates: give it this machine's CA bundle (a TLS proxy's CA).
+    # cargo inside the bots' build fetches crates: give it this machine's CA bundle (a TLS
+    # proxy's CA).
     ca_bundle=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
     if [ -f "$ca_bundle" ]; then
-        build_options+=(--volume "$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro")
+        bot_build_options=(--volume "$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro")
     fi
 fi
 export CONTAINER_ENGINE=$engine
@@ -181,7 +184,7 @@ fi
 
 for bot in "${bots[@]}"; do
     step "building grafolean-$bot:$tag ($engine, from ${binaries:-source})"
-    "$engine" build "${build_options[@]}" --quiet -f "$PWD/Dockerfile" --build-arg "BASE=$base" \
+    "$engine" build "${build_options[@]}" "${bot_build_options[@]}" --quiet -f "$PWD/Dockerfile" --build-arg "BASE=$base" \
         --build-arg "BUILDER=$builder" --build-arg "BOT=$bot" -t "grafolean-$bot:$tag" "$context" >/dev/null
 done
 step "images built"
@@ -190,7 +193,48 @@ for bot in "${bots[@]}"; do
         awk '{ printf "%s %.1f MB\n", $1, $2 / 1e6 }'
 done
 
+# docker-compose.example.yml as a user runs it: a copy with token files, the three bots up from
+# these images (the Alertmanager image cannot be pulled where no registry is reachable), each
+# container running and healthy by its HEALTHCHECK command, then down again.
+check_compose() {
+    local compose=$1 dir=$work/compose project=grafolean-images-check bot name healthy=""
+    mkdir -p "$dir/secrets"
+    cp docker-compose.example.yml "$dir/docker-compose.yml"
+    cp alertmanager.example.yml "$dir/"
+    for bot in ping snmp netflow; do echo "00000000-0000-4000-8000-000000000001" >"$dir/secrets/${bot}_token"; done
+    (cd "$dir" && $compose -p "$project" up -d "${bots[@]}") >"$work/compose.log" 2>&1 ||
+        { cat "$work/compose.log" >&2; return 1; }
+    for _ in $(seq 60); do
+        healthy=1
+        for bot in "${bots[@]}"; do
+            name=$("$engine" ps --filter "label=com.docker.compose.project=$project" \
+                --filter "label=com.docker.compose.service=$bot" --format '{{.Names}}')
+            [ -n "$name" ] && "$engine" exec "$name" /usr/local/bin/bot --health-check >/dev/null 2>&1 ||
+                healthy=""
+        done
+        [ -z "$healthy" ] || break
+        sleep 1
+    done
+    (cd "$dir" && $compose -p "$project" logs) >>"$work/compose.log" 2>&1 || true
+    (cd "$dir" && $compose -p "$project" down -v) >>"$work/compose.log" 2>&1 || true
+    [ -n "$healthy" ] || { cat "$work/compose.log" >&2; echo "compose: a bot is not healthy" >&2; return 1; }
+}
+
 if [ -n "$check" ]; then
+    if [ "$tag" = latest ]; then
+        compose=""
+        if [ "$engine" = docker ] && docker compose version >/dev/null 2>&1; then
+            compose="docker compose"
+        elif [ "$engine" = podman ] && command -v podman-compose >/dev/null; then
+            compose=podman-compose
+        fi
+        if [ -n "$compose" ]; then
+            step "checking docker-compose.example.yml with $compose"
+            check_compose "$compose"
+        else
+            step "no compose tool for $engine: docker-compose.example.yml checked by tests/tests/containers.rs only"
+        fi
+    fi
     # --workspace: the features the workspace's test build resolved, so its build is reused.
     step "checking the images (cargo test --workspace --test containers -- --ignored)"
     IMAGE_TAG=$tag cargo test -q --workspace --locked --test containers -- --ignored

@@ -174,7 +174,13 @@ fn the_compose_example_runs_the_images_with_settings_the_bots_accept() {
             "{bot}: the image's METRICS_ADDRESS is what its HEALTHCHECK asks"
         );
     }
-    assert_eq!(compose.services["pingbot"]["cap_add"][0], "NET_RAW");
+    let ping = &compose.services["pingbot"];
+    assert_eq!(ping["cap_add"][0], "NET_RAW");
+    // The list form: podman-compose 1.0 reads the map form's keys without their values.
+    assert_eq!(
+        ping["sysctls"][0], "net.ipv6.conf.all.disable_ipv6=0",
+        "IPv6 on for ::1"
+    );
     let netflow = &compose.services["netflowbot"];
     let port = netflow["environment"]["NETFLOW_PORT"]
         .as_str()
