@@ -7,13 +7,15 @@ ARG BASE=debian:bookworm-slim
 ARG BUILDER=rust:1-slim-bookworm
 
 FROM ${BUILDER} AS binary
-RUN apt-get update \
- && apt-get install -y --no-install-recommends binutils libcap2-bin \
- && rm -rf /var/lib/apt/lists/*
+RUN command -v strip >/dev/null && command -v setcap >/dev/null \
+ || { apt-get update \
+      && apt-get install -y --no-install-recommends binutils libcap2-bin \
+      && rm -rf /var/lib/apt/lists/*; }
 WORKDIR /src
 COPY . .
 # The three bots in one cargo run, a layer the three images share. A context that already holds
-# `prebuilt/<bot>` (deploy/images.sh --binaries) skips cargo; BUILDER may then be the base image.
+# `prebuilt/<bot>` (deploy/images.sh --binaries) skips cargo; BUILDER is then the base image
+# with binutils and libcap2-bin.
 RUN if [ ! -d prebuilt ]; then \
       cargo build --release --locked -p pingbot -p snmpbot -p netflowbot \
       && mkdir prebuilt \

@@ -24,7 +24,7 @@ remove=""
 bases_only=""
 while [ $# -gt 0 ]; do
     case "$1" in
-        --binaries) binaries=$(cd "$2" && pwd); shift 2 ;;
+        --binaries) case $2 in /*) binaries=$2 ;; *) binaries=$PWD/$2 ;; esac; shift 2 ;;
         --tag) tag=$2; shift 2 ;;
         --no-pull) pull=""; shift ;;
         --no-check) check=""; shift ;;
@@ -130,23 +130,27 @@ EOF
     rm -rf "$root"
 }
 
-# rust:1-slim-bookworm's part that the build uses: gcc, libc headers, and a Rust toolchain (this
-# machine's: `rustc --print sysroot`).
-make_builder() {
-    local context=$work/toolchain sysroot
-    sysroot=$(rustc --print sysroot)
+# An image FROM $1 named $2 with the Debian packages $3 and, with a 4th argument, this machine's
+# Rust toolchain (`rustc --print sysroot`) in /usr/local.
+derive_image() {
+    local context=$work/context-$RANDOM
     mkdir "$context"
-    cp -al "$sysroot/bin" "$sysroot/lib" "$context/" 2>/dev/null || cp -a "$sysroot/bin" "$sysroot/lib" "$context/"
-    cat >"$work/Builder.Dockerfile" <<EOF
-FROM $1
-RUN apt-get update \\
- && apt-get install -y --no-install-recommends ca-certificates gcc libc6-dev \\
- && rm -rf /var/lib/apt/lists/*
-COPY . /usr/local/
-ENV CARGO_HOME=/usr/local/cargo PATH=/usr/local/cargo/bin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-EOF
-    "$engine" build "${build_options[@]}" -t "$2" -f "$work/Builder.Dockerfile" "$context" >"$work/builder.log" ||
-        { tail -20 "$work/builder.log" >&2; return 1; }
+    if [ $# -gt 3 ]; then
+        local sysroot
+        sysroot=$(rustc --print sysroot)
+        cp -al "$sysroot/bin" "$sysroot/lib" "$context/" 2>/dev/null ||
+            cp -a "$sysroot/bin" "$sysroot/lib" "$context/"
+    fi
+    {
+        echo "FROM $1"
+        echo "RUN apt-get update && apt-get install -y --no-install-recommends $3 && rm -rf /var/lib/apt/lists/*"
+        if [ $# -gt 3 ]; then
+            echo "COPY . /usr/local/"
+            echo "ENV CARGO_HOME=/usr/local/cargo PATH=/usr/local/cargo/bin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        fi
+    } >"$context.Dockerfile"
+    "$engine" build "${build_options[@]}" -t "$2" -f "$context.Dockerfile" "$context" >"$context.log" 2>&1 ||
+        { tail -20 "$context.log" >&2; return 1; }
     rm -rf "$context"
 }
 
@@ -159,10 +163,29 @@ if ! have_image "$base" && ! pulled "$base"; then
     fi
 fi
 
+# What the Dockerfile's binary stage needs besides cargo: strip and setcap.
+binary_tools="binutils libcap2-bin"
 if [ -n "$binaries" ]; then
-    # The build context is only the binaries: the Dockerfile's stage that strips them and sets
-    # capabilities runs on the base image.
-    builder=$base
+    # Runtime-only: the binary stage runs on the base image with those tools.
+    builder=localhost/${base#localhost/}-binutils-libcap
+    if ! have_image "$builder"; then
+        step "making $builder from $base"
+        derive_image "$base" "$builder" "$binary_tools"
+    fi
+else
+    builder=rust:1-slim-bookworm
+    if ! have_image "$builder" && ! pulled "$builder"; then
+        builder=localhost/rust:1-slim-bookworm-local
+        if ! have_image "$builder"; then
+            step "making $builder from $base and $(rustc --version)"
+            derive_image "$base" "$builder" "ca-certificates gcc libc6-dev $binary_tools" toolchain
+        fi
+    fi
+fi
+[ -z "$bases_only" ] || exit 0
+
+if [ -n "$binaries" ]; then
+    # The build context is only the binaries (Dockerfile: `prebuilt/` skips cargo).
     context=$work/context
     mkdir -p "$context/prebuilt"
     for bot in "${bots[@]}"; do
@@ -170,18 +193,8 @@ if [ -n "$binaries" ]; then
         cp "$binaries/$bot" "$context/prebuilt/"
     done
 else
-    builder=rust:1-slim-bookworm
-    if ! have_image "$builder" && ! pulled "$builder"; then
-        builder=localhost/rust:1-slim-bookworm-local
-        if ! have_image "$builder"; then
-            step "making $builder from $base and $(rustc --version)"
-            make_builder "$base" "$builder"
-        fi
-    fi
     context=.
 fi
-[ -z "$bases_only" ] || exit 0
-
 for bot in "${bots[@]}"; do
     step "building grafolean-$bot:$tag ($engine, from ${binaries:-source})"
     "$engine" build "${build_options[@]}" "${bot_build_options[@]}" --quiet -f "$PWD/Dockerfile" --build-arg "BASE=$base" \
