@@ -8,7 +8,7 @@
 #
 # Options: --tag TAG (default latest), --no-pull (make the base images locally without trying a
 # registry first), --bases-only (get or make the base images, then stop), --no-check (build
-# only), --remove (remove the bots' images afterwards).
+# only), --remove (remove the bots' images afterwards; the base images and the build cache stay).
 # Uses docker when a docker daemon answers, podman otherwise. Images are grafolean-<bot>:TAG.
 # When debian:bookworm-slim (or rust:1-slim-bookworm) cannot be pulled, it is made here: the base
 # with debootstrap (Debian package `debootstrap`), the builder from the base, gcc and this
@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
         --no-check) check=""; shift ;;
         --bases-only) bases_only=1; shift ;;
         --remove) remove=1; shift ;;
-        *) sed -n '2,16p' "$0" >&2; exit 2 ;;
+        *) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" >&2; exit 2 ;;
     esac
 done
 
@@ -256,5 +256,4 @@ fi
 
 if [ -n "$remove" ]; then
     for bot in "${bots[@]}"; do "$engine" rmi "grafolean-$bot:$tag" >/dev/null; done
-    "$engine" image prune -f >/dev/null
 fi
