@@ -297,7 +297,7 @@ impl Container {
                 "inspect",
                 "--format",
                 "{{json .Config.Healthcheck.Test}}",
-                &self.inspect("{{.ImageName}}"),
+                &self.inspect("{{.Config.Image}}"),
             ],
         );
         let test: Vec<String> = serde_json::from_slice(&image.stdout).expect("HEALTHCHECK test");
@@ -331,7 +331,7 @@ impl Container {
     /// Stops the container (SIGTERM, the engine's default) and checks the exit code.
     fn assert_stops_cleanly(&self) {
         let began = Instant::now();
-        run(&self.engine, &["stop", "--time", "30", &self.name]);
+        run(&self.engine, &["stop", "-t", "30", &self.name]);
         let code = self.inspect("{{.State.ExitCode}}");
         assert_eq!(
             code,
