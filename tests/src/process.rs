@@ -248,3 +248,23 @@ async fn collect<R: tokio::io::AsyncBufRead + Unpin>(reader: R, lines: Arc<Mutex
         }
     }
 }
+
+/// Environment variables a binary's `--help` names (`[env: NAME=...]`).
+pub fn env_names_in_help(binary: &Path) -> std::collections::BTreeSet<String> {
+    let output = std::process::Command::new(binary)
+        .arg("--help")
+        .env_clear()
+        .output()
+        .expect("run --help");
+    assert!(
+        output.status.success(),
+        "{} --help failed",
+        binary.display()
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split(['=', ']']).next())
+        .map(str::to_string)
+        .collect()
+}

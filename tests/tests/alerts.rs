@@ -506,7 +506,7 @@ impl Exporter {
     fn start(from: &str, to: String) -> Exporter {
         let sending = Arc::new(AtomicBool::new(true));
         let stop = Arc::new(AtomicBool::new(false));
-        let datagrams = e2e::captures::softflowd_datagrams("v5");
+        let datagrams = e2e::captures::softflowd("v5");
         let socket = std::net::UdpSocket::bind((from, 0)).expect("bind the exporter");
         let (flag, end) = (sending.clone(), stop.clone());
         let thread = std::thread::spawn(move || {

@@ -6,7 +6,7 @@
 //! the capabilities they need. The `sed` commands of the README are run on a copy and must keep
 //! replicas and members equal.
 
-use e2e::process::{build, workspace_root};
+use e2e::process::{build, env_names_in_help, workspace_root};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -43,26 +43,6 @@ fn documents(dir: &Path) -> Vec<(String, Value)> {
         }
     }
     all
-}
-
-/// Environment variables a binary's `--help` names (`[env: NAME=...]`).
-fn help_env(binary: &Path) -> BTreeSet<String> {
-    let output = Command::new(binary)
-        .arg("--help")
-        .env_clear()
-        .output()
-        .expect("run --help");
-    assert!(
-        output.status.success(),
-        "{} --help failed",
-        binary.display()
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .split("[env: ")
-        .skip(1)
-        .filter_map(|rest| rest.split(['=', ']']).next())
-        .map(str::to_string)
-        .collect()
 }
 
 fn env_value<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
@@ -120,7 +100,7 @@ fn check_stateful_set(file: &str, set: &Value, services: &[&Value]) {
     assert_eq!(containers.len(), 1, "{file}");
     let container = &containers[0];
     let binary = build(name, "--bin", name);
-    let accepted = help_env(&binary);
+    let accepted = env_names_in_help(&binary);
     let set_env: Vec<&str> = container["env"]
         .as_array()
         .expect("env")

@@ -12,6 +12,7 @@
 //! its previous run. So each test sends its traffic between the first and the second run and
 //! checks the second run's values: about two minutes per test, run in parallel.
 
+use e2e::captures::{replay, softflowd};
 use e2e::process::{build, BotProcess};
 use e2e::{Fixture, Id, StoredValue, TestBackend};
 use serde_json::json;
@@ -131,19 +132,6 @@ fn under<'a>(report: &'a BTreeMap<String, f64>, prefix: &str) -> BTreeMap<&'a st
         .collect()
 }
 
-fn capture(name: &str) -> Vec<Vec<u8>> {
-    e2e::captures::softflowd_datagrams(name)
-}
-
-fn replay(from: &str, to: &str, datagrams: &[Vec<u8>]) {
-    let socket = UdpSocket::bind(from).expect("bind the sending socket");
-    for d in datagrams {
-        socket.send_to(d, to).expect("send a datagram");
-        // A real exporter paces its datagrams; keep well within the socket buffer.
-        std::thread::sleep(Duration::from_micros(200));
-    }
-}
-
 /// Bytes of one flow as the captures' truth file sums them (IPv4 plus IPv6).
 const CAPTURE_BYTES: f64 = 13_239_795.0 + 3_365_061.0;
 
@@ -154,9 +142,9 @@ async fn replayed_captures_are_reported_per_entity_and_unknown_exporters_suggest
     let (mut bot, created) = start_bot(&backend, port).await;
     tokio::time::sleep_until(created + FIRST_WINDOW_STARTED).await;
 
-    let v9 = capture("v9");
-    let ipfix = capture("ipfix");
-    let v5 = capture("v5");
+    let v9 = softflowd("v9");
+    let ipfix = softflowd("ipfix");
+    let v5 = softflowd("v5");
     tokio::task::spawn_blocking(move || {
         replay("127.0.0.2:0", &format!("127.0.0.1:{port}"), &v9);
         replay("[::1]:0", &format!("[::1]:{port}"), &ipfix);
@@ -266,7 +254,7 @@ async fn an_exporter_enabled_between_two_refreshes_loses_no_flows() {
     tokio::time::sleep_until(created + Duration::from_secs(17)).await;
 
     let to = format!("127.0.0.1:{port}");
-    let v5 = capture("v5");
+    let v5 = softflowd("v5");
     let seen = bot.stderr().matches("jobs refreshed").count();
     let refreshes = next_refresh(&bot, seen).await;
     backend.update(|f| {
