@@ -447,6 +447,25 @@ mod tests {
         }
     }
 
+    /// What each form of `details.ipv4` makes of an entity: the exporter address its flows come from.
+    #[test]
+    fn details_ipv4_forms() {
+        let cases: [(&str, Option<&str>); 8] = [
+            ("192.0.2.1", Some("192.0.2.1")),
+            (" 192.0.2.1 ", Some("192.0.2.1")),
+            ("192.0.2.1:2055", None),
+            ("2001:db8::1", Some("2001:db8::1")),
+            ("[2001:db8::1]:9995", None),
+            ("fe80::1%eth0", None),
+            ("::ffff:192.0.2.9", Some("192.0.2.9")),
+            ("router.example:2055", None),
+        ];
+        for (text, expected) in cases {
+            let found = entity_exporter(&exporter(1, text)).map(|e| e.exporter);
+            assert_eq!(found, expected.map(|ip| ip.parse().unwrap()), "{text:?}");
+        }
+    }
+
     #[test]
     fn an_exporter_without_flows_in_the_minute_is_bad_with_its_own_rule() {
         let values = vec![

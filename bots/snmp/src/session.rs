@@ -854,6 +854,14 @@ mod tests {
             Ok(("2001:db8::1".into(), 1161))
         );
         assert_eq!(parse_target("[::1]"), Ok(("::1".into(), 161)));
+        assert_eq!(
+            parse_target("fe80::1%eth0"),
+            Ok(("fe80::1%eth0".into(), 161))
+        );
+        assert_eq!(
+            parse_target("router.example:1161"),
+            Ok(("router.example".into(), 1161))
+        );
         for bad in [
             "",
             "1.2.3.4:",
