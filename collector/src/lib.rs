@@ -8,6 +8,7 @@ pub mod bot;
 pub mod cli;
 pub mod cluster;
 pub mod delivery;
+pub mod details;
 pub mod entity;
 pub mod job;
 pub mod metrics;

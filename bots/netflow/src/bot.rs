@@ -3,6 +3,7 @@
 
 use crate::cluster;
 use crate::decode::DecoderLimits;
+use crate::flow::exporter_address;
 use crate::intake::Intake;
 use crate::listener::{self, BoundListener, ListenerConfig};
 use crate::templates::TemplateDatabase;
@@ -104,12 +105,11 @@ fn default_threads() -> usize {
         .min(8)
 }
 
-/// The exporter address an entity stands for: its `details.ipv4`, if that is an IP address.
-fn entity_exporter(config: &EntityConfig) -> Option<EntityExporter> {
-    let ip = config.address()?.trim().parse::<IpAddr>().ok()?;
-    Some(EntityExporter {
+/// The exporter address an entity stands for (see [`exporter_address`]).
+fn entity_exporter(config: &EntityConfig) -> Result<EntityExporter, String> {
+    Ok(EntityExporter {
         entity_id: config.entity_id,
-        exporter: crate::flow::canonical_ip(ip),
+        exporter: exporter_address(&config.details)?,
     })
 }
 
@@ -200,9 +200,9 @@ impl NetflowBot {
             for entity in entities.iter().filter(|e| e.entity_type == "device") {
                 if let Some(text) = entity.details.get("ipv4").and_then(|v| v.as_str()) {
                     known_text.insert(text.to_string());
-                    if let Ok(ip) = text.trim().parse::<IpAddr>() {
-                        known_ip.insert(crate::flow::canonical_ip(ip));
-                    }
+                }
+                if let Ok(ip) = exporter_address(&entity.details) {
+                    known_ip.insert(ip);
                 }
             }
             for exporter in &exporters {
@@ -244,12 +244,11 @@ impl NetflowBot {
         let mut entities = Vec::with_capacity(configs.len());
         for config in configs {
             match entity_exporter(config) {
-                Some(entity) => entities.push(entity),
-                None => tracing::warn!(
+                Ok(entity) => entities.push(entity),
+                Err(why) => tracing::warn!(
                     account,
                     entity = config.entity_id,
-                    "details.ipv4 {:?} is not an IP address; no flows can be matched to it",
-                    config.details.get("ipv4")
+                    "{why}; no flows can be matched to it"
                 ),
             }
         }
@@ -453,15 +452,15 @@ mod tests {
         let cases: [(&str, Option<&str>); 8] = [
             ("192.0.2.1", Some("192.0.2.1")),
             (" 192.0.2.1 ", Some("192.0.2.1")),
-            ("192.0.2.1:2055", None),
+            ("192.0.2.1:2055", Some("192.0.2.1")),
             ("2001:db8::1", Some("2001:db8::1")),
-            ("[2001:db8::1]:9995", None),
-            ("fe80::1%eth0", None),
+            ("[2001:db8::1]:9995", Some("2001:db8::1")),
+            ("fe80::1%eth0", Some("fe80::1")),
             ("::ffff:192.0.2.9", Some("192.0.2.9")),
             ("router.example:2055", None),
         ];
         for (text, expected) in cases {
-            let found = entity_exporter(&exporter(1, text)).map(|e| e.exporter);
+            let found = entity_exporter(&exporter(1, text)).ok().map(|e| e.exporter);
             assert_eq!(found, expected.map(|ip| ip.parse().unwrap()), "{text:?}");
         }
     }

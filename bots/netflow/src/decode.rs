@@ -1,6 +1,6 @@
 //! NetFlow v5, v9 and IPFIX decoding into [`Flow`] records.
 //!
-//! This is the template-compiled fast path that DESIGN.md allows: a template is compiled once
+//! This is a template-compiled fast path (why: `docs/decisions.md`, NetFlow bot): a template is compiled once
 //! into the offsets of the few fields we aggregate, and each data record is read at those
 //! offsets. `netflow_parser` stays the reference: `crate::reference` decodes with it, and the
 //! tests compare both on the softflowd captures and on mutated packets.
