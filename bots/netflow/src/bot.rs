@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The bot's own settings, each a flag and an environment variable.
 #[derive(Debug, Clone, clap::Args)]
-pub struct NetflowSettings {
+pub struct NetflowArgs {
     /// UDP port NetFlow v5/v9 and IPFIX exporters send to (IPv4 and IPv6).
     #[arg(long, env = "NETFLOW_PORT", default_value_t = 2055)]
     pub netflow_port: u16,
@@ -47,6 +47,32 @@ pub struct NetflowSettings {
     /// Do not listen on IPv6.
     #[arg(long, env = "NETFLOW_NO_IPV6")]
     pub netflow_no_ipv6: bool,
+}
+
+/// The bot's validated configuration.
+#[derive(Debug, Clone)]
+pub struct NetflowConfig {
+    pub listener: ListenerConfig,
+    /// Distinct keys one aggregation window holds before folding.
+    pub max_keys: usize,
+}
+
+impl NetflowArgs {
+    /// The configuration from the flags (clap has already checked their ranges).
+    pub fn config(&self) -> Result<NetflowConfig, StartError> {
+        Ok(NetflowConfig {
+            listener: ListenerConfig {
+                port: self.netflow_port,
+                threads: self
+                    .netflow_threads
+                    .map_or_else(default_threads, |n| n as usize),
+                receive_buffer: self.netflow_receive_buffer,
+                ipv6: !self.netflow_no_ipv6,
+                limits: DecoderLimits::default(),
+            },
+            max_keys: self.netflow_max_keys as usize,
+        })
+    }
 }
 
 /// What a NetFlow job does.
@@ -79,24 +105,8 @@ pub struct NetflowBot {
     cluster: Membership,
 }
 
-/// The embedded standalone jobs: the local machine as exporter, on account 1.
-const DEFAULT_JOBS: &str = r#"
-[[credentials]]
-id = 1
-protocol = "netflow"
-details = {}
-
-[[sensors]]
-id = 10
-protocol = "netflow"
-details = {}
-
-[[entities]]
-id = 100
-name = "127.0.0.1 (NetFlow exporter)"
-details = { ipv4 = "127.0.0.1" }
-protocols.netflow = { credential = 1, sensors = [{ sensor = 10 }] }
-"#;
+/// The standalone jobs of `netflowbot --standalone`: the example file, so what users read is what runs.
+const DEFAULT_JOBS: &str = include_str!("../example-jobs.toml");
 
 fn default_threads() -> usize {
     std::thread::available_parallelism()
@@ -147,25 +157,18 @@ fn log_held(outcome: &HeldOutcome) {
 
 impl NetflowBot {
     /// Binds the UDP sockets (a busy port is a start-up error) and registers the counters.
-    pub fn new(settings: NetflowSettings, context: Context) -> Result<NetflowBot, StartError> {
-        let threads = settings
-            .netflow_threads
-            .map_or_else(default_threads, |n| n as usize);
-        let config = ListenerConfig {
-            port: settings.netflow_port,
-            threads,
-            receive_buffer: settings.netflow_receive_buffer,
-            ipv6: !settings.netflow_no_ipv6,
-            limits: DecoderLimits::default(),
-        };
-        listener::ensure_port_free(config.port, config.ipv6).map_err(StartError::bad_setting)?;
-        let bound = listener::bind(&config)?;
+    pub fn new(config: NetflowConfig, context: Context) -> Result<NetflowBot, StartError> {
+        let NetflowConfig { listener, max_keys } = config;
+        let threads = listener.threads;
+        listener::ensure_port_free(listener.port, listener.ipv6)
+            .map_err(StartError::bad_setting)?;
+        let bound = listener::bind(&listener)?;
         tracing::info!(
             port = bound.port(),
             threads,
             "listening for NetFlow v5/v9 and IPFIX"
         );
-        let intake = Arc::new(Intake::new(threads, settings.netflow_max_keys as usize));
+        let intake = Arc::new(Intake::new(threads, max_keys));
         intake.counters.register(&context.metrics);
         Ok(NetflowBot {
             intake,
