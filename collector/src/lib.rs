@@ -20,6 +20,7 @@ pub mod report;
 pub mod runtime;
 pub mod scheduler;
 pub mod settings;
+pub mod socket;
 pub mod spool;
 pub mod standalone;
 pub mod status;

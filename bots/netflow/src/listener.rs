@@ -72,7 +72,7 @@ fn udp_socket(domain: Domain, reuse_port: bool, receive_buffer: usize) -> std::i
     if reuse_port {
         socket.set_reuse_port(true)?;
     }
-    set_receive_buffer(&socket, receive_buffer);
+    collector::socket::raise_receive_buffer(&socket, receive_buffer, "NetFlow UDP socket");
     if kernel_drops(socket.as_raw_fd()).is_none() {
         tracing::warn!(
             "SO_MEMINFO unavailable ({}); kernel drops will not be counted",
@@ -100,33 +100,6 @@ fn kernel_drops(fd: libc::c_int) -> Option<u32> {
         )
     };
     (rc == 0 && len as usize >= size_of_val(&info)).then(|| info[libc::SK_MEMINFO_DROPS as usize])
-}
-
-fn set_receive_buffer(socket: &Socket, bytes: usize) {
-    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: setsockopt with a valid fd and a pointer to a c_int of the stated size.
-    let forced = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    } == 0;
-    if !forced {
-        let _ = socket.set_recv_buffer_size(bytes);
-    }
-    // Linux reports twice the size asked for (bookkeeping overhead included).
-    if let Ok(actual) = socket.recv_buffer_size() {
-        if actual / 2 < bytes {
-            tracing::warn!(
-                "receive buffer is {} bytes, not the {bytes} asked for; raise net.core.rmem_max \
-                 or run with CAP_NET_ADMIN to avoid drops at high rates",
-                actual / 2
-            );
-        }
-    }
 }
 
 /// Fails, naming the port, when another process already receives on it. The bot's own threads
