@@ -6,7 +6,6 @@ use crate::decode::DecoderLimits;
 use crate::flow::exporter_address;
 use crate::intake::Intake;
 use crate::listener::{self, BoundListener, ListenerConfig};
-use crate::templates::TemplateDatabase;
 use crate::windows::{EntityExporter, HeldOutcome, Windows, WINDOWS};
 use collector::backend::BackendClient;
 use collector::bot::Firing;
@@ -89,18 +88,12 @@ pub enum NetflowJob {
     },
 }
 
-impl TemplateDatabase for Store {
-    fn database(&self) -> &redb::Database {
-        Store::database(self)
-    }
-}
-
 /// The NetFlow bot: the listener feeds the intake, the jobs report the windows.
 pub struct NetflowBot {
     intake: Arc<Intake>,
     windows: Arc<Windows>,
     backend: Option<BackendClient>,
-    store: Option<Arc<dyn TemplateDatabase>>,
+    store: Option<Store>,
     listener: Mutex<Option<BoundListener>>,
     cluster: Membership,
 }
@@ -174,7 +167,7 @@ impl NetflowBot {
             intake,
             windows: Arc::new(Windows::new()),
             backend: context.backend,
-            store: Some(Arc::new(context.store)),
+            store: Some(context.store),
             listener: Mutex::new(Some(bound)),
             cluster: context.cluster,
         })

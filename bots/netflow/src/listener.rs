@@ -14,7 +14,8 @@
 use crate::decode::{Decoder, DecoderLimits};
 use crate::flow::{canonical_ip, Flow, FlowSink};
 use crate::intake::{Intake, HELD_MAX_EXPORTERS};
-use crate::templates::{self, TemplateDatabase, TemplatePersister};
+use crate::templates::{self, TemplatePersister};
+use collector::Store;
 use rustc_hash::{FxHashMap, FxHashSet};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::mem::{size_of, size_of_val, zeroed};
@@ -201,7 +202,7 @@ impl BoundListener {
     pub fn start(
         self,
         intake: Arc<Intake>,
-        store: Option<Arc<dyn TemplateDatabase>>,
+        store: Option<Store>,
     ) -> Result<RunningListener, String> {
         let stored = match &store {
             Some(db) => match templates::load(db.database()) {
@@ -387,7 +388,7 @@ struct Receiver {
     decoder: Decoder,
     persister: TemplatePersister,
     intake: Arc<Intake>,
-    store: Option<Arc<dyn TemplateDatabase>>,
+    store: Option<Store>,
     /// The aggregated exporters, with the generation they were read at.
     aggregated: (u64, Arc<FxHashSet<IpAddr>>),
     /// Exporters already reported to the intake.

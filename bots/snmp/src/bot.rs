@@ -103,11 +103,10 @@ pub struct SnmpBot {
     interface_interval: u64,
 }
 
-struct Store(collector::Store);
-
-impl crate::counters::DatabaseHandle for Store {
+/// Counter samples live in the framework's store.
+impl crate::counters::DatabaseHandle for collector::Store {
     fn database(&self) -> &redb::Database {
-        self.0.database()
+        collector::Store::database(self)
     }
 }
 
@@ -137,8 +136,7 @@ impl SnmpBot {
             des_salt,
             metrics.requests,
         ))?);
-        let counters =
-            CounterStore::new(Arc::new(Store(context.store.clone())), COUNTER_SYNC_EVERY);
+        let counters = CounterStore::new(Arc::new(context.store.clone()), COUNTER_SYNC_EVERY);
         match counters.prune(COUNTER_MAX_AGE) {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "old counter samples removed"),
