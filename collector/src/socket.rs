@@ -1,7 +1,7 @@
 //! Socket receive buffers for bots that take bursts (ICMP replies, NetFlow datagrams): one way
 //! to ask for a large buffer and to say when the system gave less.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 /// Asks for `wanted` bytes of receive buffer on `socket`: first past `net.core.rmem_max`
 /// (`SO_RCVBUFFORCE`, needs CAP_NET_ADMIN), else up to it. Returns what the kernel granted for
@@ -33,6 +33,38 @@ pub fn raise_receive_buffer(socket: &impl AsFd, wanted: usize, what: &str) -> us
         );
     }
     granted
+}
+
+/// Receives a batch of datagrams with `recvmmsg(2)` into `headers` without blocking: how many
+/// arrived, `Ok(0)` when none is waiting; a call interrupted by a signal is retried.
+///
+/// # Safety
+///
+/// Every header must point at valid buffers (iovecs, address and control space) of the lengths
+/// it states, owned by the caller for the duration of the call.
+pub unsafe fn receive_batch(fd: RawFd, headers: &mut [libc::mmsghdr]) -> std::io::Result<usize> {
+    let count = libc::c_uint::try_from(headers.len()).unwrap_or(libc::c_uint::MAX);
+    loop {
+        // SAFETY: the caller guarantees that the headers describe valid buffers.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                headers.as_mut_ptr(),
+                count,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let error = std::io::Error::last_os_error();
+        match error.kind() {
+            std::io::ErrorKind::WouldBlock => return Ok(0),
+            std::io::ErrorKind::Interrupted => continue,
+            _ => return Err(error),
+        }
+    }
 }
 
 #[cfg(test)]

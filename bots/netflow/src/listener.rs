@@ -306,28 +306,9 @@ impl Batch {
             h.msg_len = 0;
             debug_assert!(std::ptr::eq(h.msg_hdr.msg_iov, &self.iovecs[i]));
         }
-        loop {
-            // SAFETY: headers point at BATCH valid iovecs, address and control buffers owned
-            // by self, with their lengths set above.
-            let n = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    self.headers.as_mut_ptr(),
-                    BATCH as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            if n >= 0 {
-                return Ok(n as usize);
-            }
-            let e = std::io::Error::last_os_error();
-            match e.kind() {
-                std::io::ErrorKind::WouldBlock => return Ok(0),
-                std::io::ErrorKind::Interrupted => continue,
-                _ => return Err(e),
-            }
-        }
+        // SAFETY: the headers point at BATCH valid iovecs, address and control buffers owned
+        // by self, with their lengths set above.
+        unsafe { collector::socket::receive_batch(fd, &mut self.headers) }
     }
 
     fn datagram(&self, i: usize) -> &[u8] {

@@ -447,7 +447,7 @@ mod tests {
         );
         assert!(jobs.iter().all(|j| j.params.plan.is_ok()));
         let (target, settings) = jobs[2].params.plan.as_ref().unwrap();
-        assert_eq!(target, &Target::HostName("localhost".into()));
+        assert_eq!(target.to_string(), "localhost");
         assert_eq!(settings.retry, 1);
         assert_eq!(settings.attempt_slice(), Duration::from_secs(1));
     }

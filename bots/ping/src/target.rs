@@ -10,15 +10,11 @@ use std::time::Duration;
 /// How long a host name lookup may take before the job run is given up.
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What `details.ipv4` names, checked once when the job is built. Names are resolved on every run,
-/// so a changed DNS record is followed without a restart.
+/// The host `details.ipv4` names, checked once when the job is built (an address no single host
+/// answers for is refused). Names are resolved on every run, so a changed DNS record is followed
+/// without a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// An IP literal; `zone` is the IPv6 scope (`fe80::1%eth0`), a name or an index.
-    Literal { ip: IpAddr, zone: Option<String> },
-    /// A host name, looked up with the system resolver.
-    HostName(String),
-}
+pub struct Target(pub Host);
 
 /// The resolved address of one echo request: an IP and, for link-local IPv6, its interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,14 +52,7 @@ impl std::error::Error for TargetError {}
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Literal { ip, zone: None } => write!(f, "{ip}"),
-            Target::Literal {
-                ip,
-                zone: Some(zone),
-            } => write!(f, "{ip}%{zone}"),
-            Target::HostName(name) => f.write_str(name),
-        }
+        self.0.fmt(f)
     }
 }
 
@@ -80,19 +69,17 @@ impl Target {
     }
 
     fn checked(address: Result<Address, AddressError>) -> Result<Target, TargetError> {
-        match address.map_err(|e| TargetError(e.0))?.host {
-            Host::Ip { ip, zone } => match usable(ip) {
-                Ok(()) => Ok(Target::Literal { ip, zone }),
-                Err(why) => Err(TargetError(format!("address `{ip}` {why}"))),
-            },
-            Host::Name(name) => Ok(Target::HostName(name)),
+        let host = address.map_err(|e| TargetError(e.0))?.host;
+        if let Host::Ip { ip, .. } = host {
+            usable(ip).map_err(|why| TargetError(format!("address `{ip}` {why}")))?;
         }
+        Ok(Target(host))
     }
 
     /// The address to send to now: the literal, or the first address the resolver gives.
     pub async fn resolve(&self) -> Result<Destination, TargetError> {
-        match self {
-            Target::Literal { ip, zone } => {
+        match &self.0 {
+            Host::Ip { ip, zone } => {
                 let scope_id = match zone {
                     None => 0,
                     Some(zone) => scope_index(zone).ok_or_else(|| {
@@ -103,7 +90,7 @@ impl Target {
                 };
                 Ok(Destination { ip: *ip, scope_id })
             }
-            Target::HostName(name) => {
+            Host::Name(name) => {
                 let lookup = tokio::net::lookup_host((name.as_str(), 0));
                 let addresses = match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
                     Err(_) => {
@@ -166,10 +153,10 @@ mod tests {
     use super::*;
 
     fn literal(ip: &str) -> Target {
-        Target::Literal {
+        Target(Host::Ip {
             ip: ip.parse().unwrap(),
             zone: None,
-        }
+        })
     }
 
     #[test]
@@ -195,10 +182,10 @@ mod tests {
         );
         assert_eq!(
             Target::parse("fe80::1%eth0").unwrap(),
-            Target::Literal {
+            Target(Host::Ip {
                 ip: "fe80::1".parse().unwrap(),
                 zone: Some("eth0".into())
-            }
+            })
         );
     }
 
@@ -206,11 +193,11 @@ mod tests {
     fn host_names_are_kept_for_resolution() {
         assert_eq!(
             Target::parse("Router-1.example.NET").unwrap(),
-            Target::HostName("router-1.example.net".into())
+            Target(Host::Name("router-1.example.net".into()))
         );
         assert_eq!(
             Target::parse("localhost:161").unwrap(),
-            Target::HostName("localhost".into())
+            Target(Host::Name("localhost".into()))
         );
     }
 

@@ -224,28 +224,9 @@ impl Batch {
             header.msg_hdr.msg_flags = 0;
             header.msg_len = 0;
         }
-        loop {
-            // SAFETY: the headers point at BATCH valid iovecs, address and control buffers
-            // owned by self, with their lengths set above.
-            let n = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    self.headers.as_mut_ptr(),
-                    BATCH as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            if n >= 0 {
-                return Ok(n as usize);
-            }
-            let err = io::Error::last_os_error();
-            match err.kind() {
-                io::ErrorKind::WouldBlock => return Ok(0),
-                io::ErrorKind::Interrupted => continue,
-                _ => return Err(err),
-            }
-        }
+        // SAFETY: the headers point at BATCH valid iovecs, address and control buffers owned
+        // by self, with their lengths set above.
+        unsafe { collector::socket::receive_batch(fd, &mut self.headers) }
     }
 
     /// Packet `i` of the last [`Batch::receive`].
