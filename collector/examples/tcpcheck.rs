@@ -9,10 +9,10 @@
 //! Check: `TcpPortClosed` per port (labels `address`, `port`), bad while the port refuses.
 
 use clap::Parser;
+use collector::details::number;
 use collector::{
     Check, Collector, Context, EntityConfig, Firing, JobError, JobSpec, Settings, Value,
 };
-use serde_json::Value as Json;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -35,15 +35,6 @@ struct Target {
 
 struct TcpCheck;
 
-/// A number given as JSON number or string, as the Grafolean UI stores them.
-fn number(value: Option<&Json>) -> Option<f64> {
-    match value? {
-        Json::Number(n) => n.as_f64(),
-        Json::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
 impl Collector for TcpCheck {
     type Params = Target;
 
@@ -55,13 +46,18 @@ impl Collector for TcpCheck {
         configs
             .iter()
             .filter_map(|entity| {
-                let host = entity.address()?.to_string();
+                // `details.ipv4` may carry a port (for SNMP on the same device): the host is enough.
+                let host = entity.parsed_address().ok()?.host.to_string();
                 let ports: Vec<(u16, u64)> = entity
                     .sensors
                     .iter()
-                    .filter_map(|s| Some((number(s.details.get("port"))? as u16, s.interval?)))
+                    .filter_map(|s| Some((number(s.details.get("port")?)? as u16, s.interval?)))
                     .collect();
-                let timeout = number(entity.credential_details.get("timeout")).unwrap_or(2.0);
+                let timeout = entity
+                    .credential_details
+                    .get("timeout")
+                    .and_then(number)
+                    .unwrap_or(2.0);
                 let target = Target {
                     entity_id: entity.entity_id,
                     host,
@@ -93,7 +89,7 @@ impl Collector for TcpCheck {
             let prefix = format!("entity.{}.tcpcheck.{port}", target.entity_id);
             let started = Instant::now();
             let address = format!("{}:{port}", target.host);
-            let connect = tokio::net::TcpStream::connect(address.as_str());
+            let connect = tokio::net::TcpStream::connect((target.host.as_str(), port));
             let outcome = tokio::time::timeout(target.timeout, connect).await;
             let check = match &outcome {
                 Ok(Ok(_)) => Check::good("TcpPortClosed"),

@@ -212,7 +212,7 @@ impl BackendClient {
         decode(&format!("GET {path}"), &bytes)
     }
 
-    /// Whether the backend is up, migrated and set up (contract §5.1 step 2).
+    /// Whether the backend is up, migrated and set up (contract §5.1).
     pub async fn is_ready(&self) -> Result<bool, BackendError> {
         let bytes = self.send(Method::GET, "/status/info", None, false).await?;
         let info: StatusInfo = decode("GET /status/info", &bytes)?;

@@ -36,6 +36,11 @@ impl EntityConfig {
     pub fn address(&self) -> Option<&str> {
         self.details.get("ipv4").and_then(Json::as_str)
     }
+
+    /// `details.ipv4` read as host and port (see [`crate::details::Address`]).
+    pub fn parsed_address(&self) -> Result<crate::details::Address, crate::details::AddressError> {
+        crate::details::Address::from_details(&self.details)
+    }
 }
 
 /// An entity as the backend lists it (contract §4.5).
@@ -138,12 +143,8 @@ fn truthy(value: &Json) -> bool {
 
 /// An interval in whole seconds from a JSON number or numeric string; `None` for null or nonsense.
 fn interval_secs(value: Option<&Json>) -> Option<u64> {
-    let secs = match value? {
-        Json::Number(n) => n.as_f64()?,
-        Json::String(s) => s.trim().parse::<f64>().ok()?,
-        _ => return None,
-    };
-    (secs.is_finite() && secs >= 1.0).then_some(secs as u64)
+    let secs = crate::details::number(value?)?;
+    (secs >= 1.0).then_some(secs as u64)
 }
 
 /// A protocol key (`"snmp"`) with what it requires of an entity's binding. A plain `&str` is a

@@ -9,7 +9,7 @@ use crate::entity::{build_configs_explained, AccountData, ConfigProblem, EntityC
 use crate::executor::Executor;
 use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
-use crate::notify::Notifier;
+use crate::notify::{Notifier, NotifierTasks};
 use crate::output::say;
 use crate::scheduler::{Clock, Scheduler};
 use crate::settings::{LogFormat, Mode, Settings, ValuesOutput};
@@ -27,6 +27,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Accounts fetched at once during a refresh.
@@ -171,40 +172,30 @@ where
     C: Collector,
     F: FnOnce(Context) -> Result<C, StartError>,
 {
+    match run_bot(settings, mode, membership, make).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}
+
+/// Starts everything in order, runs the scheduling loop until shutdown, then stops everything
+/// in the reverse order. `Err` is the exit code of a start-up that could not complete.
+async fn run_bot<C, F>(
+    settings: Settings,
+    mode: Mode,
+    membership: Membership,
+    make: F,
+) -> Result<(), ExitCode>
+where
+    C: Collector,
+    F: FnOnce(Context) -> Result<C, StartError>,
+{
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     tokio::spawn(watch_output(shutdown.clone()));
     let metrics = Metrics::new();
-    let clock = Clock::new();
-    let data_dir = settings.data_dir();
-    if settings.data_dir.is_none() {
-        warn_about_a_shared_data_dir(&data_dir);
-    }
-    // A data directory that cannot be used is a bad setting: exit 2.
-    let store = match Store::open(&data_dir, "state") {
-        Ok(store) => store,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let concurrency = settings.job_concurrency as usize;
-    let backend = match &mode {
-        Mode::Backend { url, token } => match BackendClient::new(
-            url,
-            token,
-            Duration::from_secs(settings.backend_timeout),
-            concurrency.min(256),
-            metrics.clone(),
-        ) {
-            Ok(client) => Some(client),
-            Err(e) => {
-                tracing::error!("{e}");
-                return ExitCode::from(1);
-            }
-        },
-        Mode::Standalone { .. } => None,
-    };
+    let store = open_store(&settings)?;
+    let backend = backend_client(&settings, &mode, &metrics)?;
     let context = Context {
         store: store.clone(),
         backend: backend.clone(),
@@ -216,157 +207,285 @@ where
         Ok(bot) => Arc::new(bot),
         Err(e) => {
             tracing::error!("cannot start the bot: {e}");
-            return ExitCode::from(e.exit_code());
+            return Err(ExitCode::from(e.exit_code()));
         }
     };
+    let standalone = matches!(mode, Mode::Standalone { .. });
+    let services = start_services(
+        &settings,
+        bot.as_ref(),
+        &store,
+        &metrics,
+        standalone,
+        &shutdown,
+    )
+    .await?;
+    let intake = match (mode, backend) {
+        (Mode::Backend { .. }, Some(client)) => {
+            let protocol = bot.protocol();
+            backend_mode(protocol, &settings, client, &store, &metrics, &shutdown).await?
+        }
+        (mode, _) => standalone_mode(&settings, mode, bot.as_ref(), &services, &metrics).await?,
+    };
+    let running = schedule(
+        &settings, bot, membership, intake, services, metrics, shutdown,
+    )
+    .await;
+    shut_down(running, Duration::from_secs(settings.shutdown_grace)).await;
+    Ok(())
+}
+
+/// The state file in the data directory; one that cannot be used is a bad setting (exit 2).
+fn open_store(settings: &Settings) -> Result<Store, ExitCode> {
+    let data_dir = settings.data_dir();
+    if settings.data_dir.is_none() {
+        warn_about_a_shared_data_dir(&data_dir);
+    }
+    Store::open(&data_dir, "state").map_err(|e| {
+        tracing::error!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+/// The backend client in backend mode, `None` standalone.
+fn backend_client(
+    settings: &Settings,
+    mode: &Mode,
+    metrics: &Metrics,
+) -> Result<Option<BackendClient>, ExitCode> {
+    let Mode::Backend { url, token } = mode else {
+        return Ok(None);
+    };
+    let concurrency = settings.job_concurrency as usize;
+    let timeout = Duration::from_secs(settings.backend_timeout);
+    match BackendClient::new(url, token, timeout, concurrency.min(256), metrics.clone()) {
+        Ok(client) => Ok(Some(client)),
+        Err(e) => {
+            tracing::error!("{e}");
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+/// What runs beside the jobs in either mode: the bot's background task, the notifier, the
+/// status board and the telemetry endpoints.
+struct Services {
+    status: StatusBoard,
+    readiness: Readiness,
+    last_values: Option<LastValues>,
+    notifier: Notifier,
+    notifier_tasks: NotifierTasks,
+    background: Option<JoinHandle<()>>,
+    background_stop: CancellationToken,
+    telemetry: Option<JoinHandle<()>>,
+}
+
+async fn start_services<C: Collector>(
+    settings: &Settings,
+    bot: &C,
+    store: &Store,
+    metrics: &Metrics,
+    standalone: bool,
+    shutdown: &CancellationToken,
+) -> Result<Services, ExitCode> {
     let protocol = bot.protocol();
     let status = StatusBoard::new(protocol);
     let readiness = Readiness::default();
-    let replay_stop = CancellationToken::new();
-    let mut replayer = None;
-    let standalone = matches!(mode, Mode::Standalone { .. });
     let last_values =
         (standalone && settings.values_output == ValuesOutput::Metrics).then(LastValues::default);
     let background_stop = shutdown.child_token();
     let background = bot.background(background_stop.clone()).map(tokio::spawn);
     let print_notices = standalone && settings.values_output == ValuesOutput::Stdout;
-    let (notifier, notifier_tasks) = match Notifier::start(
+    let (notifier, notifier_tasks) = Notifier::start(
         &settings.notify,
         store.clone(),
-        &metrics,
+        metrics,
         protocol,
         print_notices,
-    ) {
-        Ok(started) => started,
-        Err(e) => {
-            say(format_args!("error: {e}"));
-            return ExitCode::from(2);
-        }
-    };
+    )
+    .map_err(|e| {
+        say(format_args!("error: {e}"));
+        ExitCode::from(2)
+    })?;
     status.show_alerts(store.clone());
-
     let telemetry_address = settings.metrics_address.or_else(|| {
         last_values
             .is_some()
             .then(|| SocketAddr::from(([127, 0, 0, 1], 9100)))
     });
     let telemetry = match telemetry_address {
-        Some(address) => match telemetry::serve(
-            address,
-            metrics.clone(),
-            readiness.clone(),
-            last_values.clone(),
-            status.clone(),
-            shutdown.child_token(),
-        )
-        .await
-        {
-            Ok(task) => Some(task),
-            Err(e) => {
+        Some(address) => Some(
+            telemetry::serve(
+                address,
+                metrics.clone(),
+                readiness.clone(),
+                last_values.clone(),
+                status.clone(),
+                shutdown.child_token(),
+            )
+            .await
+            .map_err(|e| {
                 say(format_args!("error: {e}"));
-                return ExitCode::from(2);
-            }
-        },
+                ExitCode::from(2)
+            })?,
+        ),
         None => None,
     };
+    Ok(Services {
+        status,
+        readiness,
+        last_values,
+        notifier,
+        notifier_tasks,
+        background,
+        background_stop,
+        telemetry,
+    })
+}
 
-    let (source, sink, first_refresh): (Source, Arc<dyn Sink>, Option<Refresh>) =
-        match (mode, backend) {
-            (Mode::Backend { .. }, Some(client)) => {
-                tracing::info!(protocol, "waiting for the backend");
-                let wait = Duration::from_secs(settings.backend_wait_interval);
-                if !client.wait_ready(wait, &shutdown).await {
-                    return ExitCode::SUCCESS;
-                }
-                let bot_id = match client.profile().await {
-                    Ok(id) => id,
-                    Err(e) => {
-                        let hint = e.hint().unwrap_or("is BOT_TOKEN right?");
-                        tracing::error!("cannot read our bot profile: {e}: {hint}");
-                        return ExitCode::from(1);
-                    }
-                };
-                tracing::info!(protocol, bot_id, "backend ready");
-                let spool =
-                    match Spool::open(store.clone(), settings.spool_max_bytes, metrics.clone()) {
-                        Ok(spool) => spool,
-                        Err(e) => {
-                            tracing::error!("{e}");
-                            return ExitCode::from(1);
-                        }
-                    };
-                replayer = Some(tokio::spawn(
-                    spool.clone().replay(client.clone(), replay_stop.clone()),
-                ));
-                let sink = Arc::new(BackendSink {
-                    client: client.clone(),
-                    attempts: settings.delivery_attempts,
-                    first_backoff: Duration::from_secs(1),
-                    metrics: metrics.clone(),
-                    spool,
-                    shutdown: shutdown.clone(),
-                });
-                (Source::Backend { client, bot_id }, sink, None)
-            }
-            (mode, _) => {
-                let jobs_file = match mode {
-                    Mode::Standalone { jobs_file } => jobs_file,
-                    Mode::Backend { .. } => None,
-                };
-                let embedded = bot.default_jobs().unwrap_or("");
-                if jobs_file.is_none() && embedded.is_empty() {
-                    say(format_args!(
-                        "error: this bot has no embedded example jobs; give --jobs FILE"
-                    ));
-                    return ExitCode::from(2);
-                }
-                let source = Source::File {
-                    path: jobs_file,
-                    embedded,
-                };
-                // A bad jobs file at start-up is a bad setting: say so and stop.
-                let first_refresh =
-                    match refresh(&source, protocol_of(bot.as_ref()), &metrics).await {
-                        Ok(first) => first,
-                        Err(e) => {
-                            say(format_args!("error: {e}"));
-                            return ExitCode::from(2);
-                        }
-                    };
-                if first_refresh.configs.is_empty() {
-                    tracing::warn!(
-                        protocol,
-                        "the jobs file has no entity for this bot (a device whose `protocols` has \
-                     `{protocol}`, with a credential and sensors): nothing will run"
-                    );
-                }
-                readiness.set(true);
-                let sink: Arc<dyn Sink> = match settings.values_output {
-                    ValuesOutput::Stdout => {
-                        tracing::info!(
-                            protocol,
-                            "standalone mode: values go to stdout as JSON lines"
-                        );
-                        Arc::new(StdoutSink {
-                            metrics: metrics.clone(),
-                        })
-                    }
-                    ValuesOutput::Metrics => {
-                        tracing::info!(protocol, "standalone mode: values go to the /metrics page");
-                        Arc::new(telemetry::MetricsPageSink {
-                            values: last_values.clone().unwrap_or_default(),
-                            metrics: metrics.clone(),
-                        })
-                    }
-                };
-                (source, sink, Some(first_refresh))
-            }
-        };
+/// Where job configs come from and where values go, per mode.
+struct Intake {
+    source: Source,
+    sink: Arc<dyn Sink>,
+    /// Standalone: the refresh made at start-up (a bad jobs file stops the bot there).
+    first_refresh: Option<Refresh>,
+    /// Backend mode: the spool's replay task and what stops it.
+    replayer: Option<(JoinHandle<()>, CancellationToken)>,
+}
 
-    let delivery = Delivery::start(sink, metrics.clone(), 10_000, 64);
+/// Backend mode: wait for the backend, read our bot id, open the spool and start its replay.
+async fn backend_mode(
+    protocol: &str,
+    settings: &Settings,
+    client: BackendClient,
+    store: &Store,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<Intake, ExitCode> {
+    tracing::info!(protocol, "waiting for the backend");
+    let wait = Duration::from_secs(settings.backend_wait_interval);
+    if !client.wait_ready(wait, shutdown).await {
+        return Err(ExitCode::SUCCESS);
+    }
+    let bot_id = client.profile().await.map_err(|e| {
+        let hint = e.hint().unwrap_or("is BOT_TOKEN right?");
+        tracing::error!("cannot read our bot profile: {e}: {hint}");
+        ExitCode::from(1)
+    })?;
+    tracing::info!(protocol, bot_id, "backend ready");
+    let spool =
+        Spool::open(store.clone(), settings.spool_max_bytes, metrics.clone()).map_err(|e| {
+            tracing::error!("{e}");
+            ExitCode::from(1)
+        })?;
+    let replay_stop = CancellationToken::new();
+    let replayer = tokio::spawn(spool.clone().replay(client.clone(), replay_stop.clone()));
+    let sink = Arc::new(BackendSink {
+        client: client.clone(),
+        attempts: settings.delivery_attempts,
+        first_backoff: Duration::from_secs(1),
+        metrics: metrics.clone(),
+        spool,
+        shutdown: shutdown.clone(),
+    });
+    Ok(Intake {
+        source: Source::Backend { client, bot_id },
+        sink,
+        first_refresh: None,
+        replayer: Some((replayer, replay_stop)),
+    })
+}
+
+/// Standalone mode: read the jobs file (or the bot's embedded example) once now, so that a bad
+/// file stops the bot with exit code 2, and print or serve the values.
+async fn standalone_mode<C: Collector>(
+    settings: &Settings,
+    mode: Mode,
+    bot: &C,
+    services: &Services,
+    metrics: &Metrics,
+) -> Result<Intake, ExitCode> {
+    let protocol = bot.protocol();
+    let jobs_file = match mode {
+        Mode::Standalone { jobs_file } => jobs_file,
+        Mode::Backend { .. } => None,
+    };
+    let embedded = bot.default_jobs().unwrap_or("");
+    if jobs_file.is_none() && embedded.is_empty() {
+        say(format_args!(
+            "error: this bot has no embedded example jobs; give --jobs FILE"
+        ));
+        return Err(ExitCode::from(2));
+    }
+    let source = Source::File {
+        path: jobs_file,
+        embedded,
+    };
+    let first_refresh = refresh(&source, protocol_of(bot), metrics)
+        .await
+        .map_err(|e| {
+            say(format_args!("error: {e}"));
+            ExitCode::from(2)
+        })?;
+    if first_refresh.configs.is_empty() {
+        tracing::warn!(
+            protocol,
+            "the jobs file has no entity for this bot (a device whose `protocols` has \
+             `{protocol}`, with a credential and sensors): nothing will run"
+        );
+    }
+    services.readiness.set(true);
+    let sink: Arc<dyn Sink> = match settings.values_output {
+        ValuesOutput::Stdout => {
+            tracing::info!(
+                protocol,
+                "standalone mode: values go to stdout as JSON lines"
+            );
+            Arc::new(StdoutSink {
+                metrics: metrics.clone(),
+            })
+        }
+        ValuesOutput::Metrics => {
+            tracing::info!(protocol, "standalone mode: values go to the /metrics page");
+            Arc::new(telemetry::MetricsPageSink {
+                values: services.last_values.clone().unwrap_or_default(),
+                metrics: metrics.clone(),
+            })
+        }
+    };
+    Ok(Intake {
+        source,
+        sink,
+        first_refresh: Some(first_refresh),
+        replayer: None,
+    })
+}
+
+/// What the scheduling loop leaves for [`shut_down`] to stop.
+struct Running<C: Collector> {
+    executor: Executor<C>,
+    delivery: Delivery,
+    refresher: JoinHandle<()>,
+    services: Services,
+    replayer: Option<(JoinHandle<()>, CancellationToken)>,
+}
+
+/// Starts delivery, the executor and the refresh loop, then fires due jobs and applies each
+/// refresh until shutdown.
+async fn schedule<C: Collector>(
+    settings: &Settings,
+    bot: Arc<C>,
+    membership: Membership,
+    intake: Intake,
+    services: Services,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Running<C> {
+    let clock = Clock::new();
+    let delivery = Delivery::start(intake.sink, metrics.clone(), 10_000, 64);
     let executor = Executor::new(
         bot.clone(),
-        concurrency,
+        settings.job_concurrency as usize,
         settings.job_timeout.map(Duration::from_secs),
         delivery.handle(),
         metrics.clone(),
@@ -376,7 +495,7 @@ where
             prefix: settings.task_records_prefix.clone(),
         },
     )
-    .with_notifier(notifier.clone())
+    .with_notifier(services.notifier.clone())
     .with_pacing(settings.job_max_starts_per_second);
     let (updates, mut updates_rx) = mpsc::channel::<JobUpdate<C::Params>>(2);
     if membership.is_clustered() {
@@ -390,17 +509,17 @@ where
     let assignment = Assignment::new(membership, &metrics);
     let refresher = tokio::spawn(refresh_loop(
         Configs {
-            source,
-            first: first_refresh,
+            source: intake.source,
+            first: intake.first_refresh,
         },
         bot.clone(),
         settings.refresh_interval(),
         updates,
         metrics.clone(),
-        readiness,
+        services.readiness.clone(),
         shutdown.clone(),
     ));
-
+    let protocol = bot.protocol();
     let mut scheduler: Scheduler<C::Params> = Scheduler::new(clock);
     loop {
         tokio::select! {
@@ -409,9 +528,9 @@ where
                 let Some((specs, unreadable, report)) = update else { break };
                 let summary = scheduler.update(assignment.keep_owned(specs), &unreadable);
                 metrics.framework.jobs_scheduled.set(scheduler.len() as i64);
-                status.set_entities(report, &unreadable);
-                status.set_jobs(&scheduler, &*bot);
-                notifier.jobs_now(scheduler.job_ids(), clock.now_unix());
+                services.status.set_entities(report, &unreadable);
+                services.status.set_jobs(&scheduler, &*bot);
+                services.notifier.jobs_now(scheduler.job_ids(), clock.now_unix());
                 tracing::info!(protocol, jobs = scheduler.len(), added = summary.added,
                     changed = summary.changed, removed = summary.removed,
                     kept_unreadable = summary.kept_unreadable, "jobs refreshed");
@@ -419,35 +538,53 @@ where
             due = scheduler.next_due(), if !scheduler.is_empty() => executor.fire(due),
         }
     }
+    Running {
+        executor,
+        delivery,
+        refresher,
+        services,
+        replayer: intake.replayer,
+    }
+}
 
+/// Stops in order: no new runs, running jobs finish (within the grace), the notifier sends
+/// what they reported, the bot's background task ends, queued values are delivered, the
+/// spool's replay stops, and the telemetry endpoints close last.
+async fn shut_down<C: Collector>(running: Running<C>, grace: Duration) {
+    let Running {
+        executor,
+        delivery,
+        refresher,
+        services,
+        replayer,
+    } = running;
     tracing::info!("stopping: no new runs; waiting for running jobs");
     refresher.abort();
-    let grace = Duration::from_secs(settings.shutdown_grace);
     if !executor.drain(grace).await {
         tracing::warn!("some jobs were still running after {grace:?}; their values are lost");
     }
     // The executor holds a sender of the delivery queue: drop it so the queue can close.
     drop(executor);
-    drop(notifier);
-    notifier_tasks
+    drop(services.notifier);
+    services
+        .notifier_tasks
         .close(grace.min(Duration::from_secs(5)))
         .await;
-    background_stop.cancel();
-    if let Some(task) = background {
+    services.background_stop.cancel();
+    if let Some(task) = services.background {
         let _ = tokio::time::timeout(grace, task).await;
     }
     if !delivery.close(grace).await {
         tracing::warn!("delivery did not finish within {grace:?}");
     }
-    replay_stop.cancel();
-    if let Some(task) = replayer {
+    if let Some((task, stop)) = replayer {
+        stop.cancel();
         let _ = tokio::time::timeout(grace, task).await;
     }
-    if let Some(task) = telemetry {
+    if let Some(task) = services.telemetry {
         let _ = tokio::time::timeout(grace, task).await;
     }
     tracing::info!("stopped");
-    ExitCode::SUCCESS
 }
 
 async fn watch_signals(shutdown: CancellationToken) {

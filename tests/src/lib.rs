@@ -1,6 +1,6 @@
 //! Test support for end-to-end tests: an in-process Grafolean test backend ([`TestBackend`]) that
 //! serves a [`Fixture`] over real HTTP on loopback and enforces the backend contract
-//! (`grafolean-bot-api.md` §1-§4): token only in `b=`, 401/403 before routing, FastAPI's 404/405/422,
+//! (`docs/grafolean-bot-api.md` §1-§4): token only in `b=`, 401/403 before routing, FastAPI's 404/405/422,
 //! the value path/value/timestamp rules with their exact 400/500 answers, 100-item pages with
 //! autocommit, entity schema and binding checks, cascading deletes.
 //!

@@ -138,7 +138,9 @@ const CAPTURE_BYTES: f64 = 13_239_795.0 + 3_365_061.0;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_captures_are_reported_per_entity_and_unknown_exporters_suggested() {
     let port = free_udp_port();
-    let backend = TestBackend::start(fixture(&[(120, "127.0.0.2"), (121, "::1")])).await;
+    // Addresses with a port (users add one for SNMP on the same device) still name the exporter.
+    let devices = [(120, "127.0.0.2:2055"), (121, "[::1]:9995")];
+    let backend = TestBackend::start(fixture(&devices)).await;
     let (mut bot, created) = start_bot(&backend, port).await;
     tokio::time::sleep_until(created + FIRST_WINDOW_STARTED).await;
 
@@ -213,7 +215,11 @@ async fn replayed_captures_are_reported_per_entity_and_unknown_exporters_suggest
         ]
     );
     let in_account: Vec<String> = suggested(ACCOUNT).into_iter().map(|(ip, _)| ip).collect();
-    assert_eq!(in_account, vec!["127.0.0.2", "127.0.0.3", "::1"]);
+    assert_eq!(
+        in_account,
+        vec!["127.0.0.2:2055", "127.0.0.3", "[::1]:9995"],
+        "an exporter whose entity's address carries a port is not suggested again"
+    );
     assert_eq!(
         backend
             .fixture()

@@ -531,15 +531,16 @@ async fn standalone_with_a_jobs_file_prints_json_lines() {
 
 #[tokio::test]
 async fn standalone_without_a_file_pings_both_loopbacks() {
+    // The embedded jobs are bots/ping/example-jobs.toml: 127.0.0.1 every 10 s, ::1 every 15 s.
     let mut bot = BotProcess::start(&pingbot(), &["--standalone"], &[]);
     bot.wait_for(
-        "the embedded jobs' first run (10 s interval)",
-        |out, _| printed_success(out, 1) && printed_success(out, 2),
+        "the embedded jobs' first runs (10 s and 15 s intervals)",
+        |out, _| printed_success(out, 1001) && printed_success(out, 1002),
         WAIT,
     )
     .await;
     let printed = json_lines(&bot.stdout_lines());
-    for id in [1, 2] {
+    for id in [1001, 1002] {
         for i in 0..3 {
             let ok = format!("entity.{id}.ping.p{i}.ok");
             assert!(

@@ -443,7 +443,8 @@ mod ping {
         browser.quit().await;
     }
 
-    /// `pingbot --standalone --metrics-address ...` serves the embedded example's jobs.
+    /// `pingbot --standalone --metrics-address ...` serves the embedded example's jobs
+    /// (`bots/ping/example-jobs.toml`).
     #[tokio::test]
     async fn standalone_serves_the_embedded_jobs() {
         let metrics = format!("127.0.0.1:{}", free_port());
@@ -452,15 +453,22 @@ mod ping {
             &["--standalone", "--metrics-address", &metrics],
             &[],
         );
-        let view = wait_for_page(&format!("http://{metrics}/jobs.json"), |v| v["jobs"] == 2).await;
+        let view = wait_for_page(&format!("http://{metrics}/jobs.json"), |v| v["jobs"] == 3).await;
         let mut names: Vec<&str> = view["entities"]
             .as_array()
             .map(|l| l.iter().filter_map(|e| e["name"].as_str()).collect())
             .unwrap_or_default();
         names.sort();
-        assert_eq!(names, vec!["localhost IPv4", "localhost IPv6"]);
+        assert_eq!(
+            names,
+            vec!["localhost IPv4", "localhost IPv6", "localhost by name"]
+        );
         assert_eq!(view["protocol"], "ping");
-        let summary = view["entities"][0]["jobs"][0]["summary"].to_string();
+        let ipv4 = view["entities"]
+            .as_array()
+            .and_then(|l| l.iter().find(|e| e["name"] == "localhost IPv4"))
+            .expect("the IPv4 entity");
+        let summary = ipv4["jobs"][0]["summary"].to_string();
         assert!(
             summary.contains("packets") && summary.contains("127.0.0.1"),
             "{summary}"

@@ -3,9 +3,9 @@
 
 use crate::cluster;
 use crate::decode::DecoderLimits;
+use crate::flow::exporter_address;
 use crate::intake::Intake;
 use crate::listener::{self, BoundListener, ListenerConfig};
-use crate::templates::TemplateDatabase;
 use crate::windows::{EntityExporter, HeldOutcome, WindowClock, Windows, WINDOWS};
 use collector::backend::BackendClient;
 use collector::bot::Firing;
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The bot's own settings, each a flag and an environment variable.
 #[derive(Debug, Clone, clap::Args)]
-pub struct NetflowSettings {
+pub struct NetflowArgs {
     /// UDP port NetFlow v5/v9 and IPFIX exporters send to (IPv4 and IPv6).
     #[arg(long, env = "NETFLOW_PORT", default_value_t = 2055)]
     pub netflow_port: u16,
@@ -54,6 +54,35 @@ pub struct NetflowSettings {
     pub netflow_minute: u64,
 }
 
+/// The bot's validated configuration.
+#[derive(Debug, Clone)]
+pub struct NetflowConfig {
+    pub listener: ListenerConfig,
+    /// Distinct keys one aggregation window holds before folding.
+    pub max_keys: usize,
+    /// The schedule's minute (`NETFLOW_MINUTE`).
+    pub clock: WindowClock,
+}
+
+impl NetflowArgs {
+    /// The configuration from the flags (clap has already checked their ranges).
+    pub fn config(&self) -> Result<NetflowConfig, StartError> {
+        Ok(NetflowConfig {
+            listener: ListenerConfig {
+                port: self.netflow_port,
+                threads: self
+                    .netflow_threads
+                    .map_or_else(default_threads, |n| n as usize),
+                receive_buffer: self.netflow_receive_buffer,
+                ipv6: !self.netflow_no_ipv6,
+                limits: DecoderLimits::default(),
+            },
+            max_keys: self.netflow_max_keys as usize,
+            clock: WindowClock::with_minute(self.netflow_minute),
+        })
+    }
+}
+
 /// What a NetFlow job does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NetflowJob {
@@ -68,41 +97,19 @@ pub enum NetflowJob {
     },
 }
 
-impl TemplateDatabase for Store {
-    fn database(&self) -> &redb::Database {
-        Store::database(self)
-    }
-}
-
 /// The NetFlow bot: the listener feeds the intake, the jobs report the windows.
 pub struct NetflowBot {
     intake: Arc<Intake>,
     windows: Arc<Windows>,
     backend: Option<BackendClient>,
-    store: Option<Arc<dyn TemplateDatabase>>,
+    store: Option<Store>,
     listener: Mutex<Option<BoundListener>>,
     cluster: Membership,
     clock: WindowClock,
 }
 
-/// The embedded standalone jobs: the local machine as exporter, on account 1.
-const DEFAULT_JOBS: &str = r#"
-[[credentials]]
-id = 1
-protocol = "netflow"
-details = {}
-
-[[sensors]]
-id = 10
-protocol = "netflow"
-details = {}
-
-[[entities]]
-id = 100
-name = "127.0.0.1 (NetFlow exporter)"
-details = { ipv4 = "127.0.0.1" }
-protocols.netflow = { credential = 1, sensors = [{ sensor = 10 }] }
-"#;
+/// The standalone jobs of `netflowbot --standalone`: the example file, so what users read is what runs.
+const DEFAULT_JOBS: &str = include_str!("../example-jobs.toml");
 
 fn default_threads() -> usize {
     std::thread::available_parallelism()
@@ -111,12 +118,11 @@ fn default_threads() -> usize {
         .min(8)
 }
 
-/// The exporter address an entity stands for: its `details.ipv4`, if that is an IP address.
-fn entity_exporter(config: &EntityConfig) -> Option<EntityExporter> {
-    let ip = config.address()?.trim().parse::<IpAddr>().ok()?;
-    Some(EntityExporter {
+/// The exporter address an entity stands for (see [`exporter_address`]).
+fn entity_exporter(config: &EntityConfig) -> Result<EntityExporter, String> {
+    Ok(EntityExporter {
         entity_id: config.entity_id,
-        exporter: crate::flow::canonical_ip(ip),
+        exporter: exporter_address(&config.details)?,
     })
 }
 
@@ -154,34 +160,31 @@ fn log_held(outcome: &HeldOutcome) {
 
 impl NetflowBot {
     /// Binds the UDP sockets (a busy port is a start-up error) and registers the counters.
-    pub fn new(settings: NetflowSettings, context: Context) -> Result<NetflowBot, StartError> {
-        let threads = settings
-            .netflow_threads
-            .map_or_else(default_threads, |n| n as usize);
-        let config = ListenerConfig {
-            port: settings.netflow_port,
-            threads,
-            receive_buffer: settings.netflow_receive_buffer,
-            ipv6: !settings.netflow_no_ipv6,
-            limits: DecoderLimits::default(),
-        };
-        listener::ensure_port_free(config.port, config.ipv6).map_err(StartError::bad_setting)?;
-        let bound = listener::bind(&config)?;
+    pub fn new(config: NetflowConfig, context: Context) -> Result<NetflowBot, StartError> {
+        let NetflowConfig {
+            listener,
+            max_keys,
+            clock,
+        } = config;
+        let threads = listener.threads;
+        listener::ensure_port_free(listener.port, listener.ipv6)
+            .map_err(StartError::bad_setting)?;
+        let bound = listener::bind(&listener)?;
         tracing::info!(
             port = bound.port(),
             threads,
             "listening for NetFlow v5/v9 and IPFIX"
         );
-        let intake = Arc::new(Intake::new(threads, settings.netflow_max_keys as usize));
+        let intake = Arc::new(Intake::new(threads, max_keys));
         intake.counters.register(&context.metrics);
         Ok(NetflowBot {
             intake,
             windows: Arc::new(Windows::new()),
             backend: context.backend,
-            store: Some(Arc::new(context.store)),
+            store: Some(context.store),
             listener: Mutex::new(Some(bound)),
             cluster: context.cluster,
-            clock: WindowClock::with_minute(settings.netflow_minute),
+            clock,
         })
     }
 
@@ -208,9 +211,9 @@ impl NetflowBot {
             for entity in entities.iter().filter(|e| e.entity_type == "device") {
                 if let Some(text) = entity.details.get("ipv4").and_then(|v| v.as_str()) {
                     known_text.insert(text.to_string());
-                    if let Ok(ip) = text.trim().parse::<IpAddr>() {
-                        known_ip.insert(crate::flow::canonical_ip(ip));
-                    }
+                }
+                if let Ok(ip) = exporter_address(&entity.details) {
+                    known_ip.insert(ip);
                 }
             }
             for exporter in &exporters {
@@ -252,12 +255,11 @@ impl NetflowBot {
         let mut entities = Vec::with_capacity(configs.len());
         for config in configs {
             match entity_exporter(config) {
-                Some(entity) => entities.push(entity),
-                None => tracing::warn!(
+                Ok(entity) => entities.push(entity),
+                Err(why) => tracing::warn!(
                     account,
                     entity = config.entity_id,
-                    "details.ipv4 {:?} is not an IP address; no flows can be matched to it",
-                    config.details.get("ipv4")
+                    "{why}; no flows can be matched to it"
                 ),
             }
         }
@@ -455,6 +457,25 @@ mod tests {
             details: json!({ "ipv4": address }),
             credential_details: json!({}),
             sensors: Vec::new(),
+        }
+    }
+
+    /// What each form of `details.ipv4` makes of an entity: the exporter address its flows come from.
+    #[test]
+    fn details_ipv4_forms() {
+        let cases: [(&str, Option<&str>); 8] = [
+            ("192.0.2.1", Some("192.0.2.1")),
+            (" 192.0.2.1 ", Some("192.0.2.1")),
+            ("192.0.2.1:2055", Some("192.0.2.1")),
+            ("2001:db8::1", Some("2001:db8::1")),
+            ("[2001:db8::1]:9995", Some("2001:db8::1")),
+            ("fe80::1%eth0", Some("fe80::1")),
+            ("::ffff:192.0.2.9", Some("192.0.2.9")),
+            ("router.example:2055", None),
+        ];
+        for (text, expected) in cases {
+            let found = entity_exporter(&exporter(1, text)).ok().map(|e| e.exporter);
+            assert_eq!(found, expected.map(|ip| ip.parse().unwrap()), "{text:?}");
         }
     }
 

@@ -50,7 +50,7 @@ pub fn log_owned(account: u64, owned: &[EntityConfig], all: usize, membership: &
 mod tests {
     use super::*;
     use crate::windows::WINDOWS;
-    use crate::{NetflowBot, NetflowJob, NetflowSettings};
+    use crate::{NetflowArgs, NetflowBot, NetflowJob};
     use collector::job::Placement;
     use collector::{Collector, Context};
     use serde_json::json;
@@ -97,7 +97,7 @@ mod tests {
             shutdown: Default::default(),
             cluster: Membership::new(member, 3, 1).expect("membership"),
         };
-        let settings = NetflowSettings {
+        let settings = NetflowArgs {
             netflow_port: 0,
             netflow_threads: Some(1),
             netflow_receive_buffer: 1 << 20,
@@ -105,7 +105,7 @@ mod tests {
             netflow_no_ipv6: true,
             netflow_minute: 60,
         };
-        let bot = NetflowBot::new(settings, context).expect("bot");
+        let bot = NetflowBot::new(settings.config().expect("config"), context).expect("bot");
         bot.jobs(configs)
     }
 

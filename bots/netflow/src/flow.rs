@@ -119,6 +119,18 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The exporter an entity stands for: the IP address of its `details.ipv4`, whose port (users
+/// add one for SNMP on the same device) plays no part. The error says why no flow can match it.
+pub fn exporter_address(details: &serde_json::Value) -> Result<IpAddr, String> {
+    let address = collector::details::Address::from_details(details).map_err(|e| e.0)?;
+    address.ip().ok_or_else(|| {
+        format!(
+            "details.ipv4 `{}` is a host name, not an IP address",
+            address.host
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,4 +18,4 @@ pub mod sums;
 pub mod templates;
 pub mod windows;
 
-pub use bot::{NetflowBot, NetflowJob, NetflowSettings};
+pub use bot::{NetflowArgs, NetflowBot, NetflowConfig, NetflowJob};

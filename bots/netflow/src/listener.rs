@@ -14,7 +14,8 @@
 use crate::decode::{Decoder, DecoderLimits};
 use crate::flow::{canonical_ip, Flow, FlowSink};
 use crate::intake::{Intake, HELD_MAX_EXPORTERS};
-use crate::templates::{self, TemplateDatabase, TemplatePersister};
+use crate::templates::{self, TemplatePersister};
+use collector::Store;
 use rustc_hash::{FxHashMap, FxHashSet};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::mem::{size_of, size_of_val, zeroed};
@@ -72,7 +73,7 @@ fn udp_socket(domain: Domain, reuse_port: bool, receive_buffer: usize) -> std::i
     if reuse_port {
         socket.set_reuse_port(true)?;
     }
-    set_receive_buffer(&socket, receive_buffer);
+    collector::socket::raise_receive_buffer(&socket, receive_buffer, "NetFlow UDP socket");
     if kernel_drops(socket.as_raw_fd()).is_none() {
         tracing::warn!(
             "SO_MEMINFO unavailable ({}); kernel drops will not be counted",
@@ -100,33 +101,6 @@ fn kernel_drops(fd: libc::c_int) -> Option<u32> {
         )
     };
     (rc == 0 && len as usize >= size_of_val(&info)).then(|| info[libc::SK_MEMINFO_DROPS as usize])
-}
-
-fn set_receive_buffer(socket: &Socket, bytes: usize) {
-    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: setsockopt with a valid fd and a pointer to a c_int of the stated size.
-    let forced = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&size as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    } == 0;
-    if !forced {
-        let _ = socket.set_recv_buffer_size(bytes);
-    }
-    // Linux reports twice the size asked for (bookkeeping overhead included).
-    if let Ok(actual) = socket.recv_buffer_size() {
-        if actual / 2 < bytes {
-            tracing::warn!(
-                "receive buffer is {} bytes, not the {bytes} asked for; raise net.core.rmem_max \
-                 or run with CAP_NET_ADMIN to avoid drops at high rates",
-                actual / 2
-            );
-        }
-    }
 }
 
 /// Fails, naming the port, when another process already receives on it. The bot's own threads
@@ -228,7 +202,7 @@ impl BoundListener {
     pub fn start(
         self,
         intake: Arc<Intake>,
-        store: Option<Arc<dyn TemplateDatabase>>,
+        store: Option<Store>,
     ) -> Result<RunningListener, String> {
         let stored = match &store {
             Some(db) => match templates::load(db.database()) {
@@ -332,28 +306,9 @@ impl Batch {
             h.msg_len = 0;
             debug_assert!(std::ptr::eq(h.msg_hdr.msg_iov, &self.iovecs[i]));
         }
-        loop {
-            // SAFETY: headers point at BATCH valid iovecs, address and control buffers owned
-            // by self, with their lengths set above.
-            let n = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    self.headers.as_mut_ptr(),
-                    BATCH as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            if n >= 0 {
-                return Ok(n as usize);
-            }
-            let e = std::io::Error::last_os_error();
-            match e.kind() {
-                std::io::ErrorKind::WouldBlock => return Ok(0),
-                std::io::ErrorKind::Interrupted => continue,
-                _ => return Err(e),
-            }
-        }
+        // SAFETY: the headers point at BATCH valid iovecs, address and control buffers owned
+        // by self, with their lengths set above.
+        unsafe { collector::socket::receive_batch(fd, &mut self.headers) }
     }
 
     fn datagram(&self, i: usize) -> &[u8] {
@@ -414,7 +369,7 @@ struct Receiver {
     decoder: Decoder,
     persister: TemplatePersister,
     intake: Arc<Intake>,
-    store: Option<Arc<dyn TemplateDatabase>>,
+    store: Option<Store>,
     /// The aggregated exporters, with the generation they were read at.
     aggregated: (u64, Arc<FxHashSet<IpAddr>>),
     /// Exporters already reported to the intake.

@@ -1,7 +1,7 @@
-//! `netflowbot`: the Grafolean NetFlow bot. Settings: `netflowbot --help`.
+//! `netflowbot`: the Grafolean NetFlow bot. `netflowbot --help` lists every setting.
 
 use clap::Parser;
-use netflowbot::{NetflowBot, NetflowSettings};
+use netflowbot::{NetflowArgs, NetflowBot};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -18,12 +18,12 @@ struct Cli {
     #[command(flatten)]
     settings: collector::Settings,
     #[command(flatten, next_help_heading = "NetFlow")]
-    netflow: NetflowSettings,
+    netflow: NetflowArgs,
 }
 
 fn main() -> ExitCode {
     let cli: Cli = collector::cli::parse();
     collector::run(cli.settings, |context| {
-        NetflowBot::new(cli.netflow, context)
+        NetflowBot::new(cli.netflow.config()?, context)
     })
 }

@@ -2,9 +2,9 @@
 //! entities whose address can never match an exporter.
 
 use crate::bot::NetflowJob;
+use crate::flow::exporter_address;
 use crate::windows::{WindowClock, WINDOWS};
 use collector::{EntityConfig, LeftOut, Summary};
-use std::net::IpAddr;
 
 /// The protocol summary of one NetFlow job.
 pub fn describe(job: &NetflowJob, clock: WindowClock) -> Summary {
@@ -31,24 +31,16 @@ pub fn describe(job: &NetflowJob, clock: WindowClock) -> Summary {
     }
 }
 
-/// Entities whose `details.ipv4` is not an IP address: no flow can be matched to them.
+/// Entities whose `details.ipv4` holds no IP address: no flow can be matched to them.
 pub fn left_out(configs: &[EntityConfig]) -> Vec<LeftOut> {
     configs
         .iter()
-        .filter(|c| {
-            c.address()
-                .and_then(|a| a.trim().parse::<IpAddr>().ok())
-                .is_none()
-        })
-        .map(|c| {
-            let address = c.details.get("ipv4").map(|a| a.to_string());
-            LeftOut::of(
+        .filter_map(|c| {
+            let why = exporter_address(&c.details).err()?;
+            Some(LeftOut::of(
                 c,
-                format!(
-                    "details.ipv4 {} is not an IP address; no flow can be matched to it",
-                    address.as_deref().unwrap_or("(missing)")
-                ),
-            )
+                format!("{why}; no flow can be matched to it"),
+            ))
         })
         .collect()
 }
@@ -90,7 +82,7 @@ mod tests {
         assert_eq!(left[0].entity_id, 2);
         assert_eq!(
             left[0].reason,
-            "details.ipv4 \"router\" is not an IP address; no flow can be matched to it"
+            "details.ipv4 `router` is a host name, not an IP address; no flow can be matched to it"
         );
     }
 }

@@ -14,18 +14,6 @@ const TEMPLATES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("netflow_t
 /// Format of the stored values; bump when the encoding changes (older entries are skipped).
 const FORMAT: u8 = 1;
 
-/// Access to the redb database the templates live in (the framework's store, or a bare
-/// database in tests).
-pub trait TemplateDatabase: Send + Sync + 'static {
-    fn database(&self) -> &Database;
-}
-
-impl TemplateDatabase for Database {
-    fn database(&self) -> &Database {
-        self
-    }
-}
-
 fn encode_key(key: &TemplateKey) -> Vec<u8> {
     let mut out = Vec::with_capacity(25);
     match key.domain.exporter {

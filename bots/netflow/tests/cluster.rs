@@ -9,7 +9,7 @@ use collector::bot::Firing;
 use collector::cluster::{owners, Membership};
 use collector::{Collector, Context, EntityConfig, JobSpec};
 use common::{v5_packet, V5Record};
-use netflowbot::{NetflowBot, NetflowJob, NetflowSettings};
+use netflowbot::{NetflowArgs, NetflowBot, NetflowJob};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
@@ -61,7 +61,7 @@ fn start(member: u32, members: u32, configs: &[EntityConfig]) -> Member {
         shutdown: Default::default(),
         cluster: Membership::new(member, members, 1).expect("membership"),
     };
-    let settings = NetflowSettings {
+    let settings = NetflowArgs {
         netflow_port: port,
         netflow_threads: Some(1),
         netflow_receive_buffer: 1 << 20,
@@ -69,7 +69,7 @@ fn start(member: u32, members: u32, configs: &[EntityConfig]) -> Member {
         netflow_no_ipv6: true,
         netflow_minute: 60,
     };
-    let bot = NetflowBot::new(settings, context).expect("bot");
+    let bot = NetflowBot::new(settings.config().expect("config"), context).expect("bot");
     let stop = CancellationToken::new();
     if let Some(listener) = bot.background(stop.clone()) {
         tokio::spawn(listener);

@@ -8,7 +8,6 @@ use netflowbot::decode::DecoderLimits;
 use netflowbot::flow::Direction;
 use netflowbot::intake::Intake;
 use netflowbot::listener::{self, ListenerConfig};
-use netflowbot::templates::TemplateDatabase;
 use netflowbot::windows::{EntityExporter, Windows};
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, UdpSocket};
@@ -165,8 +164,7 @@ fn flows_before_the_refresh_that_lists_their_entity_are_attributed() {
 #[test]
 fn templates_stored_by_one_run_decode_the_next_runs_data_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let db: Arc<dyn TemplateDatabase> =
-        Arc::new(redb::Database::create(dir.path().join("state.redb")).unwrap());
+    let db = collector::Store::open(dir.path(), "state").unwrap();
     let datagrams = capture("ipfix");
 
     let bound = listener::bind(&config(1)).unwrap();

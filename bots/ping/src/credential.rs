@@ -132,18 +132,10 @@ fn is_blank(value: &Json) -> bool {
 }
 
 fn number(field: &'static str, value: &Json) -> Result<f64, CredentialError> {
-    let parsed = match value {
-        Json::Number(n) => n.as_f64(),
-        Json::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    };
-    match parsed {
-        Some(x) if x.is_finite() => Ok(x),
-        _ => Err(CredentialError {
-            field,
-            problem: format!("{value} is not a number"),
-        }),
-    }
+    collector::details::number(value).ok_or_else(|| CredentialError {
+        field,
+        problem: format!("{value} is not a number"),
+    })
 }
 
 fn seconds(field: &'static str, value: &Json) -> Result<f64, CredentialError> {

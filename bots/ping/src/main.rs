@@ -10,7 +10,7 @@ use std::process::ExitCode;
     version,
     about = "Grafolean ping bot: ICMP echo round trips and loss",
     after_help = "Examples:
-  pingbot --standalone                                  ping 127.0.0.1 and ::1, values on stdout
+  pingbot --standalone                                  ping 127.0.0.1, ::1 and localhost, values on stdout
   pingbot --jobs bots/ping/example-jobs.toml            your own targets from a file
   BACKEND_URL=http://grafolean/api BOT_TOKEN_FROM_FILE=/run/secrets/token pingbot"
 )]
@@ -23,5 +23,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli: Cli = collector::cli::parse();
-    collector::run(cli.settings, |context| PingBot::new(&cli.ping, &context))
+    collector::run(cli.settings, |context| {
+        PingBot::new(cli.ping.config()?, context)
+    })
 }

@@ -86,6 +86,39 @@ pub struct PingCounters {
     pub unmatched: Counter,
 }
 
+impl PingCounters {
+    /// Registers every counter in the bot's `/metrics` (prefix `collector_`).
+    pub fn register(&self, metrics: &collector::metrics::Metrics) {
+        let counters: [(&str, &str, &Counter); 6] = [
+            ("ping_echo_requests_sent", "ICMP echo requests sent", &self.sent),
+            ("ping_echo_replies", "ICMP echo replies matched to a request", &self.replies),
+            (
+                "ping_timeouts",
+                "Packets without a reply within their timeout, all attempts included",
+                &self.timeouts,
+            ),
+            (
+                "ping_errors",
+                "Echo requests the kernel refused and ICMP errors received",
+                &self.errors,
+            ),
+            (
+                "ping_invalid_rtts",
+                "Echo replies without a positive kernel-measured round trip (answered, rtt not reported)",
+                &self.invalid_rtts,
+            ),
+            (
+                "ping_unmatched_packets",
+                "ICMP packets read that matched no request in flight (late, duplicate, foreign, malformed)",
+                &self.unmatched,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            metrics.register(name, help, counter.clone());
+        }
+    }
+}
+
 /// The outcome of one echo request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attempt {

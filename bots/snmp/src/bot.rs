@@ -2,11 +2,10 @@
 //! of each job does.
 
 use crate::counters::CounterStore;
-use crate::interfaces::{InterfaceCounters, InterfaceJob, InterfaceSync};
-use crate::sensor::{parse_sensor, EntityPoll, Poller, SensorCounters};
-use crate::session::{
-    des_salt_state, Credential, SnmpCounters, SnmpEngine, SnmpError, SnmpSettings,
-};
+use crate::interfaces::{InterfaceJob, InterfaceSync};
+use crate::metrics::SnmpMetrics;
+use crate::sensor::{parse_sensor, EntityPoll, Poller};
+use crate::session::{des_salt_state, Credential, SnmpEngine, SnmpError, SnmpSettings};
 use collector::{
     Check, Collector, Context, EntityConfig, Event, EventStatus, Firing, JobError, JobSpec,
     StartError, Value,
@@ -52,13 +51,15 @@ pub struct SnmpArgs {
 }
 
 impl SnmpArgs {
-    /// The settings, or which flag is out of range.
-    pub fn settings(&self) -> Result<BotSettings, String> {
+    /// The validated configuration, or which setting is out of range (exit code 2).
+    pub fn config(&self) -> Result<SnmpConfig, StartError> {
         if !(self.snmp_timeout.is_finite() && self.snmp_timeout > 0.0 && self.snmp_timeout <= 600.0)
         {
-            return Err("SNMP_TIMEOUT must be a number of seconds above 0 (at most 600)".into());
+            return Err(StartError::bad_setting(
+                "SNMP_TIMEOUT must be a number of seconds above 0 (at most 600)",
+            ));
         }
-        Ok(BotSettings {
+        Ok(SnmpConfig {
             snmp: SnmpSettings {
                 timeout: Duration::from_secs_f64(self.snmp_timeout),
                 retries: self.snmp_retries,
@@ -72,9 +73,9 @@ impl SnmpArgs {
     }
 }
 
-/// The bot's own settings.
+/// The bot's validated configuration.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BotSettings {
+pub struct SnmpConfig {
     pub snmp: SnmpSettings,
     /// Seconds between interface syncs of a device (the original: 300).
     pub interface_interval: u64,
@@ -102,19 +103,18 @@ pub struct SnmpBot {
     interface_interval: u64,
 }
 
-struct Store(collector::Store);
-
-impl crate::counters::DatabaseHandle for Store {
+/// Counter samples live in the framework's store.
+impl crate::counters::DatabaseHandle for collector::Store {
     fn database(&self) -> &redb::Database {
-        self.0.database()
+        collector::Store::database(self)
     }
 }
 
 impl SnmpBot {
     /// Builds the bot: binds the shared SNMP socket, opens the counter state and registers the
     /// bot's metrics. Must run inside the framework's runtime (it spawns the socket's receiver).
-    pub fn new(settings: BotSettings, context: Context) -> Result<SnmpBot, StartError> {
-        if settings.interface_interval == 0 {
+    pub fn new(config: SnmpConfig, context: Context) -> Result<SnmpBot, StartError> {
+        if config.interface_interval == 0 {
             return Err(StartError::bad_setting(
                 "the interface sync interval must be at least 1 second",
             ));
@@ -126,55 +126,17 @@ impl SnmpBot {
                 None
             }
         };
-        let snmp_counters = SnmpCounters::default();
-        let sensor_counters = SensorCounters::default();
-        let interface_counters = InterfaceCounters::default();
-        let metrics = &context.metrics;
-        metrics.register(
-            "snmp_requests",
-            "SNMP requests sent (GET, GETNEXT, GETBULK)",
-            snmp_counters.requests.clone(),
-        );
-        metrics.register(
-            "snmp_timeouts",
-            "SNMP requests without an answer after all retries",
-            snmp_counters.timeouts.clone(),
-        );
-        metrics.register(
-            "snmp_errors",
-            "SNMP requests that failed otherwise (error status, authentication, malformed)",
-            snmp_counters.errors.clone(),
-        );
-        metrics.register(
-            "snmp_sensor_failures",
-            "Sensors that gave no values in a firing (failing OID, bad config)",
-            sensor_counters.sensor_failures.clone(),
-        );
-        metrics.register(
-            "snmp_rows_skipped",
-            "Rows left out (expression failed, path invalid or repeated)",
-            sensor_counters.rows_skipped.clone(),
-        );
-        metrics.register(
-            "snmp_interface_changes",
-            "Interface entities created, updated or deleted",
-            interface_counters.changes.clone(),
-        );
-        metrics.register(
-            "snmp_interface_forbidden",
-            "Interface syncs refused by the backend (403)",
-            interface_counters.forbidden.clone(),
-        );
+        let metrics = SnmpMetrics::default();
+        metrics.register(&context.metrics);
 
         // Binding never waits (the address is literal), so blocking on it is instant; the
         // framework builds bots synchronously.
         let engine = Arc::new(futures::executor::block_on(SnmpEngine::new(
-            settings.snmp,
+            config.snmp,
             des_salt,
-            snmp_counters,
+            metrics.requests,
         ))?);
-        let counters =
-            CounterStore::new(Arc::new(Store(context.store.clone())), COUNTER_SYNC_EVERY);
+        let counters = CounterStore::new(Arc::new(context.store.clone()), COUNTER_SYNC_EVERY);
         match counters.prune(COUNTER_MAX_AGE) {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "old counter samples removed"),
@@ -182,16 +144,16 @@ impl SnmpBot {
         }
         let interfaces = context
             .backend
-            .map(|backend| InterfaceSync::new(backend, interface_counters));
+            .map(|backend| InterfaceSync::new(backend, metrics.interfaces));
         Ok(SnmpBot {
             poller: Poller {
                 engine: engine.clone(),
                 counters,
-                metrics: sensor_counters,
+                metrics: metrics.sensors,
             },
             engine,
             interfaces,
-            interface_interval: settings.interface_interval,
+            interface_interval: config.interface_interval,
         })
     }
 }
@@ -436,7 +398,7 @@ mod tests {
         let parse = |args: &[&str]| {
             Cli::try_parse_from(std::iter::once("snmpbot").chain(args.iter().copied()))
         };
-        let defaults = parse(&[]).unwrap().snmp.settings().unwrap();
+        let defaults = parse(&[]).unwrap().snmp.config().unwrap();
         assert_eq!(defaults.snmp, SnmpSettings::default());
         assert_eq!(defaults.interface_interval, 300);
         let custom = parse(&[
@@ -449,14 +411,14 @@ mod tests {
         ])
         .unwrap()
         .snmp
-        .settings()
+        .config()
         .unwrap();
         assert_eq!(custom.snmp.timeout, Duration::from_millis(250));
         assert_eq!((custom.snmp.retries, custom.interface_interval), (0, 5));
         assert!(parse(&["--snmp-timeout=-1"])
             .unwrap()
             .snmp
-            .settings()
+            .config()
             .is_err());
         assert!(parse(&["--snmp-retries", "17"]).is_err());
         assert!(parse(&["--snmp-max-in-flight", "0"]).is_err());

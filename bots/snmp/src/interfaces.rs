@@ -10,6 +10,7 @@ use crate::session::{Credential, SnmpEngine};
 use crate::walk::{walk, WalkRow};
 use async_snmp::Oid;
 use collector::backend::{BackendClient, BackendError};
+use collector::details;
 use collector::entity::EntityRecord;
 use collector::{Event, EventStatus, Firing};
 use prometheus_client::metrics::counter::Counter;
@@ -65,14 +66,6 @@ pub fn pair_rows(descriptions: &[WalkRow], speeds: &[WalkRow]) -> Option<Vec<Int
         .collect()
 }
 
-fn text_of(value: Option<&Json>) -> Option<String> {
-    match value? {
-        Json::String(s) => Some(s.clone()),
-        Json::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// The entity's `protocols` in the shape PUT accepts, or `None` if any binding is incomplete
 /// (then PUT without `protocols` wipes them, as the original always did).
 fn protocols_for_put(entity: &EntityRecord) -> Option<Json> {
@@ -105,7 +98,11 @@ pub fn plan(parent: u64, rows: &[InterfaceRow], entities: &[EntityRecord]) -> Ve
         .iter()
         .filter(|e| e.entity_type == "interface" && e.parent == Some(parent))
     {
-        let index = text_of(entity.details.get("snmp_index")).unwrap_or_default();
+        let index = entity
+            .details
+            .get("snmp_index")
+            .and_then(details::text)
+            .unwrap_or_default();
         match known.entry(index) {
             std::collections::hash_map::Entry::Occupied(_) => {
                 changes.push(Change::Delete { id: entity.id })
@@ -124,7 +121,7 @@ pub fn plan(parent: u64, rows: &[InterfaceRow], entities: &[EntityRecord]) -> Ve
                 "details": {"snmp_index": row.index, "speed_bps": row.speed},
             }))),
             Some(entity) => {
-                let speed = text_of(entity.details.get("speed_bps"));
+                let speed = entity.details.get("speed_bps").and_then(details::text);
                 if entity.name == row.name && speed.as_deref() == Some(row.speed.as_str()) {
                     continue;
                 }

@@ -10,6 +10,7 @@ pub mod counters;
 pub mod expression;
 pub mod if_speed;
 pub mod interfaces;
+pub mod metrics;
 pub mod output_path;
 pub mod sensor;
 pub mod session;
@@ -17,4 +18,4 @@ pub mod slug;
 pub mod status;
 pub mod walk;
 
-pub use bot::SnmpBot;
+pub use bot::{SnmpArgs, SnmpBot, SnmpConfig};

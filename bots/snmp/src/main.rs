@@ -1,8 +1,7 @@
-//! snmpbot: the Grafolean SNMP bot. `snmpbot --help` lists every setting.
+//! `snmpbot`: the Grafolean SNMP bot. `snmpbot --help` lists every setting.
 
 use clap::Parser;
-use snmpbot::bot::SnmpArgs;
-use snmpbot::SnmpBot;
+use snmpbot::{SnmpArgs, SnmpBot};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -24,11 +23,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli: Cli = collector::cli::parse();
-    match cli.snmp.settings() {
-        Ok(settings) => collector::run(cli.settings, |context| SnmpBot::new(settings, context)),
-        Err(problem) => {
-            collector::output::say(format_args!("error: {problem}"));
-            ExitCode::from(2)
-        }
-    }
+    collector::run(cli.settings, |context| {
+        SnmpBot::new(cli.snmp.config()?, context)
+    })
 }

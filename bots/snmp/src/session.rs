@@ -267,41 +267,12 @@ fn parse_priv_protocol(name: &str) -> Option<PrivProtocol> {
 }
 
 /// Host and port from `details.ipv4`: `192.0.2.1`, `192.0.2.1:16161`, `[2001:db8::1]:161`,
-/// `2001:db8::1` or a host name.
+/// `2001:db8::1`, `fe80::1%eth0` or a host name (see [`collector::details::Address`]).
 pub fn parse_target(address: &str) -> Result<(String, u16), String> {
-    let address = address.trim();
-    if address.is_empty() {
-        return Err("entity has no address (details.ipv4 is empty)".to_string());
-    }
-    let parse_port = |port: &str| {
-        port.parse::<u16>()
-            .ok()
-            .filter(|&p| p != 0)
-            .ok_or_else(|| format!("'{address}' has an invalid port '{port}'"))
-    };
-    if let Some(bracketed) = address.strip_prefix('[') {
-        let (host, rest) = bracketed
-            .split_once(']')
-            .ok_or_else(|| format!("'{address}' lacks the closing ']'"))?;
-        let port = match rest {
-            "" => DEFAULT_PORT,
-            _ => parse_port(
-                rest.strip_prefix(':')
-                    .ok_or_else(|| format!("'{address}' has text after ']'"))?,
-            )?,
-        };
-        return Ok((host.to_string(), port));
-    }
-    match address.matches(':').count() {
-        0 => Ok((address.to_string(), DEFAULT_PORT)),
-        1 => {
-            let (host, port) = address.split_once(':').unwrap_or((address, ""));
-            if host.is_empty() {
-                return Err(format!("'{address}' has no host"));
-            }
-            Ok((host.to_string(), parse_port(port)?))
-        }
-        _ => Ok((address.to_string(), DEFAULT_PORT)),
+    let parsed = collector::details::Address::parse(address).map_err(|e| e.0)?;
+    match parsed.port {
+        Some(0) => Err(format!("'{}' has an invalid port '0'", address.trim())),
+        port => Ok((parsed.host.to_string(), port.unwrap_or(DEFAULT_PORT))),
     }
 }
 
@@ -854,6 +825,14 @@ mod tests {
             Ok(("2001:db8::1".into(), 1161))
         );
         assert_eq!(parse_target("[::1]"), Ok(("::1".into(), 161)));
+        assert_eq!(
+            parse_target("fe80::1%eth0"),
+            Ok(("fe80::1%eth0".into(), 161))
+        );
+        assert_eq!(
+            parse_target("router.example:1161"),
+            Ok(("router.example".into(), 1161))
+        );
         for bad in [
             "",
             "1.2.3.4:",

@@ -94,7 +94,8 @@ impl IcmpSocket {
                 );
             }
         }
-        let receive_buffer = raise_receive_buffer(fd, receive_buffer);
+        let receive_buffer =
+            collector::socket::raise_receive_buffer(&socket, receive_buffer, "ICMP socket");
         Ok(IcmpSocket {
             socket,
             kind,
@@ -223,28 +224,9 @@ impl Batch {
             header.msg_hdr.msg_flags = 0;
             header.msg_len = 0;
         }
-        loop {
-            // SAFETY: the headers point at BATCH valid iovecs, address and control buffers
-            // owned by self, with their lengths set above.
-            let n = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    self.headers.as_mut_ptr(),
-                    BATCH as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            if n >= 0 {
-                return Ok(n as usize);
-            }
-            let err = io::Error::last_os_error();
-            match err.kind() {
-                io::ErrorKind::WouldBlock => return Ok(0),
-                io::ErrorKind::Interrupted => continue,
-                _ => return Err(err),
-            }
-        }
+        // SAFETY: the headers point at BATCH valid iovecs, address and control buffers owned
+        // by self, with their lengths set above.
+        unsafe { collector::socket::receive_batch(fd, &mut self.headers) }
     }
 
     /// Packet `i` of the last [`Batch::receive`].
@@ -392,28 +374,6 @@ fn source(storage: &libc::sockaddr_storage) -> Option<IpAddr> {
     }
 }
 
-/// Asks for `wanted` bytes of receive buffer: first past `net.core.rmem_max` (needs
-/// CAP_NET_ADMIN), else up to it. Returns what the kernel granted for payload, which is half of
-/// what it reports (the kernel doubles the request to account for its bookkeeping).
-fn raise_receive_buffer(fd: RawFd, wanted: usize) -> usize {
-    let request = libc::c_int::try_from(wanted).unwrap_or(libc::c_int::MAX);
-    if setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &request).is_err() {
-        let _ = setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &request);
-    }
-    let granted = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)
-        .map(|reported| usize::try_from(reported / 2).unwrap_or(0))
-        .unwrap_or(0);
-    if granted < wanted {
-        tracing::warn!(
-            wanted,
-            granted,
-            "the ICMP socket receive buffer is smaller than asked; bursts of replies may be \
-             dropped. Raise `net.core.rmem_max` or grant CAP_NET_ADMIN"
-        );
-    }
-    granted
-}
-
 /// Linux `ICMP_FILTER` (level `SOL_RAW`): a bit set for each ICMPv4 type the socket must not get.
 const ICMP_FILTER: libc::c_int = 1;
 /// Linux `ICMP6_FILTER` (level `IPPROTO_ICMPV6`): 256 bits, a set bit blocks that type.
@@ -440,26 +400,6 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) ->
     let rc = unsafe { libc::setsockopt(fd, level, name, (value as *const T).cast(), len) };
     if rc == 0 {
         Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `value` and `len` are valid for writes and describe an int-sized buffer.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            level,
-            name,
-            (&mut value as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(value)
     } else {
         Err(io::Error::last_os_error())
     }
