@@ -298,14 +298,14 @@ where
                 replayer = Some(tokio::spawn(
                     spool.clone().replay(client.clone(), replay_stop.clone()),
                 ));
-                let sink = Arc::new(BackendSink {
-                    client: client.clone(),
-                    attempts: settings.delivery_attempts,
-                    first_backoff: Duration::from_secs(1),
-                    metrics: metrics.clone(),
+                let sink = Arc::new(BackendSink::new(
+                    client.clone(),
+                    settings.delivery_attempts,
+                    Duration::from_secs(1),
+                    metrics.clone(),
                     spool,
-                    shutdown: shutdown.clone(),
-                });
+                    shutdown.clone(),
+                ));
                 (Source::Backend { client, bot_id }, sink, None)
             }
             (mode, _) => {
@@ -363,7 +363,13 @@ where
             }
         };
 
-    let delivery = Delivery::start(sink, metrics.clone(), 10_000, 64);
+    let delivery = Delivery::start(
+        sink,
+        metrics.clone(),
+        10_000,
+        64,
+        settings.delivery_limits(),
+    );
     let executor = Executor::new(
         bot.clone(),
         concurrency,

@@ -108,37 +108,44 @@ impl Spool {
             .set(self.inner.entries.load(Ordering::Acquire) as i64);
     }
 
-    /// Writes a batch durably. Returns once it is committed; on a storage error the batch is
-    /// lost and the error says so.
-    pub async fn push(&self, batch: Batch, account: u64) -> Result<(), String> {
-        let entry = Entry {
-            account,
-            job: batch.job_id,
-            time: batch.time,
-            values: batch
-                .values
-                .into_iter()
-                .map(|v| (v.path, v.value))
-                .collect(),
-        };
-        let count = entry.values.len() as u64;
-        let bytes = serde_json::to_vec(&entry).map_err(storage_error)?;
+    /// Writes the batches of one account durably, in one transaction. Returns once they are
+    /// committed; on a storage error they are lost and the error says so.
+    pub async fn push(&self, batches: Vec<Batch>, account: u64) -> Result<(), String> {
+        let mut entries = Vec::with_capacity(batches.len());
+        let mut count = 0;
+        for batch in batches {
+            let entry = Entry {
+                account,
+                job: batch.job_id,
+                time: batch.time,
+                values: batch
+                    .values
+                    .into_iter()
+                    .map(|v| (v.path, v.value))
+                    .collect(),
+            };
+            count += entry.values.len() as u64;
+            entries.push(serde_json::to_vec(&entry).map_err(storage_error)?);
+        }
         let spool = self.clone();
-        tokio::task::spawn_blocking(move || spool.push_blocking(bytes, count))
+        tokio::task::spawn_blocking(move || spool.push_blocking(entries, count))
             .await
             .map_err(storage_error)?
     }
 
-    fn push_blocking(&self, bytes: Vec<u8>, count: u64) -> Result<(), String> {
+    fn push_blocking(&self, entries: Vec<Vec<u8>>, count: u64) -> Result<(), String> {
         let inner = &self.inner;
-        let key = inner.next_key.fetch_add(1, Ordering::AcqRel);
-        let size = bytes.len() as u64;
+        let size: u64 = entries.iter().map(|e| e.len() as u64).sum();
+        let added = entries.len() as u64;
+        let first_key = inner.next_key.fetch_add(added, Ordering::AcqRel);
         let db = inner.store.database();
         let txn = db.begin_write().map_err(storage_error)?;
         let (mut dropped_entries, mut dropped_values, mut freed) = (0u64, 0u64, 0u64);
         {
             let mut table = txn.open_table(SPOOL).map_err(storage_error)?;
-            table.insert(key, bytes.as_slice()).map_err(storage_error)?;
+            for (key, bytes) in (first_key..).zip(&entries) {
+                table.insert(key, bytes.as_slice()).map_err(storage_error)?;
+            }
             let mut total = inner.bytes.load(Ordering::Acquire) + size;
             while total > inner.max_bytes {
                 let popped = table
@@ -148,9 +155,12 @@ impl Spool {
                 let Some((old_key, old)) = popped else {
                     break;
                 };
-                if old_key == key {
-                    // A single batch larger than the whole spool: keep it rather than nothing.
-                    table.insert(key, bytes.as_slice()).map_err(storage_error)?;
+                if old_key >= first_key {
+                    // What was just written is larger than the whole spool: keep it rather
+                    // than nothing.
+                    table
+                        .insert(old_key, old.as_slice())
+                        .map_err(storage_error)?;
                     break;
                 }
                 total -= old.len() as u64;
@@ -164,7 +174,7 @@ impl Spool {
         txn.commit().map_err(storage_error)?;
         inner.bytes.fetch_add(size, Ordering::AcqRel);
         inner.bytes.fetch_sub(freed, Ordering::AcqRel);
-        inner.entries.fetch_add(1, Ordering::AcqRel);
+        inner.entries.fetch_add(added, Ordering::AcqRel);
         inner.entries.fetch_sub(dropped_entries, Ordering::AcqRel);
         let f = &inner.metrics.framework;
         f.values_spooled.inc_by(count);
