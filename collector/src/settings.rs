@@ -77,7 +77,8 @@ pub struct Settings {
     #[arg(help_heading = "Delivery", long, env = "DELIVERY_BATCH_MAX_VALUES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub delivery_batch_max_values: u64,
 
-    /// Milliseconds a value may wait for others to share its POST (0: one POST per firing).
+    /// Milliseconds a value may wait for others to share its POST (0: one POST per firing); a
+    /// group also closes once no firing joined it for a tenth of this.
     #[arg(help_heading = "Delivery", long, env = "DELIVERY_BATCH_MAX_DELAY_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub delivery_batch_max_delay_ms: u64,
 

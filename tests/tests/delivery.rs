@@ -81,9 +81,9 @@ async fn firings_due_together_go_in_one_post() {
     let posts = values_posts(&backend).len() - first;
     bot.terminate(WAIT).await;
     // 40 firings a second for 4 s: 160 POSTs without coalescing, about 4 with it (a second
-    // whose firings straddle the 50 ms bound may take two).
+    // whose firings straddle the bound or pause for 5 ms on a busy machine may take more).
     assert!(
-        (3..=9).contains(&posts),
+        (3..=12).contains(&posts),
         "{posts} POSTs in 4 s for {DEVICES} jobs a second"
     );
     let values = backend.values(ACCOUNT);

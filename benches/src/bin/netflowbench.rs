@@ -9,15 +9,15 @@
 //! Run: `cargo build --release -p netflowbot -p benches && target/release/netflowbench`
 //! (`--help` for options). The bot binary is looked up next to this one.
 
+use benches::counting_backend::{AccountConfigs, CountingBackend, BOT_ID, TOKEN};
 use benches::measure::{
     free_tcp_port, free_udp_port, http_get, pin_to, process_cpu, process_memory_kib,
     prometheus_value, spawn_pinned, ScratchDir,
 };
-use benches::counting_backend::{AccountConfigs, CountingBackend, BOT_ID, TOKEN};
 use netflowbot::aggregate::Aggregate;
-use serde_json::json;
 use netflowbot::decode::Decoder;
 use netflowbot::reference::ReferenceDecoder;
+use serde_json::json;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -559,10 +559,12 @@ trait Receiver {
 /// file names, served by our bot.
 fn grafolean_configs() -> AccountConfigs {
     AccountConfigs {
-        entities: vec![json!({"id": 100, "name": "local", "entity_type": "device", "parent": null,
+        entities: vec![
+            json!({"id": 100, "name": "local", "entity_type": "device", "parent": null,
             "details": {"ipv4": "127.0.0.1"},
             "protocols": {"netflow": {"credential": 1, "bot": BOT_ID,
-                "sensors": [{"sensor": 10, "interval": null}]}}})],
+                "sensors": [{"sensor": 10, "interval": null}]}}}),
+        ],
         credentials: vec![json!({"id": 1, "name": "bench", "protocol": "netflow", "details": {}})],
         sensors: vec![json!({"id": 10, "name": "netflow", "protocol": "netflow",
             "default_interval": null, "details": {}})],

@@ -385,6 +385,9 @@ fn run_grafolean_bot(args: &Args, addresses: &[Ipv4Addr]) -> Result<(Figures, De
     let _ = child.wait();
     let (before, after, wall, bot_cpu, backend_cpu) = window?;
     let arrivals = &after.arrivals[before.arrivals.len()..];
+    if std::env::var_os("PINGBENCH_ARRIVALS").is_some() {
+        println!("arrivals (ms after the second, values): {arrivals:?}");
+    }
     Ok((
         Figures {
             window: wall,

@@ -1,7 +1,9 @@
 //! Coalescing: the firings of one account that finish close together travel in one POST, so a
 //! bot with thousands of jobs a second makes a few requests a second. A group closes when it
 //! holds `max_values` values or `max_delay` after its first firing, whichever comes first (the
-//! model is Telegraf's `metric_batch_size` / `flush_interval`).
+//! model is Telegraf's `metric_batch_size` / `flush_interval`), and also once no firing joined
+//! it for a tenth of `max_delay`: the firings due in one second finish in a burst, and the end of
+//! the burst need not wait out the whole bound.
 
 use super::Batch;
 use std::collections::hash_map::RandomState;
@@ -36,7 +38,16 @@ struct Open {
     /// and a list that holds one path twice fails as a whole, so a firing that repeats a path
     /// closes the group first. A hash collision only closes a group early.
     paths: HashSet<u64>,
+    /// `max_delay` after the first firing.
     deadline: Instant,
+    /// When the last firing joined.
+    last: Instant,
+}
+
+impl Open {
+    fn closes_at(&self, quiet: Duration) -> Instant {
+        self.deadline.min(self.last + quiet)
+    }
 }
 
 /// Groups cleaned firings by account.
@@ -76,7 +87,9 @@ impl Coalescer {
             values: 0,
             paths: HashSet::new(),
             deadline: now + max_delay,
+            last: now,
         });
+        open.last = now;
         open.values += batch.values.len();
         open.paths.extend(hashes);
         open.firings.push(batch);
@@ -87,15 +100,22 @@ impl Coalescer {
 
     /// When the next group must close, if any is open.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.open.values().map(|open| open.deadline).min()
+        let quiet = self.quiet();
+        self.open.values().map(|open| open.closes_at(quiet)).min()
+    }
+
+    /// How long a group stays open without a new firing.
+    fn quiet(&self) -> Duration {
+        self.limits.max_delay / 10
     }
 
     /// Closes the groups whose time is up.
     pub fn close_due(&mut self, now: Instant, closed: &mut Vec<Vec<Batch>>) {
+        let quiet = self.quiet();
         let due: Vec<Option<u64>> = self
             .open
             .iter()
-            .filter(|(_, open)| open.deadline <= now)
+            .filter(|(_, open)| open.closes_at(quiet) <= now)
             .map(|(key, _)| *key)
             .collect();
         for key in due {
@@ -160,12 +180,42 @@ mod tests {
         assert_eq!(closed.len(), 2, "a repeated path closes the group first");
         assert_eq!(jobs(&closed[1]), ["b"]);
 
-        coalescer.close_due(start + Duration::from_millis(49), &mut closed);
+        coalescer.close_due(start + Duration::from_millis(4), &mut closed);
         assert_eq!(closed.len(), 2);
-        coalescer.close_due(start + Duration::from_millis(50), &mut closed);
-        assert_eq!(closed.len(), 3, "the time bound closes account 2's group");
+        coalescer.close_due(start + Duration::from_millis(5), &mut closed);
+        assert_eq!(
+            closed.len(),
+            3,
+            "5 ms without a new firing close account 2's group"
+        );
         assert_eq!(jobs(&closed[2]), ["e"]);
         assert_eq!(coalescer.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_steady_stream_closes_at_the_time_bound() {
+        let limits = Limits {
+            max_values: 1000,
+            max_delay: Duration::from_millis(50),
+        };
+        let mut coalescer = Coalescer::new(limits);
+        let start = Instant::now();
+        let mut closed = Vec::new();
+        for ms in 0..60 {
+            let now = start + Duration::from_millis(ms);
+            coalescer.close_due(now, &mut closed);
+            coalescer.add(
+                firing(1, &format!("j{ms}"), &[&format!("p.{ms}")]),
+                now,
+                &mut closed,
+            );
+        }
+        assert_eq!(
+            closed.len(),
+            1,
+            "a firing every millisecond: one group per 50 ms"
+        );
+        assert_eq!(closed[0].len(), 50);
     }
 
     #[test]
