@@ -4,7 +4,6 @@
 use crate::entity::{AccountData, CredentialRecord, EntityRecord, SensorRecord};
 use crate::metrics::{label, Metrics};
 use crate::redact::scrub;
-use crate::value::Value;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -102,6 +101,14 @@ struct StatusInfo {
     user_exists: Option<bool>,
 }
 
+/// A prepared values URL of one account: parsed once, token included; never logged.
+#[derive(Clone)]
+pub struct ValuesUrl {
+    url: reqwest::Url,
+    /// `POST /accounts/<id>/values/`, for error messages.
+    operation: String,
+}
+
 /// A handle to the backend; cheap to clone, one connection pool per process.
 #[derive(Clone)]
 pub struct BackendClient {
@@ -153,6 +160,17 @@ impl BackendClient {
         if authenticated {
             request = request.query(&[("b", self.inner.token.as_str())]);
         }
+        self.send_request(request, operation, body).await
+    }
+
+    /// Sends a request whose URL (token included) is already built; `operation` names it in
+    /// errors without the query.
+    async fn send_request(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        operation: String,
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, BackendError> {
         if let Some(body) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -309,10 +327,25 @@ impl BackendClient {
         Ok(())
     }
 
-    /// Stores values at the server's time (contract §4.8).
-    pub async fn post_values(&self, account: u64, values: &[Value]) -> Result<(), BackendError> {
+    /// The values URL of an account with the token in it, parsed once and reused for every POST
+    /// to that account (contract §4.8).
+    pub fn values_url(&self, account: u64) -> Result<ValuesUrl, BackendError> {
         let path = format!("/accounts/{account}/values/");
-        self.send(Method::POST, &path, Some(json_body(values)), true)
+        let operation = format!("POST {path}");
+        let mut url = reqwest::Url::parse(&format!("{}{path}", self.inner.base)).map_err(|e| {
+            BackendError::Transport {
+                operation: operation.clone(),
+                message: format!("BACKEND_URL does not make a valid URL: {e}"),
+            }
+        })?;
+        url.query_pairs_mut().append_pair("b", &self.inner.token);
+        Ok(ValuesUrl { url, operation })
+    }
+
+    /// Stores values at the server's time (contract §4.8); `body` is a JSON list of `{p, v}`.
+    pub async fn post_values(&self, url: &ValuesUrl, body: Vec<u8>) -> Result<(), BackendError> {
+        let request = self.inner.http.post(url.url.clone());
+        self.send_request(request, url.operation.clone(), Some(body))
             .await?;
         Ok(())
     }

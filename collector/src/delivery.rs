@@ -1,11 +1,19 @@
-//! Delivery: the one place values leave the process. A batch is cleaned first (non-finite
-//! numbers, paths the backend would reject, repeated paths), so one bad value never costs the
-//! rest, then handed to a sink: the backend (with retries) or stdout (standalone mode).
+//! Delivery: the one place values leave the process. Each firing's values are cleaned first
+//! (non-finite numbers, paths the backend would reject, repeated paths), so one bad value never
+//! costs the rest; then the firings of one account that finish close together are coalesced
+//! (see [`coalesce`]) and handed to a sink: the backend (with retries, see [`backend_sink`]) or
+//! stdout (standalone mode).
 
-use crate::backend::BackendClient;
+pub mod backend_sink;
+pub mod coalesce;
+
+pub use backend_sink::BackendSink;
+
 use crate::metrics::{label, Metrics};
-use crate::spool::Spool;
+use crate::scheduler::JobState;
+use crate::status::Delivered;
 use crate::value::{path_problem, Value};
+use coalesce::{Coalescer, Limits};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -13,10 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 /// The values of one firing of one job, for one account.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Batch {
     pub account_id: Option<u64>,
     pub job_id: String,
@@ -24,6 +31,45 @@ pub struct Batch {
     /// Unix time the values were measured.
     pub time: f64,
     pub values: Vec<Value>,
+    /// Where delivery reports what became of the values, if anyone asks.
+    pub receipt: Option<Receipt>,
+}
+
+/// The firing a batch came from, so that delivery can report its outcome to the status page.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub state: Arc<JobState>,
+    /// The Unix second the firing was due.
+    pub scheduled: u64,
+}
+
+impl Batch {
+    /// The same firing with no values, to carry its identity and receipt.
+    pub fn without_values(&self) -> Batch {
+        Batch {
+            account_id: self.account_id,
+            job_id: self.job_id.clone(),
+            entity_id: self.entity_id,
+            time: self.time,
+            values: Vec::new(),
+            receipt: self.receipt.clone(),
+        }
+    }
+
+    /// Reports what became of (some of) this firing's values.
+    pub fn report(&self, delivered: Delivered) {
+        if let Some(receipt) = &self.receipt {
+            receipt.state.runs.delivered(receipt.scheduled, delivered);
+        }
+    }
+
+    /// Reports all of this firing's values as accepted.
+    pub fn report_accepted(&self) {
+        self.report(Delivered {
+            accepted: self.values.len() as u64,
+            ..Delivered::default()
+        });
+    }
 }
 
 /// Drops what the backend would reject, so the rest of the batch is stored: non-finite numbers
@@ -37,33 +83,46 @@ pub fn clean(batch: &mut Batch, metrics: &Metrics) {
             .get_or_create(&label("reason", reason))
             .inc();
     };
+    let mut keep = Vec::with_capacity(batch.values.len());
     let mut seen = HashSet::with_capacity(batch.values.len());
-    let mut kept = Vec::with_capacity(batch.values.len());
-    for value in batch.values.drain(..).rev() {
-        if !value.value.is_finite() {
-            tracing::warn!(job = %batch.job_id, entity = batch.entity_id, path = %value.path,
-                value = %value.value, "value dropped: not a finite number");
-            dropped("non_finite");
+    for value in batch.values.iter().rev() {
+        let problem = if !value.value.is_finite() {
+            Some(("non_finite", "not a finite number"))
         } else if let Some(problem) = path_problem(&value.path) {
-            tracing::warn!(job = %batch.job_id, entity = batch.entity_id, path = %value.path,
-                "value dropped: {problem}");
-            dropped("invalid_path");
-        } else if !seen.insert(value.path.clone()) {
-            tracing::warn!(job = %batch.job_id, entity = batch.entity_id, path = %value.path,
-                "value dropped: the same path again in one firing (the last one is kept)");
-            dropped("duplicate_path");
+            Some(("invalid_path", problem))
+        } else if !seen.insert(value.path.as_str()) {
+            Some((
+                "duplicate_path",
+                "the same path again in one firing (the last one is kept)",
+            ))
         } else {
-            kept.push(value);
+            None
+        };
+        if let Some((reason, problem)) = problem {
+            tracing::warn!(job = %batch.job_id, entity = batch.entity_id, path = %value.path,
+                value = %value.value, "value dropped: {problem}");
+            dropped(reason);
         }
+        keep.push(problem.is_none());
     }
-    kept.reverse();
-    batch.values = kept;
+    drop(seen);
+    let before = batch.values.len();
+    let mut kept = keep.into_iter().rev();
+    batch.values.retain(|_| kept.next().unwrap_or(false));
+    let removed = (before - batch.values.len()) as u64;
+    if removed > 0 {
+        batch.report(Delivered {
+            dropped: removed,
+            ..Delivered::default()
+        });
+    }
 }
 
-/// Where cleaned batches go.
+/// Where cleaned values go.
 pub trait Sink: Send + Sync + 'static {
-    /// Delivers one batch; retries and logging of failures are the sink's business.
-    fn deliver(&self, batch: Batch) -> BoxFuture<'_, ()>;
+    /// Delivers the firings of one account that closed together (see [`coalesce`]); retries,
+    /// logging of failures and each firing's [`Batch::report`] are the sink's business.
+    fn deliver(&self, firings: Vec<Batch>) -> BoxFuture<'_, ()>;
 }
 
 /// Standalone output: one JSON line per value on stdout.
@@ -79,112 +138,39 @@ struct Line<'a> {
 }
 
 impl Sink for StdoutSink {
-    fn deliver(&self, batch: Batch) -> BoxFuture<'_, ()> {
+    fn deliver(&self, firings: Vec<Batch>) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let mut out = String::new();
-            for value in &batch.values {
-                let line = Line {
-                    p: &value.path,
-                    v: value.value,
-                    t: (batch.time * 1000.0).round() / 1000.0,
-                };
-                if let Ok(json) = serde_json::to_string(&line) {
-                    out.push_str(&json);
-                    out.push('\n');
+            for batch in &firings {
+                let t = (batch.time * 1000.0).round() / 1000.0;
+                for value in &batch.values {
+                    let line = Line {
+                        p: &value.path,
+                        v: value.value,
+                        t,
+                    };
+                    if let Ok(json) = serde_json::to_string(&line) {
+                        out.push_str(&json);
+                        out.push('\n');
+                    }
                 }
             }
             // A failed write (the reader closed the pipe) ends the bot; see `crate::output`.
             if crate::output::write_stdout(out.as_bytes()).is_ok() {
-                self.metrics
-                    .framework
-                    .values_delivered
-                    .inc_by(batch.values.len() as u64);
-            }
-        })
-    }
-}
-
-/// The Grafolean backend: one POST per batch, retried with backoff on connection errors and
-/// 5xx, never on 4xx. A batch the backend still cannot take goes to the durable spool, and while
-/// the spool holds anything new batches join it, so values reach the backend oldest first.
-pub struct BackendSink {
-    pub client: BackendClient,
-    /// Tries before a batch goes to the spool.
-    pub attempts: u64,
-    pub first_backoff: Duration,
-    pub metrics: Metrics,
-    pub spool: Spool,
-    /// Once cancelled (shutdown), failed batches are spooled at once instead of retried.
-    pub shutdown: CancellationToken,
-}
-
-impl BackendSink {
-    fn lost(&self, reason: &'static str, count: u64) {
-        self.metrics
-            .framework
-            .values_dropped
-            .get_or_create(&label("reason", reason))
-            .inc_by(count);
-    }
-
-    async fn to_spool(&self, batch: Batch, account: u64) {
-        let count = batch.values.len() as u64;
-        let job = batch.job_id.clone();
-        if let Err(e) = self.spool.push(batch, account).await {
-            tracing::error!(%job, account, "{count} values lost: {e}");
-            self.lost("spool_error", count);
-        }
-    }
-}
-
-impl Sink for BackendSink {
-    fn deliver(&self, batch: Batch) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let count = batch.values.len() as u64;
-            let Some(account) = batch.account_id else {
-                tracing::error!(job = %batch.job_id, "job produced values but belongs to no account; {count} values dropped");
-                self.lost("no_account", count);
-                return;
-            };
-            if !self.spool.is_empty() {
-                return self.to_spool(batch, account).await;
-            }
-            let mut backoff = self.first_backoff;
-            for attempt in 1..=self.attempts {
-                match self.client.post_values(account, &batch.values).await {
-                    Ok(()) => {
-                        self.metrics.framework.values_delivered.inc_by(count);
-                        return;
-                    }
-                    Err(e) if e.is_retryable() => {
-                        if attempt == self.attempts || self.shutdown.is_cancelled() {
-                            tracing::warn!(job = %batch.job_id, entity = batch.entity_id, account,
-                                "backend unavailable, {count} values go to the spool: {e}");
-                            return self.to_spool(batch, account).await;
-                        }
-                        tracing::warn!(job = %batch.job_id, entity = batch.entity_id, account,
-                            "delivery attempt {attempt} failed, retrying in {backoff:?}: {e}");
-                        self.metrics.framework.delivery_retries.inc();
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = self.shutdown.cancelled() => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(60));
-                    }
-                    Err(e) => {
-                        tracing::error!(job = %batch.job_id, entity = batch.entity_id, account,
-                            "{count} values rejected by the backend, not retried: {e}");
-                        self.lost("rejected", count);
-                        return;
-                    }
+                for batch in &firings {
+                    self.metrics
+                        .framework
+                        .values_delivered
+                        .inc_by(batch.values.len() as u64);
+                    batch.report_accepted();
                 }
             }
         })
     }
 }
 
-/// The delivery task: takes batches from jobs, cleans them and hands them to the sink, at most
-/// `concurrency` at once.
+/// The delivery task: takes batches from jobs, cleans them, coalesces those of one account
+/// that finish close together and hands each group to the sink, at most `concurrency` at once.
 pub struct Delivery {
     sender: mpsc::Sender<Batch>,
     task: tokio::task::JoinHandle<()>,
@@ -192,35 +178,23 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Starts the delivery task. `capacity` bounds the batches waiting in memory.
+    /// Starts the delivery task. `capacity` bounds the batches waiting in memory; `limits` say
+    /// when a coalesced group closes.
     pub fn start(
         sink: Arc<dyn Sink>,
         metrics: Metrics,
         capacity: usize,
         concurrency: usize,
+        limits: Limits,
     ) -> Self {
-        let (sender, mut receiver) = mpsc::channel::<Batch>(capacity);
-        let task_metrics = metrics.clone();
-        let task = tokio::spawn(async move {
-            let limit = Arc::new(Semaphore::new(concurrency));
-            let mut running = JoinSet::new();
-            while let Some(mut batch) = receiver.recv().await {
-                clean(&mut batch, &task_metrics);
-                if batch.values.is_empty() {
-                    continue;
-                }
-                let Ok(permit) = limit.clone().acquire_owned().await else {
-                    break;
-                };
-                let sink = sink.clone();
-                running.spawn(async move {
-                    sink.deliver(batch).await;
-                    drop(permit);
-                });
-                while running.try_join_next().is_some() {}
-            }
-            while running.join_next().await.is_some() {}
-        });
+        let (sender, receiver) = mpsc::channel::<Batch>(capacity);
+        let task = tokio::spawn(deliver_all(
+            receiver,
+            sink,
+            metrics.clone(),
+            Coalescer::new(limits),
+            Arc::new(Semaphore::new(concurrency.max(1))),
+        ));
         Delivery {
             sender,
             task,
@@ -236,7 +210,8 @@ impl Delivery {
         }
     }
 
-    /// Stops taking batches and waits up to `grace` for the queued ones to be delivered.
+    /// Stops taking batches and waits up to `grace` for the queued and coalescing ones to be
+    /// delivered (or spooled).
     pub async fn close(self, grace: Duration) -> bool {
         drop(self.sender);
         tokio::time::timeout(grace, self.task).await.is_ok()
@@ -263,13 +238,71 @@ impl DeliveryHandle {
             let batch = match e {
                 mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
             };
-            tracing::error!(job = %batch.job_id, "delivery queue full or closed: {count} values dropped");
+            tracing::error!(job = %batch.job_id, entity = batch.entity_id,
+                "delivery queue full or closed: {count} values dropped");
+            batch.report(Delivered {
+                dropped: count,
+                ..Delivered::default()
+            });
             self.metrics
                 .framework
                 .values_dropped
                 .get_or_create(&label("reason", "queue_full"))
                 .inc_by(count);
         }
+    }
+}
+
+/// The body of the delivery task: runs until every sender is gone, then flushes what is still
+/// coalescing and waits for the sink.
+async fn deliver_all(
+    mut receiver: mpsc::Receiver<Batch>,
+    sink: Arc<dyn Sink>,
+    metrics: Metrics,
+    mut coalescer: Coalescer,
+    limit: Arc<Semaphore>,
+) {
+    let mut running = JoinSet::new();
+    let mut closed = Vec::new();
+    let mut open = true;
+    while open {
+        let deadline = coalescer.next_deadline();
+        tokio::select! {
+            batch = receiver.recv() => match batch {
+                Some(mut batch) => {
+                    clean(&mut batch, &metrics);
+                    if !batch.values.is_empty() {
+                        coalescer.add(batch, tokio::time::Instant::now(), &mut closed);
+                    }
+                }
+                None => {
+                    coalescer.close_all(&mut closed);
+                    open = false;
+                }
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                coalescer.close_due(tokio::time::Instant::now(), &mut closed);
+            }
+        }
+        for firings in closed.drain(..) {
+            let Ok(permit) = limit.clone().acquire_owned().await else {
+                return;
+            };
+            let sink = sink.clone();
+            running.spawn(async move {
+                sink.deliver(firings).await;
+                drop(permit);
+            });
+        }
+        while running.try_join_next().is_some() {}
+    }
+    while running.join_next().await.is_some() {}
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -285,6 +318,7 @@ mod tests {
             job_id: "j".into(),
             entity_id: Some(5),
             time: 0.0,
+            receipt: None,
             values: vec![
                 Value::new("a.b", 1.0),
                 Value::new("a.nan", f64::NAN),

@@ -2,15 +2,16 @@
 //! overlapping itself, and a panic in one job contained to that job.
 
 use crate::bot::Collector;
-use crate::delivery::{Batch, DeliveryHandle};
+use crate::delivery::{Batch, DeliveryHandle, Receipt};
 use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
 use crate::notify::{Notifier, RunReport};
 use crate::pacing::Pacer;
 use crate::report::Findings;
-use crate::scheduler::{Clock, Due};
-use crate::status::LastRun;
+use crate::scheduler::{Clock, Due, JobState};
+use crate::status::{Delivered, LastRun};
 use crate::task_record::{TaskRecord, TaskRecords};
+use crate::value::Value;
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
@@ -43,16 +44,34 @@ impl Outcome {
 
 /// Runs jobs for one bot.
 pub struct Executor<C: Collector> {
-    bot: Arc<C>,
-    permits: Arc<Semaphore>,
+    shared: Arc<Shared<C>>,
     timeout: Option<Duration>,
+    tasks: TaskTracker,
+}
+
+/// What every run needs, behind one `Arc` so that a firing clones one pointer.
+struct Shared<C: Collector> {
+    bot: Arc<C>,
+    permits: Semaphore,
     delivery: DeliveryHandle,
     metrics: Metrics,
     clock: Clock,
-    tasks: TaskTracker,
-    records: Arc<TaskRecords>,
+    records: TaskRecords,
     notifier: Option<Notifier>,
-    pacer: Option<Arc<Pacer>>,
+    pacer: Option<Pacer>,
+}
+
+/// A firing that ended (or was skipped), for the status page, the notifier and delivery.
+struct Ended<'a, P> {
+    spec: &'a JobSpec<P>,
+    state: &'a Arc<JobState>,
+    scheduled: u64,
+    started: f64,
+    finished: f64,
+    outcome: Outcome,
+    values: Vec<Value>,
+    error: Option<String>,
+    findings: Findings,
 }
 
 impl<C: Collector> Executor<C> {
@@ -67,151 +86,66 @@ impl<C: Collector> Executor<C> {
         records: TaskRecords,
     ) -> Self {
         Executor {
-            records: Arc::new(records),
-            bot,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            shared: Arc::new(Shared {
+                bot,
+                permits: Semaphore::new(concurrency.max(1)),
+                delivery,
+                metrics,
+                clock,
+                records,
+                notifier: None,
+                pacer: None,
+            }),
             timeout,
-            delivery,
-            metrics,
-            clock,
             tasks: TaskTracker::new(),
-            notifier: None,
-            pacer: None,
         }
     }
 
-    /// Starts at most `starts_per_second` runs a second (`JOB_MAX_STARTS_PER_SECOND`).
+    /// Starts at most `starts_per_second` runs a second (`JOB_MAX_STARTS_PER_SECOND`). A builder
+    /// step: it has no effect once runs have started.
     pub fn with_pacing(mut self, starts_per_second: Option<u32>) -> Self {
-        self.pacer = starts_per_second.map(|rate| Arc::new(Pacer::new(rate)));
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.pacer = starts_per_second.map(Pacer::new);
+        }
         self
     }
 
-    /// Hands every finished run (outcome, checks, events, task record) to the notifier.
+    /// Hands every finished run (outcome, checks, events, task record) to the notifier. A
+    /// builder step, like [`Executor::with_pacing`].
     pub fn with_notifier(mut self, notifier: Notifier) -> Self {
-        self.notifier = Some(notifier);
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.notifier = Some(notifier);
+        }
         self
     }
 
     /// Starts a run of a job that fell due, unless its previous run is still going.
     pub fn fire(&self, due: Due<C::Params>) {
-        let framework = &self.metrics.framework;
-        framework.firings.inc();
+        self.shared.metrics.framework.firings.inc();
         if due.state.running.swap(true, Ordering::AcqRel) {
-            tracing::warn!(job = %due.spec.id, entity = due.spec.entity_id,
-                "previous run still going; this firing is skipped");
-            framework
-                .runs
-                .get_or_create(&label("outcome", Outcome::Skip.as_str()))
-                .inc();
-            let now = self.clock.now_unix();
-            due.state.runs.record(LastRun {
-                scheduled: due.firing.scheduled,
-                started: now,
-                finished: now,
-                outcome: Outcome::Skip,
-                values: 0,
-                error: Some("the previous run was still going; this firing was skipped".into()),
-            });
-            let record = TaskRecord {
-                job: &due.spec.id,
-                entity: due.spec.entity_id,
-                trigger: due.firing.scheduled,
-                start: now,
-                end: now,
-                outcome: Outcome::Skip,
-            };
-            let mut values = Vec::new();
-            self.records.emit(&record, &mut values);
-            if let Some(notifier) = &self.notifier {
-                notifier.finish(run_report(&due.spec, &record, None, Findings::default()));
-            }
-            self.delivery.submit(Batch {
-                account_id: due.spec.account_id,
-                job_id: due.spec.id.clone(),
-                entity_id: due.spec.entity_id,
-                time: now,
-                values,
-            });
-            return;
+            return self.skip(due);
         }
-        let bot = self.bot.clone();
-        let permits = self.permits.clone();
-        let delivery = self.delivery.clone();
-        let metrics = self.metrics.clone();
-        let clock = self.clock;
-        let records = self.records.clone();
-        let notifier = self.notifier.clone();
-        let pacer = self.pacer.clone();
         let limit = self
             .timeout
             .or_else(|| due.spec.min_interval().map(Duration::from_secs))
             .unwrap_or(Duration::from_secs(60));
-        self.tasks.spawn(async move {
-            let Due { spec, firing, state } = due;
-            if let Some(pacer) = &pacer {
-                pacer.wait().await;
-            }
-            let Ok(_permit) = permits.acquire_owned().await else {
-                state.running.store(false, Ordering::Release);
-                return;
-            };
-            let started = clock.now_unix();
-            let wait = (started - firing.scheduled as f64).max(0.0);
-            metrics.framework.wait_seconds.observe(wait);
-            let run = AssertUnwindSafe(bot.perform(&spec, &firing)).catch_unwind();
-            let result = tokio::time::timeout(limit, run).await;
-            let finished = clock.now_unix();
-            metrics.framework.run_seconds.observe(finished - started);
-            metrics
-                .framework
-                .total_seconds
-                .observe((finished - firing.scheduled as f64).max(0.0));
-            state.running.store(false, Ordering::Release);
-            let (outcome, mut values, error) = match result {
-                Ok(Ok(Ok(values))) => (Outcome::Success, values, None),
-                Ok(Ok(Err(e))) => {
-                    tracing::error!(job = %spec.id, entity = spec.entity_id, "job failed: {e}");
-                    (Outcome::Failure, Vec::new(), Some(e.to_string()))
-                }
-                Ok(Err(panic)) => {
-                    tracing::error!(job = %spec.id, entity = spec.entity_id, "job panicked; other jobs go on");
-                    (Outcome::Panic, Vec::new(), Some(panic_message(panic.as_ref())))
-                }
-                Err(_) => {
-                    tracing::error!(job = %spec.id, entity = spec.entity_id,
-                        "job timed out after {limit:?} and was cancelled");
-                    let error = format!("timed out after {limit:?} and was cancelled");
-                    (Outcome::Timeout, Vec::new(), Some(error))
-                }
-            };
-            state.runs.record(LastRun {
-                scheduled: firing.scheduled,
-                started,
-                finished,
-                outcome,
-                values: values.len(),
-                error: error.clone(),
-            });
-            let record = TaskRecord {
-                job: &spec.id,
-                entity: spec.entity_id,
-                trigger: firing.scheduled,
-                start: started,
-                end: finished,
-                outcome,
-            };
-            records.emit(&record, &mut values);
-            if let Some(notifier) = &notifier {
-                notifier.finish(run_report(&spec, &record, error, firing.findings()));
-            }
-            delivery.submit(Batch {
-                account_id: spec.account_id,
-                job_id: spec.id.clone(),
-                entity_id: spec.entity_id,
-                time: finished,
-                values,
-            });
-            metrics.framework.runs.get_or_create(&label("outcome", outcome.as_str())).inc();
+        self.tasks.spawn(self.shared.clone().run(due, limit));
+    }
+
+    fn skip(&self, due: Due<C::Params>) {
+        tracing::warn!(job = %due.spec.id, entity = due.spec.entity_id,
+            "previous run still going; this firing is skipped");
+        let now = self.shared.clock.now_unix();
+        self.shared.finish(Ended {
+            spec: &due.spec,
+            state: &due.state,
+            scheduled: due.firing.scheduled,
+            started: now,
+            finished: now,
+            outcome: Outcome::Skip,
+            values: Vec::new(),
+            error: Some("the previous run was still going; this firing was skipped".into()),
+            findings: Findings::default(),
         });
     }
 
@@ -220,6 +154,122 @@ impl<C: Collector> Executor<C> {
     pub async fn drain(&self, grace: Duration) -> bool {
         self.tasks.close();
         tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
+    }
+}
+
+impl<C: Collector> Shared<C> {
+    /// One run: pacing, a concurrency permit, the bot's work under `limit`, then [`Self::finish`].
+    async fn run(self: Arc<Self>, due: Due<C::Params>, limit: Duration) {
+        let Due {
+            spec,
+            firing,
+            state,
+        } = due;
+        if let Some(pacer) = &self.pacer {
+            pacer.wait().await;
+        }
+        let Ok(_permit) = self.permits.acquire().await else {
+            state.running.store(false, Ordering::Release);
+            return;
+        };
+        let framework = &self.metrics.framework;
+        let started = self.clock.now_unix();
+        framework
+            .wait_seconds
+            .observe((started - firing.scheduled as f64).max(0.0));
+        let run = AssertUnwindSafe(self.bot.perform(&spec, &firing)).catch_unwind();
+        let result = tokio::time::timeout(limit, run).await;
+        let finished = self.clock.now_unix();
+        framework.run_seconds.observe(finished - started);
+        framework
+            .total_seconds
+            .observe((finished - firing.scheduled as f64).max(0.0));
+        state.running.store(false, Ordering::Release);
+        let (outcome, values, error) = match result {
+            Ok(Ok(Ok(values))) => (Outcome::Success, values, None),
+            Ok(Ok(Err(e))) => {
+                tracing::error!(job = %spec.id, entity = spec.entity_id, "job failed: {e}");
+                (Outcome::Failure, Vec::new(), Some(e.to_string()))
+            }
+            Ok(Err(panic)) => {
+                tracing::error!(job = %spec.id, entity = spec.entity_id, "job panicked; other jobs go on");
+                (
+                    Outcome::Panic,
+                    Vec::new(),
+                    Some(panic_message(panic.as_ref())),
+                )
+            }
+            Err(_) => {
+                tracing::error!(job = %spec.id, entity = spec.entity_id,
+                    "job timed out after {limit:?} and was cancelled");
+                let error = format!("timed out after {limit:?} and was cancelled");
+                (Outcome::Timeout, Vec::new(), Some(error))
+            }
+        };
+        self.finish(Ended {
+            spec: &spec,
+            state: &state,
+            scheduled: firing.scheduled,
+            started,
+            finished,
+            outcome,
+            values,
+            error,
+            findings: firing.findings(),
+        });
+    }
+
+    /// Records a firing's end (status page, task record, notifier, counter) and hands its values
+    /// to delivery, which reports back what the backend made of them.
+    fn finish(&self, ended: Ended<'_, C::Params>) {
+        let Ended {
+            spec,
+            state,
+            scheduled,
+            started,
+            finished,
+            outcome,
+            mut values,
+            error,
+            findings,
+        } = ended;
+        let record = TaskRecord {
+            job: &spec.id,
+            entity: spec.entity_id,
+            trigger: scheduled,
+            start: started,
+            end: finished,
+            outcome,
+        };
+        self.records.emit(&record, &mut values);
+        state.runs.record(LastRun {
+            scheduled,
+            started,
+            finished,
+            outcome,
+            values: values.len(),
+            delivered: Delivered::default(),
+            error: error.clone(),
+        });
+        if let Some(notifier) = &self.notifier {
+            notifier.finish(run_report(spec, &record, error, findings));
+        }
+        self.delivery.submit(Batch {
+            account_id: spec.account_id,
+            job_id: spec.id.clone(),
+            entity_id: spec.entity_id,
+            time: finished,
+            values,
+            receipt: Some(Receipt {
+                state: state.clone(),
+                scheduled,
+            }),
+        });
+        self.metrics
+            .framework
+            .runs
+            .get_or_create(&label("outcome", outcome.as_str()))
+            .inc();
     }
 }
 
@@ -260,11 +310,10 @@ fn run_report<P>(
 mod tests {
     use super::*;
     use crate::bot::{Firing, JobError};
+    use crate::delivery::coalesce::Limits;
     use crate::delivery::{Batch, Delivery, Sink};
     use crate::entity::EntityConfig;
     use crate::job::JobSpec;
-    use crate::scheduler::JobState;
-    use crate::value::Value;
     use futures::future::BoxFuture;
     use std::sync::Mutex;
 
@@ -298,8 +347,8 @@ mod tests {
     struct Capture(Mutex<Vec<Batch>>);
 
     impl Sink for Capture {
-        fn deliver(&self, batch: Batch) -> BoxFuture<'_, ()> {
-            Box::pin(async move { self.0.lock().unwrap().push(batch) })
+        fn deliver(&self, firings: Vec<Batch>) -> BoxFuture<'_, ()> {
+            Box::pin(async move { self.0.lock().unwrap().extend(firings) })
         }
     }
 
@@ -323,7 +372,7 @@ mod tests {
     async fn overlap_timeout_failure_and_panic_stay_with_their_job() {
         let metrics = Metrics::new();
         let capture = Arc::new(Capture::default());
-        let delivery = Delivery::start(capture.clone(), metrics.clone(), 100, 4);
+        let delivery = Delivery::start(capture.clone(), metrics.clone(), 100, 4, Limits::none());
         let executor = Executor::new(
             Arc::new(Scripted),
             8,

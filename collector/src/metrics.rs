@@ -45,6 +45,8 @@ pub struct FrameworkMetrics {
     pub refresh_seconds: Histogram,
     pub values_spooled: Counter,
     pub values_replayed: Counter,
+    /// Values of spooled batches the backend kept refusing with 5xx while others went through.
+    pub values_set_aside: Counter,
     pub spool_bytes: Gauge,
     pub spool_entries: Gauge,
 }
@@ -76,6 +78,7 @@ impl Metrics {
             refresh_seconds: Histogram::new(exponential_buckets(0.01, 3.0, 10)),
             values_spooled: Counter::default(),
             values_replayed: Counter::default(),
+            values_set_aside: Counter::default(),
             spool_bytes: Gauge::default(),
             spool_entries: Gauge::default(),
         });
@@ -158,6 +161,11 @@ impl Metrics {
             "values_replayed",
             "Values replayed from the spool by PUT",
             f.values_replayed.clone(),
+        );
+        registry.register(
+            "values_set_aside",
+            "Spooled values the backend kept refusing with 5xx while others went through, set aside on disk",
+            f.values_set_aside.clone(),
         );
         registry.register("spool_bytes", "Bytes in the spool", f.spool_bytes.clone());
         registry.register(

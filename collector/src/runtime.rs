@@ -380,14 +380,14 @@ async fn backend_mode(
         })?;
     let replay_stop = CancellationToken::new();
     let replayer = tokio::spawn(spool.clone().replay(client.clone(), replay_stop.clone()));
-    let sink = Arc::new(BackendSink {
-        client: client.clone(),
-        attempts: settings.delivery_attempts,
-        first_backoff: Duration::from_secs(1),
-        metrics: metrics.clone(),
+    let sink = Arc::new(BackendSink::new(
+        client.clone(),
+        settings.delivery_attempts,
+        Duration::from_secs(1),
+        metrics.clone(),
         spool,
-        shutdown: shutdown.clone(),
-    });
+        shutdown.clone(),
+    ));
     Ok(Intake {
         source: Source::Backend { client, bot_id },
         sink,
@@ -482,7 +482,13 @@ async fn schedule<C: Collector>(
     shutdown: CancellationToken,
 ) -> Running<C> {
     let clock = Clock::new();
-    let delivery = Delivery::start(intake.sink, metrics.clone(), 10_000, 64);
+    let delivery = Delivery::start(
+        intake.sink,
+        metrics.clone(),
+        10_000,
+        64,
+        settings.delivery_limits(),
+    );
     let executor = Executor::new(
         bot.clone(),
         settings.job_concurrency as usize,

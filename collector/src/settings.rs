@@ -72,6 +72,16 @@ pub struct Settings {
     #[arg(help_heading = "Delivery", long, env = "DELIVERY_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub delivery_attempts: u64,
 
+    /// Values of one account that go in one POST at most: the firings finishing close together
+    /// are coalesced until this many values or DELIVERY_BATCH_MAX_DELAY_MS, whichever is first.
+    #[arg(help_heading = "Delivery", long, env = "DELIVERY_BATCH_MAX_VALUES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub delivery_batch_max_values: u64,
+
+    /// Milliseconds a value may wait for others to share its POST (0: one POST per firing); a
+    /// group also closes once no firing joined it for a tenth of this.
+    #[arg(help_heading = "Delivery", long, env = "DELIVERY_BATCH_MAX_DELAY_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub delivery_batch_max_delay_ms: u64,
+
     /// Bytes the on-disk spool of undelivered values may hold; when full the oldest are dropped.
     #[arg(help_heading = "Delivery", long, env = "SPOOL_MAX_BYTES", default_value_t = 256 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..))]
     pub spool_max_bytes: u64,
@@ -207,6 +217,14 @@ impl Settings {
             .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "bot".into());
         PathBuf::from("data").join(bot)
+    }
+
+    /// When a coalesced group of values closes.
+    pub fn delivery_limits(&self) -> crate::delivery::coalesce::Limits {
+        crate::delivery::coalesce::Limits {
+            max_values: usize::try_from(self.delivery_batch_max_values).unwrap_or(usize::MAX),
+            max_delay: Duration::from_millis(self.delivery_batch_max_delay_ms),
+        }
     }
 
     pub fn refresh_interval(&self) -> Duration {

@@ -17,6 +17,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const SPOOL: TableDefinition<u64, &[u8]> = TableDefinition::new("spool");
+/// Batches the backend kept refusing with 5xx while others went through: kept, never replayed.
+const SET_ASIDE: TableDefinition<u64, &[u8]> = TableDefinition::new("spool_set_aside");
+
+/// How many times a spooled batch may be refused with 5xx, each time while another batch went
+/// through, before it is set aside so that it cannot block the replay.
+pub const POISON_LIMIT: u32 = 5;
 
 /// The backend takes at most 100 items per page all-or-nothing; a replay PUT never sends more.
 pub const PUT_PAGE: usize = 100;
@@ -43,6 +49,8 @@ struct Inner {
     next_key: AtomicU64,
     added: Notify,
     metrics: Metrics,
+    /// 5xx refusals per entry, counted only while other entries went through.
+    refusals: std::sync::Mutex<std::collections::HashMap<u64, u32>>,
 }
 
 fn storage_error(e: impl std::fmt::Display) -> String {
@@ -80,6 +88,7 @@ impl Spool {
                 next_key: AtomicU64::new(last + 1),
                 added: Notify::new(),
                 metrics,
+                refusals: Default::default(),
             }),
         };
         spool.update_gauges();
@@ -108,37 +117,44 @@ impl Spool {
             .set(self.inner.entries.load(Ordering::Acquire) as i64);
     }
 
-    /// Writes a batch durably. Returns once it is committed; on a storage error the batch is
-    /// lost and the error says so.
-    pub async fn push(&self, batch: Batch, account: u64) -> Result<(), String> {
-        let entry = Entry {
-            account,
-            job: batch.job_id,
-            time: batch.time,
-            values: batch
-                .values
-                .into_iter()
-                .map(|v| (v.path, v.value))
-                .collect(),
-        };
-        let count = entry.values.len() as u64;
-        let bytes = serde_json::to_vec(&entry).map_err(storage_error)?;
+    /// Writes the batches of one account durably, in one transaction. Returns once they are
+    /// committed; on a storage error they are lost and the error says so.
+    pub async fn push(&self, batches: Vec<Batch>, account: u64) -> Result<(), String> {
+        let mut entries = Vec::with_capacity(batches.len());
+        let mut count = 0;
+        for batch in batches {
+            let entry = Entry {
+                account,
+                job: batch.job_id,
+                time: batch.time,
+                values: batch
+                    .values
+                    .into_iter()
+                    .map(|v| (v.path, v.value))
+                    .collect(),
+            };
+            count += entry.values.len() as u64;
+            entries.push(serde_json::to_vec(&entry).map_err(storage_error)?);
+        }
         let spool = self.clone();
-        tokio::task::spawn_blocking(move || spool.push_blocking(bytes, count))
+        tokio::task::spawn_blocking(move || spool.push_blocking(entries, count))
             .await
             .map_err(storage_error)?
     }
 
-    fn push_blocking(&self, bytes: Vec<u8>, count: u64) -> Result<(), String> {
+    fn push_blocking(&self, entries: Vec<Vec<u8>>, count: u64) -> Result<(), String> {
         let inner = &self.inner;
-        let key = inner.next_key.fetch_add(1, Ordering::AcqRel);
-        let size = bytes.len() as u64;
+        let size: u64 = entries.iter().map(|e| e.len() as u64).sum();
+        let added = entries.len() as u64;
+        let first_key = inner.next_key.fetch_add(added, Ordering::AcqRel);
         let db = inner.store.database();
         let txn = db.begin_write().map_err(storage_error)?;
         let (mut dropped_entries, mut dropped_values, mut freed) = (0u64, 0u64, 0u64);
         {
             let mut table = txn.open_table(SPOOL).map_err(storage_error)?;
-            table.insert(key, bytes.as_slice()).map_err(storage_error)?;
+            for (key, bytes) in (first_key..).zip(&entries) {
+                table.insert(key, bytes.as_slice()).map_err(storage_error)?;
+            }
             let mut total = inner.bytes.load(Ordering::Acquire) + size;
             while total > inner.max_bytes {
                 let popped = table
@@ -148,9 +164,12 @@ impl Spool {
                 let Some((old_key, old)) = popped else {
                     break;
                 };
-                if old_key == key {
-                    // A single batch larger than the whole spool: keep it rather than nothing.
-                    table.insert(key, bytes.as_slice()).map_err(storage_error)?;
+                if old_key >= first_key {
+                    // What was just written is larger than the whole spool: keep it rather
+                    // than nothing.
+                    table
+                        .insert(old_key, old.as_slice())
+                        .map_err(storage_error)?;
                     break;
                 }
                 total -= old.len() as u64;
@@ -164,7 +183,7 @@ impl Spool {
         txn.commit().map_err(storage_error)?;
         inner.bytes.fetch_add(size, Ordering::AcqRel);
         inner.bytes.fetch_sub(freed, Ordering::AcqRel);
-        inner.entries.fetch_add(1, Ordering::AcqRel);
+        inner.entries.fetch_add(added, Ordering::AcqRel);
         inner.entries.fetch_sub(dropped_entries, Ordering::AcqRel);
         let f = &inner.metrics.framework;
         f.values_spooled.inc_by(count);
@@ -184,13 +203,17 @@ impl Spool {
         Ok(())
     }
 
-    /// The oldest entry, if any.
-    fn oldest(&self) -> Result<Option<(u64, Entry)>, String> {
+    /// The oldest entry after `after` (the oldest of all for `None`), if any.
+    fn oldest_after(&self, after: Option<u64>) -> Result<Option<(u64, Entry)>, String> {
         let db = self.inner.store.database();
         let txn = db.begin_read().map_err(storage_error)?;
         let table = txn.open_table(SPOOL).map_err(storage_error)?;
+        let start = after.map_or(0, |key| key.saturating_add(1));
         let first = table
-            .first()
+            .range(start..)
+            .map_err(storage_error)?
+            .next()
+            .transpose()
             .map_err(storage_error)?
             .map(|(key, value)| (key.value(), serde_json::from_slice::<Entry>(value.value())));
         drop(table);
@@ -204,6 +227,31 @@ impl Spool {
                 Ok(None)
             }
         }
+    }
+
+    /// Moves an entry out of the replay into the set-aside table.
+    fn set_aside(&self, key: u64) -> Result<(), String> {
+        let db = self.inner.store.database();
+        let txn = db.begin_write().map_err(storage_error)?;
+        let moved = {
+            let mut table = txn.open_table(SPOOL).map_err(storage_error)?;
+            let removed = table
+                .remove(key)
+                .map_err(storage_error)?
+                .map(|v| v.value().to_vec());
+            if let Some(bytes) = &removed {
+                let mut aside = txn.open_table(SET_ASIDE).map_err(storage_error)?;
+                aside.insert(key, bytes.as_slice()).map_err(storage_error)?;
+            }
+            removed.map(|b| b.len() as u64)
+        };
+        txn.commit().map_err(storage_error)?;
+        if let Some(size) = moved {
+            self.inner.bytes.fetch_sub(size, Ordering::AcqRel);
+            self.inner.entries.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.update_gauges();
+        Ok(())
     }
 
     fn remove(&self, key: u64) -> Result<(), String> {
@@ -225,92 +273,31 @@ impl Spool {
 
     /// Replays the spool to the backend until `shutdown`: oldest first, `PUT` pages of at most
     /// 100 values with their original timestamps; waits with backoff while the backend fails.
+    /// A batch the backend refuses with 5xx is compared with the next one: if that goes through,
+    /// the refusal counts against the batch, and after [`POISON_LIMIT`] of them it is set aside.
     pub async fn replay(self, client: BackendClient, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_secs(1);
-        // For the two lines a user watching an outage wants: when the backend takes values again,
-        // and when the spool is empty and live delivery is back.
-        let mut backend_failing = false;
-        let mut replayed = 0u64;
+        let mut replay = Replay {
+            spool: self,
+            client,
+            backoff: Duration::from_secs(1),
+            backend_failing: false,
+            replayed: 0,
+            suspect: None,
+        };
         loop {
-            let next = {
-                let spool = self.clone();
-                tokio::task::spawn_blocking(move || spool.oldest()).await
+            let step = match replay.step().await {
+                Step::Next => continue,
+                Step::Wait(duration) => wait(&shutdown, duration).await,
+                Step::Idle => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => true,
+                        _ = replay.spool.inner.added.notified() => false,
+                    }
+                }
+                Step::Stop => true,
             };
-            let entry = match next {
-                Ok(Ok(Some(entry))) => entry,
-                Ok(Ok(None)) => {
-                    if replayed > 0 {
-                        tracing::info!(
-                            "spool replayed: {replayed} values delivered late with their own \
-                             timestamps; values go straight to the backend again"
-                        );
-                        replayed = 0;
-                    }
-                    if self.is_empty() {
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = self.inner.added.notified() => {}
-                        }
-                    }
-                    continue;
-                }
-                Ok(Err(e)) => {
-                    tracing::error!("cannot read the spool: {e}");
-                    if wait(&shutdown, Duration::from_secs(5)).await {
-                        return;
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!("spool reader failed: {e}");
-                    return;
-                }
-            };
-            let (key, entry) = entry;
-            match self.send(&client, &entry).await {
-                Ok(()) => {
-                    if backend_failing {
-                        tracing::info!(
-                            account = entry.account,
-                            "the backend takes values again: replaying the spool"
-                        );
-                        backend_failing = false;
-                    }
-                    replayed += entry.values.len() as u64;
-                    backoff = Duration::from_secs(1);
-                    self.inner
-                        .metrics
-                        .framework
-                        .values_replayed
-                        .inc_by(entry.values.len() as u64);
-                    if let Err(e) = self.remove_async(key).await {
-                        tracing::error!("cannot remove a replayed batch from the spool: {e}");
-                    }
-                }
-                Err(e) if e.is_retryable() => {
-                    backend_failing = true;
-                    tracing::warn!(
-                        account = entry.account,
-                        "backend still unavailable, spool replay waits {backoff:?}: {e}"
-                    );
-                    if wait(&shutdown, backoff).await {
-                        return;
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-                Err(e) => {
-                    tracing::error!(account = entry.account, job = %entry.job,
-                        "spooled batch of {} values rejected by the backend, dropped: {e}", entry.values.len());
-                    self.inner
-                        .metrics
-                        .framework
-                        .values_dropped
-                        .get_or_create(&label("reason", "rejected"))
-                        .inc_by(entry.values.len() as u64);
-                    if let Err(e) = self.remove_async(key).await {
-                        tracing::error!("cannot remove a rejected batch from the spool: {e}");
-                    }
-                }
+            if step {
+                return;
             }
         }
     }
@@ -342,6 +329,191 @@ impl Spool {
             client.put_values(entry.account, page).await?;
         }
         Ok(())
+    }
+}
+
+/// What the replay loop does next.
+enum Step {
+    Next,
+    Wait(Duration),
+    /// The spool is empty: wait for a new entry.
+    Idle,
+    Stop,
+}
+
+/// A batch the backend refused with 5xx, waiting to see whether the next one goes through.
+struct Suspect {
+    key: u64,
+    account: u64,
+    job: String,
+    values: usize,
+    error: crate::backend::BackendError,
+}
+
+/// The state of the replay loop.
+struct Replay {
+    spool: Spool,
+    client: BackendClient,
+    backoff: Duration,
+    /// For the two lines a user watching an outage wants: when the backend takes values again,
+    /// and when the spool is empty and live delivery is back.
+    backend_failing: bool,
+    replayed: u64,
+    suspect: Option<Suspect>,
+}
+
+impl Replay {
+    async fn step(&mut self) -> Step {
+        let after = self.suspect.as_ref().map(|s| s.key);
+        let next = {
+            let spool = self.spool.clone();
+            tokio::task::spawn_blocking(move || spool.oldest_after(after)).await
+        };
+        let (key, entry) = match next {
+            Ok(Ok(Some(entry))) => entry,
+            Ok(Ok(None)) if self.suspect.is_some() => {
+                // Nothing to compare the refused batch with: treat it as the backend failing.
+                self.suspect = None;
+                return self.failing();
+            }
+            Ok(Ok(None)) => return self.emptied(),
+            Ok(Err(e)) => {
+                tracing::error!("cannot read the spool: {e}");
+                return Step::Wait(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::error!("spool reader failed: {e}");
+                return Step::Stop;
+            }
+        };
+        match self.spool.send(&self.client, &entry).await {
+            Ok(()) => self.delivered(key, &entry).await,
+            Err(e) if e.status().is_some_and(|s| s >= 500) && self.suspect.is_none() => {
+                self.suspect = Some(Suspect {
+                    key,
+                    account: entry.account,
+                    job: entry.job.clone(),
+                    values: entry.values.len(),
+                    error: e,
+                });
+                Step::Next
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(
+                    account = entry.account,
+                    "backend still unavailable, spool replay waits {:?}: {e}",
+                    self.backoff
+                );
+                self.suspect = None;
+                self.failing()
+            }
+            Err(e) => {
+                tracing::error!(account = entry.account, job = %entry.job,
+                    "spooled batch of {} values rejected by the backend, dropped: {e}", entry.values.len());
+                self.spool
+                    .inner
+                    .metrics
+                    .framework
+                    .values_dropped
+                    .get_or_create(&label("reason", "rejected"))
+                    .inc_by(entry.values.len() as u64);
+                if let Err(e) = self.spool.remove_async(key).await {
+                    tracing::error!("cannot remove a rejected batch from the spool: {e}");
+                }
+                Step::Next
+            }
+        }
+    }
+
+    fn failing(&mut self) -> Step {
+        self.backend_failing = true;
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+        Step::Wait(wait)
+    }
+
+    fn emptied(&mut self) -> Step {
+        if self.replayed > 0 {
+            tracing::info!(
+                "spool replayed: {} values delivered late with their own timestamps; values go \
+                 straight to the backend again",
+                self.replayed
+            );
+            self.replayed = 0;
+        }
+        if self.spool.is_empty() {
+            Step::Idle
+        } else {
+            Step::Next
+        }
+    }
+
+    async fn delivered(&mut self, key: u64, entry: &Entry) -> Step {
+        if self.backend_failing {
+            tracing::info!(
+                account = entry.account,
+                "the backend takes values again: replaying the spool"
+            );
+            self.backend_failing = false;
+        }
+        self.replayed += entry.values.len() as u64;
+        self.backoff = Duration::from_secs(1);
+        let framework = &self.spool.inner.metrics.framework;
+        framework.values_replayed.inc_by(entry.values.len() as u64);
+        if let Err(e) = self.spool.remove_async(key).await {
+            tracing::error!("cannot remove a replayed batch from the spool: {e}");
+        }
+        if let Some(suspect) = self.suspect.take() {
+            self.refused_while_others_pass(suspect).await;
+        }
+        Step::Next
+    }
+
+    /// Counts a 5xx against a batch while another one went through; sets it aside at the limit.
+    async fn refused_while_others_pass(&mut self, suspect: Suspect) {
+        let refusals = {
+            let mut counts = self
+                .spool
+                .inner
+                .refusals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let count = counts.entry(suspect.key).or_insert(0);
+            *count += 1;
+            *count
+        };
+        if refusals < POISON_LIMIT {
+            return;
+        }
+        let Suspect {
+            key,
+            account,
+            job,
+            values,
+            error,
+        } = suspect;
+        let spool = self.spool.clone();
+        match tokio::task::spawn_blocking(move || spool.set_aside(key)).await {
+            Ok(Ok(())) => {
+                tracing::error!(account, %job, key,
+                    "spooled batch of {values} values set aside: the backend refused it {refusals} \
+                     times with 5xx while other batches went through (kept on disk, not replayed): {error}");
+                self.spool
+                    .inner
+                    .metrics
+                    .framework
+                    .values_set_aside
+                    .inc_by(values as u64);
+                self.spool
+                    .inner
+                    .refusals
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+            }
+            Ok(Err(e)) => tracing::error!("cannot set a spooled batch aside: {e}"),
+            Err(e) => tracing::error!("cannot set a spooled batch aside: {e}"),
+        }
     }
 }
 

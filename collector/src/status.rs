@@ -83,10 +83,32 @@ pub struct LastRun {
     pub started: f64,
     pub finished: f64,
     pub outcome: Outcome,
-    /// Values the run returned for delivery.
+    /// Values the firing handed to delivery (its task record values included).
     pub values: usize,
+    /// What became of them, as delivery reports it: accepted, spooled or dropped.
+    pub delivered: Delivered,
     /// The error in full, for every outcome but success.
     pub error: Option<String>,
+}
+
+/// What became of a firing's values after it ended, so the status page shows what the backend
+/// accepted rather than what the run returned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Delivered {
+    /// Taken by the sink (the backend answered 2xx, or standalone output written).
+    pub accepted: u64,
+    /// Waiting in the on-disk spool for the backend to recover.
+    pub spooled: u64,
+    /// Cleaned out, refused by the backend, or lost (each is logged and counted).
+    pub dropped: u64,
+}
+
+impl std::ops::AddAssign for Delivered {
+    fn add_assign(&mut self, other: Delivered) {
+        self.accepted += other.accepted;
+        self.spooled += other.spooled;
+        self.dropped += other.dropped;
+    }
 }
 
 /// The run history the status page shows for one job, kept in the job's [`JobState`].
@@ -130,6 +152,15 @@ impl RunCell {
             history.last_error = Some((run.finished, error.clone()));
         }
         history.last = Some(run);
+    }
+
+    /// Adds what delivery made of the values of the firing due at `scheduled`; ignored when a
+    /// later firing has already replaced it.
+    pub fn delivered(&self, scheduled: u64, delivered: Delivered) {
+        let mut history = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(last) = history.last.as_mut().filter(|l| l.scheduled == scheduled) {
+            last.delivered += delivered;
+        }
     }
 
     /// A copy of the history.
@@ -302,6 +333,7 @@ mod tests {
             finished: 101.0,
             outcome,
             values: 0,
+            delivered: Delivered::default(),
             error,
         };
         cell.record(run(Outcome::Failure, Some("é".repeat(MAX_ERROR_BYTES))));

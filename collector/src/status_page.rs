@@ -187,7 +187,7 @@ pub fn render(view: &StatusView) -> String {
     render_pages(&mut out, view);
     out.push_str(
         "<table><thead><tr><th>Job</th><th>What</th><th>Intervals</th><th>Last firing</th>\
-         <th>State</th><th>Run cost</th><th>Values</th><th>Next due</th><th>Error</th></tr></thead>",
+         <th>State</th><th>Run cost</th><th>Values accepted</th><th>Next due</th><th>Error</th></tr></thead>",
     );
     for entity in &view.entities {
         render_entity(&mut out, entity, view.generated_at);
@@ -387,11 +387,29 @@ fn render_job(out: &mut String, job: &JobView, now: f64) {
         job.firings - job.unsuccessful,
         job.firings,
         cost(job.run_cost),
-        job.values.map(|v| v.to_string()).unwrap_or_default(),
+        values_cell(job),
         when(job.next_due.map(|t| t as f64), now),
         id = escape(&job.id),
         state = job.state,
     );
+}
+
+/// "4 of 4", or "2 of 4, 1 spooled, 1 dropped": what the backend accepted of the last firing's
+/// values, not what the run returned.
+fn values_cell(job: &JobView) -> String {
+    let (Some(values), Some(delivered)) = (job.values, job.delivered) else {
+        return String::new();
+    };
+    let mut cell = format!("{} of {values}", delivered.accepted);
+    for (count, what) in [
+        (delivered.spooled, "spooled"),
+        (delivered.dropped, "dropped"),
+    ] {
+        if count > 0 {
+            cell.push_str(&format!(", {count} {what}"));
+        }
+    }
+    cell
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! entities left out, filtered (account, entity, state), sorted failing first and cut into
 //! pages. Served as `/jobs.json` and rendered as `/jobs`.
 
-use crate::status::{Board, JobRow, RunHistory, SkippedEntity, Summary};
+use crate::status::{Board, Delivered, JobRow, RunHistory, SkippedEntity, Summary};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -99,8 +99,10 @@ pub struct JobView {
     pub last_firing: Option<u64>,
     pub run_cost: Option<f64>,
     pub wait_cost: Option<f64>,
-    /// Values the last run returned for delivery.
+    /// Values the last firing handed to delivery.
     pub values: Option<usize>,
+    /// What became of them: accepted by the backend, spooled, dropped.
+    pub delivered: Option<Delivered>,
     /// The last firing's error in full.
     pub error: Option<String>,
     pub last_error: Option<ErrorView>,
@@ -364,6 +366,7 @@ fn job_view(row: &JobRow, history: RunHistory, now: u64) -> JobView {
         run_cost: last.map(|l| (l.finished - l.started).max(0.0)),
         wait_cost: last.map(|l| (l.started - l.scheduled as f64).max(0.0)),
         values: last.map(|l| l.values),
+        delivered: last.map(|l| l.delivered),
         error: last.and_then(|l| l.error.clone()),
         last_error: history
             .last_error
@@ -392,6 +395,7 @@ mod tests {
                 finished: 1002.0,
                 outcome,
                 values: 3,
+                delivered: Delivered::default(),
                 error,
             });
         }

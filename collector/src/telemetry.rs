@@ -63,14 +63,17 @@ pub struct MetricsPageSink {
 }
 
 impl Sink for MetricsPageSink {
-    fn deliver(&self, batch: Batch) -> BoxFuture<'_, ()> {
+    fn deliver(&self, firings: Vec<Batch>) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             if let Ok(mut values) = self.values.0.lock() {
-                let count = batch.values.len() as u64;
-                for value in batch.values {
-                    values.insert(value.path, value.value);
+                for batch in firings {
+                    batch.report_accepted();
+                    let count = batch.values.len() as u64;
+                    for value in batch.values {
+                        values.insert(value.path, value.value);
+                    }
+                    self.metrics.framework.values_delivered.inc_by(count);
                 }
-                self.metrics.framework.values_delivered.inc_by(count);
             }
         })
     }

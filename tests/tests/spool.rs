@@ -4,6 +4,7 @@
 use e2e::process::{build, BotProcess};
 use e2e::{Fault, Fixture, Id, StoredValue, TestBackend, WriteMethod};
 use serde_json::json;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 
@@ -231,4 +232,83 @@ async fn a_full_spool_drops_the_oldest_and_counts_them() {
         .filter(|v| v.method == WriteMethod::Put)
         .count();
     assert!(put >= 1, "the spooled values were replayed");
+}
+
+#[tokio::test]
+async fn a_batch_the_backend_keeps_refusing_is_set_aside_and_replay_goes_on() {
+    let (_listener, backend, path) = setup().await;
+    let (url, token) = (backend.url(), backend.token(BOT));
+    let address = format!("127.0.0.1:{}", e2e::alertmanager::free_port());
+    let values_path = format!("/api/accounts/{ACCOUNT}/values/");
+    // Dropped connections on the first replays: they never count toward the limit.
+    let dropped = backend.inject(Fault::on("PUT", &values_path).close_connection().times(2));
+    // The first spooled batch the backend answers is poisoned: every PUT of it gets a 503.
+    let first_body: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+    let seen = first_body.clone();
+    let poison = backend.inject(
+        Fault::when(move |r| {
+            let Ok(mut first) = seen.lock() else {
+                return false;
+            };
+            r.method == "PUT" && first.get_or_insert_with(|| r.body.to_vec()).as_slice() == r.body
+        })
+        .status(503),
+    );
+    backend.inject(Fault::on("POST", &values_path).status(503).times(1));
+    let bot = BotProcess::start(
+        &build("collector", "--example", "tcpcheck"),
+        &[],
+        &env(&url, &token, &[("METRICS_ADDRESS", address.as_str())]),
+    );
+    bot.wait_for_log("set aside", Duration::from_secs(60)).await;
+    let set_aside_at = now();
+    assert_eq!(backend.fault_hits(dropped), 2);
+    // Refusals while no other batch was there to go through count as the backend failing. The
+    // bound is the one the README gives (5 refusals).
+    let limit = 5;
+    assert!(backend.fault_hits(poison) >= limit as usize);
+    let line = bot
+        .stderr()
+        .lines()
+        .find(|l| l.contains("set aside"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.contains("job=110")
+            && line.contains("2 values")
+            && line.contains(&format!("refused it {limit} times")),
+        "{line}"
+    );
+
+    // The replay went on, and once the spool is empty values go straight to the backend again.
+    let values = backend
+        .wait_for_values(
+            ACCOUNT,
+            |v| {
+                v.iter()
+                    .any(|x| x.method == WriteMethod::Post && x.t > set_aside_at + 0.5)
+            },
+            WAIT,
+        )
+        .await;
+    let replayed = values
+        .iter()
+        .filter(|v| v.method == WriteMethod::Put && v.path == path)
+        .count();
+    assert!(
+        replayed >= 3,
+        "the other spooled batches arrived: {replayed}"
+    );
+    let metrics = reqwest::get(format!("http://{address}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "collector_values_set_aside_total 2"),
+        "{metrics}"
+    );
 }

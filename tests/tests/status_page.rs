@@ -156,9 +156,11 @@ mod snmp {
         );
         let json_url = format!("http://{metrics}/jobs.json");
         let view = wait_for_page(&json_url, |v| {
+            let poll = &entity(v, WORKING)["jobs"][0];
             state_of(v, WORKING) == "success"
                 && state_of(v, WRONG_PASSWORD) == "failure"
                 && state_of(v, SILENT) == "failure"
+                && poll["delivered"]["accepted"] == poll["values"]
         })
         .await;
 
@@ -173,6 +175,17 @@ mod snmp {
         assert_eq!(poll["id"], json!(WORKING.to_string()));
         assert_eq!(poll["intervals"], json!([2]));
         assert!(poll["values"].as_u64() >= Some(1), "{poll:#}");
+        // What the backend accepted of the last firing's values, not what the run returned.
+        assert_eq!(
+            poll["delivered"],
+            json!({"accepted": poll["values"], "spooled": 0, "dropped": 0}),
+            "{poll:#}"
+        );
+        let stored = backend.values(ACCOUNT);
+        assert!(
+            stored.len() as u64 >= poll["values"].as_u64().unwrap_or(u64::MAX),
+            "the backend holds what the page says it accepted"
+        );
         assert!(
             poll["run_cost"].as_f64().is_some_and(|c| c < 1.0),
             "{poll:#}"

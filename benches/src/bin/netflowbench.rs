@@ -9,6 +9,7 @@
 //! Run: `cargo build --release -p netflowbot -p benches && target/release/netflowbench`
 //! (`--help` for options). The bot binary is looked up next to this one.
 
+use benches::counting_backend::{AccountConfigs, CountingBackend, BOT_ID, TOKEN};
 use benches::measure::{
     free_tcp_port, free_udp_port, http_get, pin_to, process_cpu, process_memory_kib,
     prometheus_value, spawn_pinned, ScratchDir,
@@ -16,6 +17,7 @@ use benches::measure::{
 use netflowbot::aggregate::Aggregate;
 use netflowbot::decode::Decoder;
 use netflowbot::reference::ReferenceDecoder;
+use serde_json::json;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -63,6 +65,8 @@ struct Options {
     buffer: usize,
     bot: bool,
     mix: Mix,
+    /// The bot in Grafolean mode against a counting backend instead of standalone.
+    grafolean: bool,
 }
 
 fn parse_options() -> Options {
@@ -75,6 +79,7 @@ fn parse_options() -> Options {
         buffer: rmem_max(),
         bot: true,
         mix: Mix::Zipf,
+        grafolean: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -103,10 +108,11 @@ fn parse_options() -> Options {
             "--no-bot" => o.bot = false,
             "--uniform" => o.mix = Mix::Uniform,
             "--no-nfcapd" => o.nfcapd = false,
+            "--grafolean" => o.grafolean = true,
             _ => {
                 println!(
                     "usage: netflowbench [--versions v5,v9,ipfix] [--step-seconds S] \
-                     [--memory-seconds S] [--buffer BYTES] [--memory-only] [--no-bot] [--no-nfcapd] [--uniform]"
+                     [--memory-seconds S] [--buffer BYTES] [--memory-only] [--no-bot] [--no-nfcapd] [--uniform] [--grafolean]"
                 );
                 std::process::exit(2);
             }
@@ -549,7 +555,24 @@ trait Receiver {
     fn rss(&self) -> (f64, f64);
 }
 
-/// The real netflowbot, standalone, with an entity for 127.0.0.1 so flows are aggregated.
+/// The job configs of the counting backend for `--grafolean`: the entity the standalone jobs
+/// file names, served by our bot.
+fn grafolean_configs() -> AccountConfigs {
+    AccountConfigs {
+        entities: vec![
+            json!({"id": 100, "name": "local", "entity_type": "device", "parent": null,
+            "details": {"ipv4": "127.0.0.1"},
+            "protocols": {"netflow": {"credential": 1, "bot": BOT_ID,
+                "sensors": [{"sensor": 10, "interval": null}]}}}),
+        ],
+        credentials: vec![json!({"id": 1, "name": "bench", "protocol": "netflow", "details": {}})],
+        sensors: vec![json!({"id": 10, "name": "netflow", "protocol": "netflow",
+            "default_interval": null, "details": {}})],
+    }
+}
+
+/// The real netflowbot with an entity for 127.0.0.1 so flows are aggregated: standalone, or in
+/// Grafolean mode against a counting backend.
 struct Bot {
     child: Child,
     port: u16,
@@ -559,7 +582,11 @@ struct Bot {
 }
 
 impl Bot {
-    fn start(binary: &Path, buffer: usize) -> Result<Bot, String> {
+    fn start(
+        binary: &Path,
+        buffer: usize,
+        backend: Option<&CountingBackend>,
+    ) -> Result<Bot, String> {
         let dir = ScratchDir::new("netflowbench-bot").map_err(|e| e.to_string())?;
         let jobs = dir.path().join("jobs.toml");
         std::fs::write(
@@ -573,10 +600,15 @@ impl Bot {
         let port = free_udp_port().map_err(|e| e.to_string())?;
         let metrics: SocketAddr =
             SocketAddr::from(([127, 0, 0, 1], free_tcp_port().map_err(|e| e.to_string())?));
+        let mut command = Command::new(binary);
+        match backend {
+            Some(backend) => command
+                .env("BACKEND_URL", backend.url())
+                .env("BOT_TOKEN", TOKEN),
+            None => command.arg("--jobs").arg(&jobs),
+        };
         let child = spawn_pinned_receiver(
-            Command::new(binary)
-                .arg("--jobs")
-                .arg(&jobs)
+            command
                 .arg("--data-dir")
                 .arg(dir.path().join("data"))
                 .args(["--metrics-address", &metrics.to_string()])
@@ -974,6 +1006,22 @@ fn main() {
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("netflowbot")))
         .unwrap_or_else(|| PathBuf::from("netflowbot"));
+    // The counting backend shares the sender's CPU: it only answers a refresh and a few POSTs.
+    let backend = if options.grafolean {
+        match CountingBackend::start(grafolean_configs(), ".", SENDER_CPU) {
+            Ok(backend) => Some(backend),
+            Err(e) => {
+                println!("cannot start the counting backend: {e}");
+                std::process::exit(1);
+            }
+        }
+    } else {
+        None
+    };
+    let backend_cpu_before = backend
+        .as_ref()
+        .map(|b| process_cpu(b.thread_id).total.as_secs_f64());
+    let started = Instant::now();
     let mut results = Vec::new();
     for e in &exports {
         println!(
@@ -981,7 +1029,7 @@ fn main() {
             e.version.name()
         );
         let bot = if options.bot {
-            Bot::start(&bot_binary, options.buffer).and_then(|mut bot| {
+            Bot::start(&bot_binary, options.buffer, backend.as_ref()).and_then(|mut bot| {
                 let found = search(&mut bot, e, options.step_seconds)?;
                 Ok((found, bot.rss()))
             })
@@ -999,6 +1047,19 @@ fn main() {
         results.push((e.version, bot, nfcapd));
     }
 
+    if let (Some(backend), Some(cpu_before)) = (&backend, backend_cpu_before) {
+        let counts = backend.counts();
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = process_cpu(backend.thread_id).total.as_secs_f64() - cpu_before;
+        println!(
+            "\nGrafolean mode: the bot's values reached the counting backend in {} POSTs \
+             ({} values, {} refused POSTs) over {wall:.0} s; the backend used {:.2}% of one core",
+            counts.posts,
+            counts.values,
+            counts.refused,
+            100.0 * cpu / wall
+        );
+    }
     println!(
         "\nsummary (records/s = flow records; lossless = zero kernel drops, zero decode loss)"
     );

@@ -9,12 +9,18 @@
 //! Run as root (raw ICMP socket), release build:
 //! `cargo run --release -p benches --bin pingbench -- --targets 10000 --seconds 10`
 
-use benches::measure::{own_usage, process_cpu, process_memory_kib, CpuTime, ScratchDir, Who};
+use benches::counting_backend::{
+    lateness_percentile, AccountConfigs, CountingBackend, Counts, BOT_ID, TOKEN,
+};
+use benches::measure::{
+    own_usage, process_cpu, process_memory_kib, spawn_pinned, CpuTime, ScratchDir, Who,
+};
 use clap::Parser;
 use pingbot::credential::ProbeSettings;
 use pingbot::pinger::{PingCounters, Pinger, PingerConfig};
 use pingbot::probe::probe;
 use pingbot::target::Destination;
+use serde_json::json;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
@@ -46,6 +52,11 @@ struct Args {
     /// same targets, pinned to CPU 0 with `taskset`, and measure it from outside.
     #[arg(long)]
     whole_bot: bool,
+    /// Also run the real `pingbot` in Grafolean mode (BACKEND_URL, BOT_TOKEN) against a local
+    /// backend that only validates and counts (on CPU 1), the bot pinned to CPU 0 like fping:
+    /// what users run.
+    #[arg(long)]
+    grafolean: bool,
 }
 
 fn targets(n: u32) -> Vec<Ipv4Addr> {
@@ -177,12 +188,15 @@ fn run_fping(addresses: &[Ipv4Addr]) -> Result<Figures, String> {
     }
     let (before, _) = own_usage(Who::Children);
     let started = Instant::now();
-    let output = Command::new("fping")
+    let mut command = Command::new("fping");
+    command
         .args(["-c", "3", "-p", "20", "-q", "-i", "0", "-f"])
         .arg(&list)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
+        .stderr(Stdio::piped());
+    // On CPU 0, where the bot runs too.
+    let output = spawn_pinned(&mut command, 0)
+        .and_then(|child| child.wait_with_output())
         .map_err(|e| format!("cannot run fping (apt-get install fping): {e}"))?;
     let wall = started.elapsed();
     let (after, max_rss_kib) = own_usage(Who::Children);
@@ -228,15 +242,7 @@ fn run_fping(addresses: &[Ipv4Addr]) -> Result<Figures, String> {
 fn run_whole_bot(args: &Args, addresses: &[Ipv4Addr]) -> Result<Figures, String> {
     use std::io::BufRead;
     use std::sync::atomic::{AtomicU64, Ordering};
-    let binary = std::env::current_exe()
-        .map_err(|e| e.to_string())?
-        .with_file_name("pingbot");
-    if !binary.exists() {
-        return Err(format!(
-            "{} not found: build both with `cargo build --release -p pingbot -p benches`",
-            binary.display()
-        ));
-    }
+    let binary = sibling_binary("pingbot")?;
     let scratch = ScratchDir::new("pingbench-bot").map_err(|e| e.to_string())?;
     let jobs = scratch.path().join("jobs.toml");
     let data_dir = scratch.path().join("data");
@@ -337,6 +343,135 @@ fn run_whole_bot(args: &Args, addresses: &[Ipv4Addr]) -> Result<Figures, String>
     })
 }
 
+/// The bot pinned to CPU 0 against the counting backend on CPU 1: the configs of one entity per
+/// target (1 s interval, one packet), values counted as the backend receives them.
+fn run_grafolean_bot(args: &Args, addresses: &[Ipv4Addr]) -> Result<(Figures, Delivered), String> {
+    let binary = sibling_binary("pingbot")?;
+    let entities = addresses
+        .iter()
+        .enumerate()
+        .map(|(i, address)| {
+            json!({"id": i + 1, "name": address.to_string(), "entity_type": "device", "parent": null,
+                "details": {"ipv4": address.to_string()},
+                "protocols": {"ping": {"credential": 1, "bot": BOT_ID,
+                    "sensors": [{"sensor": 10, "interval": 1}]}}})
+        })
+        .collect();
+    let configs = AccountConfigs {
+        entities,
+        credentials: vec![json!({"id": 1, "name": "bench", "protocol": "ping",
+            "details": {"n_packets": 1, "timeout": args.timeout}})],
+        sensors: vec![json!({"id": 10, "name": "ping", "protocol": "ping",
+            "default_interval": 1, "details": {}})],
+    };
+    let backend = CountingBackend::start(configs, ".p0.ok", 1).map_err(|e| e.to_string())?;
+    let scratch = ScratchDir::new("pingbench-grafolean").map_err(|e| e.to_string())?;
+    let mut command = Command::new(&binary);
+    command
+        .env("BACKEND_URL", backend.url())
+        .env("BOT_TOKEN", TOKEN)
+        .env("DATA_DIR", scratch.path())
+        .env("JOB_CONCURRENCY", (addresses.len() * 2).to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let mut child = spawn_pinned(&mut command, 0)
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    let pid = child.id();
+    let window = measure_window(&backend, pid, addresses.len() as u64, args.seconds);
+    let max_rss_kib = process_memory_kib(pid, "VmHWM:");
+    // SAFETY: kill with a valid pid of our own child.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let _ = child.wait();
+    let (before, after, wall, bot_cpu, backend_cpu) = window?;
+    let arrivals = &after.arrivals[before.arrivals.len()..];
+    if std::env::var_os("PINGBENCH_ARRIVALS").is_some() {
+        println!("arrivals (ms after the second, values): {arrivals:?}");
+    }
+    Ok((
+        Figures {
+            window: wall,
+            sent: after.marked - before.marked,
+            replies: after.marked_ones - before.marked_ones,
+            wall,
+            cpu: bot_cpu,
+            max_rss_kib,
+        },
+        Delivered {
+            posts_per_second: (after.posts - before.posts) as f64 / wall.as_secs_f64(),
+            values_per_second: (after.values - before.values) as f64 / wall.as_secs_f64(),
+            refused: after.refused,
+            lateness_p50_ms: lateness_percentile(arrivals, 0.5),
+            lateness_p99_ms: lateness_percentile(arrivals, 0.99),
+            backend_cpu_share: backend_cpu.total.as_secs_f64() / wall.as_secs_f64(),
+        },
+    ))
+}
+
+/// What the backend saw of the bot's delivery in the window.
+struct Delivered {
+    posts_per_second: f64,
+    values_per_second: f64,
+    refused: u64,
+    lateness_p50_ms: f64,
+    lateness_p99_ms: f64,
+    /// The counting backend's CPU time over the window, as a share of one core.
+    backend_cpu_share: f64,
+}
+
+type Window = (Counts, Counts, Duration, CpuTime, CpuTime);
+
+/// Warms up until two seconds of pings have arrived, then measures until `seconds` more have:
+/// if the bot keeps up that takes `seconds`, if not longer, and the rate shows it.
+fn measure_window(
+    backend: &CountingBackend,
+    pid: u32,
+    targets: u64,
+    seconds: u64,
+) -> Result<Window, String> {
+    let warm = Instant::now();
+    while backend.counts().marked < 2 * targets {
+        if warm.elapsed() > Duration::from_secs(90) {
+            return Err(format!(
+                "the backend received too few values in 90 s: {:?}",
+                backend.counts().marked
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let before = backend.counts();
+    let (bot_before, backend_before) = (process_cpu(pid), process_cpu(backend.thread_id));
+    let started = Instant::now();
+    let wanted = before.marked + seconds * targets;
+    while backend.counts().marked < wanted && started.elapsed() < Duration::from_secs(3 * seconds) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let wall = started.elapsed();
+    let (bot_after, backend_after) = (process_cpu(pid), process_cpu(backend.thread_id));
+    Ok((
+        before,
+        backend.counts(),
+        wall,
+        bot_after - bot_before,
+        backend_after - backend_before,
+    ))
+}
+
+/// A binary built next to this one.
+fn sibling_binary(name: &str) -> Result<std::path::PathBuf, String> {
+    let binary = std::env::current_exe()
+        .map_err(|e| e.to_string())?
+        .with_file_name(name);
+    if binary.exists() {
+        Ok(binary)
+    } else {
+        Err(format!(
+            "{} not found: build both with `cargo build --release -p {name} -p benches`",
+            binary.display()
+        ))
+    }
+}
+
 fn main() {
     let args = Args::parse();
     let addresses = targets(args.targets);
@@ -358,6 +493,9 @@ fn main() {
             }
         }
     };
+    if args.grafolean {
+        return grafolean_report(&args, &addresses, fping);
+    }
     let ours = match run_pingbot(&args, &addresses) {
         Ok(figures) => figures,
         Err(err) => {
@@ -395,5 +533,42 @@ fn main() {
                 whole.cpu_per_1000() / fping.cpu_per_1000()
             );
         }
+    }
+}
+
+/// `--grafolean`: the real bot in Grafolean mode beside fping, printed with the ratio.
+fn grafolean_report(args: &Args, addresses: &[Ipv4Addr], fping: Option<Figures>) {
+    let (bot, delivered) = match run_grafolean_bot(args, addresses) {
+        Ok(figures) => figures,
+        Err(err) => {
+            eprintln!("pingbench: pingbot in Grafolean mode: {err}");
+            std::process::exit(1);
+        }
+    };
+    bot.print("pingbot");
+    println!(
+        "         (the pingbot binary in Grafolean mode, pinned to CPU 0 at nice -10, measured from \
+         warm-up until {} pings had been delivered)",
+        u64::from(args.targets) * args.seconds
+    );
+    println!(
+        "delivery {:.1} POSTs/s to the account, {:.0} values/s, refused POSTs {}; arrival after \
+         the due second p50 {:.0} ms, p99 {:.0} ms",
+        delivered.posts_per_second,
+        delivered.values_per_second,
+        delivered.refused,
+        delivered.lateness_p50_ms,
+        delivered.lateness_p99_ms
+    );
+    println!(
+        "backend  the counting backend (CPU 1) used {:.1}% of one core",
+        100.0 * delivered.backend_cpu_share
+    );
+    if let Some(fping) = fping {
+        fping.print("fping");
+        println!(
+            "ratio    pingbot (Grafolean mode) cpu per ping / fping cpu per ping = {:.2}",
+            bot.cpu_per_1000() / fping.cpu_per_1000()
+        );
     }
 }

@@ -11,6 +11,8 @@ pub struct FaultRequest<'a> {
     pub method: &'a str,
     /// The path as sent, e.g. `/api/accounts/5/entities/`.
     pub path: &'a str,
+    /// The request body, e.g. to refuse chosen values of a POST.
+    pub body: &'a [u8],
 }
 
 type Predicate = Arc<dyn Fn(&FaultRequest<'_>) -> bool + Send + Sync>;

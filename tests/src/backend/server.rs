@@ -152,9 +152,20 @@ async fn serve_request(
         at: SystemTime::now(),
     };
 
+    let body = match axum::body::to_bytes(Body::new(request.into_body()), BODY_LIMIT).await {
+        Ok(body) => body,
+        Err(error) => {
+            debug!(%error, "test backend: could not read a request body");
+            shared.record(record);
+            close_now.cancel();
+            std::future::pending::<()>().await;
+            return Reply::internal_error().into_response();
+        }
+    };
     let fault = shared.lock_faults().apply(&FaultRequest {
         method: &method,
         path: &path,
+        body: &body,
     });
     let mut action = FaultAction::Normal;
     if let Some((delay, fault_action)) = fault {
@@ -183,17 +194,6 @@ async fn serve_request(
             body,
         },
         FaultAction::Normal => {
-            let body = match axum::body::to_bytes(Body::new(request.into_body()), BODY_LIMIT).await
-            {
-                Ok(body) => body,
-                Err(error) => {
-                    debug!(%error, "test backend: could not read a request body");
-                    shared.record(record);
-                    close_now.cancel();
-                    std::future::pending::<()>().await;
-                    return Reply::internal_error().into_response();
-                }
-            };
             let handled = api::handle(
                 &shared,
                 &ApiRequest {

@@ -1,0 +1,232 @@
+//! Coalescing: the firings of one account that finish close together travel in one POST, so a
+//! bot with thousands of jobs a second makes a few requests a second. A group closes when it
+//! holds `max_values` values or `max_delay` after its first firing, whichever comes first (the
+//! model is Telegraf's `metric_batch_size` / `flush_interval`), and also once no firing joined
+//! it for a tenth of `max_delay`: the firings due in one second finish in a burst, and the end of
+//! the burst need not wait out the whole bound.
+
+use super::Batch;
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// When a coalesced group closes (`DELIVERY_BATCH_MAX_VALUES`, `DELIVERY_BATCH_MAX_DELAY_MS`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_values: usize,
+    /// The longest a value waits for others; zero sends every firing on its own.
+    pub max_delay: Duration,
+}
+
+impl Limits {
+    /// Every firing on its own, at once: the behaviour before coalescing.
+    pub fn none() -> Limits {
+        Limits {
+            max_values: 1,
+            max_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// The group of one account that is still taking firings.
+struct Open {
+    firings: Vec<Batch>,
+    values: usize,
+    /// Hashes of the paths in the group. The backend stores POSTed values at its receive time,
+    /// and a list that holds one path twice fails as a whole, so a firing that repeats a path
+    /// closes the group first. A hash collision only closes a group early.
+    paths: HashSet<u64>,
+    /// `max_delay` after the first firing.
+    deadline: Instant,
+    /// When the last firing joined.
+    last: Instant,
+}
+
+impl Open {
+    fn closes_at(&self, quiet: Duration) -> Instant {
+        self.deadline.min(self.last + quiet)
+    }
+}
+
+/// Groups cleaned firings by account.
+pub struct Coalescer {
+    limits: Limits,
+    open: HashMap<Option<u64>, Open>,
+    hasher: RandomState,
+}
+
+impl Coalescer {
+    pub fn new(limits: Limits) -> Coalescer {
+        Coalescer {
+            limits,
+            open: HashMap::new(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Adds a firing that arrived at `now`; the groups that closed are pushed to `closed`.
+    pub fn add(&mut self, batch: Batch, now: Instant, closed: &mut Vec<Vec<Batch>>) {
+        let key = batch.account_id;
+        let hashes: Vec<u64> = batch
+            .values
+            .iter()
+            .map(|v| self.hasher.hash_one(v.path.as_str()))
+            .collect();
+        let repeats = self
+            .open
+            .get(&key)
+            .is_some_and(|open| hashes.iter().any(|h| open.paths.contains(h)));
+        if repeats {
+            self.close(key, closed);
+        }
+        let max_delay = self.limits.max_delay;
+        let open = self.open.entry(key).or_insert_with(|| Open {
+            firings: Vec::new(),
+            values: 0,
+            paths: HashSet::new(),
+            deadline: now + max_delay,
+            last: now,
+        });
+        open.last = now;
+        open.values += batch.values.len();
+        open.paths.extend(hashes);
+        open.firings.push(batch);
+        if open.values >= self.limits.max_values || open.deadline <= now {
+            self.close(key, closed);
+        }
+    }
+
+    /// When the next group must close, if any is open.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let quiet = self.quiet();
+        self.open.values().map(|open| open.closes_at(quiet)).min()
+    }
+
+    /// How long a group stays open without a new firing.
+    fn quiet(&self) -> Duration {
+        self.limits.max_delay / 10
+    }
+
+    /// Closes the groups whose time is up.
+    pub fn close_due(&mut self, now: Instant, closed: &mut Vec<Vec<Batch>>) {
+        let quiet = self.quiet();
+        let due: Vec<Option<u64>> = self
+            .open
+            .iter()
+            .filter(|(_, open)| open.closes_at(quiet) <= now)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in due {
+            self.close(key, closed);
+        }
+    }
+
+    /// Closes every group (shutdown).
+    pub fn close_all(&mut self, closed: &mut Vec<Vec<Batch>>) {
+        closed.extend(self.open.drain().map(|(_, open)| open.firings));
+    }
+
+    fn close(&mut self, key: Option<u64>, closed: &mut Vec<Vec<Batch>>) {
+        if let Some(open) = self.open.remove(&key) {
+            closed.push(open.firings);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Value;
+
+    fn firing(account: u64, job: &str, paths: &[&str]) -> Batch {
+        Batch {
+            account_id: Some(account),
+            job_id: job.into(),
+            entity_id: None,
+            time: 0.0,
+            values: paths.iter().map(|p| Value::new(*p, 1.0)).collect(),
+            receipt: None,
+        }
+    }
+
+    fn jobs(group: &[Batch]) -> Vec<&str> {
+        group.iter().map(|b| b.job_id.as_str()).collect()
+    }
+
+    #[test]
+    fn groups_close_at_the_value_count_the_time_bound_or_a_repeated_path() {
+        let limits = Limits {
+            max_values: 4,
+            max_delay: Duration::from_millis(50),
+        };
+        let mut coalescer = Coalescer::new(limits);
+        let start = Instant::now();
+        let mut closed = Vec::new();
+        coalescer.add(firing(1, "a", &["a.x"]), start, &mut closed);
+        coalescer.add(firing(2, "b", &["b.x"]), start, &mut closed);
+        coalescer.add(firing(1, "c", &["c.x", "c.y"]), start, &mut closed);
+        assert!(closed.is_empty(), "below both bounds nothing is sent");
+        assert_eq!(
+            coalescer.next_deadline(),
+            Some(start + Duration::from_millis(50))
+        );
+        coalescer.add(firing(1, "d", &["d.x"]), start, &mut closed);
+        assert_eq!(closed.len(), 1, "account 1 reached 4 values");
+        assert_eq!(jobs(&closed[0]), ["a", "c", "d"]);
+
+        coalescer.add(firing(2, "e", &["b.x"]), start, &mut closed);
+        assert_eq!(closed.len(), 2, "a repeated path closes the group first");
+        assert_eq!(jobs(&closed[1]), ["b"]);
+
+        coalescer.close_due(start + Duration::from_millis(4), &mut closed);
+        assert_eq!(closed.len(), 2);
+        coalescer.close_due(start + Duration::from_millis(5), &mut closed);
+        assert_eq!(
+            closed.len(),
+            3,
+            "5 ms without a new firing close account 2's group"
+        );
+        assert_eq!(jobs(&closed[2]), ["e"]);
+        assert_eq!(coalescer.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_steady_stream_closes_at_the_time_bound() {
+        let limits = Limits {
+            max_values: 1000,
+            max_delay: Duration::from_millis(50),
+        };
+        let mut coalescer = Coalescer::new(limits);
+        let start = Instant::now();
+        let mut closed = Vec::new();
+        for ms in 0..60 {
+            let now = start + Duration::from_millis(ms);
+            coalescer.close_due(now, &mut closed);
+            coalescer.add(
+                firing(1, &format!("j{ms}"), &[&format!("p.{ms}")]),
+                now,
+                &mut closed,
+            );
+        }
+        assert_eq!(
+            closed.len(),
+            1,
+            "a firing every millisecond: one group per 50 ms"
+        );
+        assert_eq!(closed[0].len(), 50);
+    }
+
+    #[test]
+    fn without_limits_every_firing_goes_alone() {
+        let mut coalescer = Coalescer::new(Limits::none());
+        let mut closed = Vec::new();
+        let now = Instant::now();
+        coalescer.add(firing(1, "a", &["a.x"]), now, &mut closed);
+        coalescer.add(firing(1, "b", &["b.x"]), now, &mut closed);
+        assert_eq!(closed.len(), 2);
+        coalescer.close_all(&mut closed);
+        assert_eq!(closed.len(), 2);
+    }
+}
