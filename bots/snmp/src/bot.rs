@@ -42,6 +42,12 @@ pub struct SnmpArgs {
     #[arg(long, env = "SNMP_MAX_REPETITIONS", default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub snmp_max_repetitions: u32,
 
+    /// Variable bindings one SNMP request asks for at most: the OIDs of a merged GET, the
+    /// columns times repetitions of a GETBULK. Lowered per agent by itself when an agent's
+    /// answers come back truncated or tooBig.
+    #[arg(long, env = "SNMP_MAX_VARBINDS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub snmp_max_varbinds: u64,
+
     /// Seconds between two interface syncs of a device (the original bot: 300).
     #[arg(long, env = "SNMP_INTERFACE_INTERVAL", default_value_t = INTERFACE_SYNC_INTERVAL, value_parser = clap::value_parser!(u64).range(1..))]
     pub snmp_interface_interval: u64,
@@ -65,6 +71,7 @@ impl SnmpArgs {
                 max_in_flight: self.snmp_max_in_flight as usize,
                 max_devices: self.snmp_max_devices as usize,
                 max_repetitions: self.snmp_max_repetitions,
+                max_varbinds: self.snmp_max_varbinds as usize,
                 max_walk_rows: self.snmp_max_walk_rows as usize,
             },
             interface_interval: self.snmp_interface_interval,

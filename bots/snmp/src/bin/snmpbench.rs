@@ -81,6 +81,7 @@ fn main() {
             max_devices: cli.concurrency,
             max_repetitions: cli.max_repetitions,
             max_walk_rows: 100_000,
+            ..SnmpSettings::default()
         };
         Arc::new(
             SnmpEngine::new(settings, None, SnmpCounters::default())
