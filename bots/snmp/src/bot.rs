@@ -153,6 +153,11 @@ impl SnmpBot {
             snmp_counters.errors.clone(),
         );
         metrics.register(
+            "snmp_requests_per_poll",
+            "SNMP requests one device-poll took (merged GETs and GETBULK walks of all due sensors)",
+            sensor_counters.requests_per_poll.clone(),
+        );
+        metrics.register(
             "snmp_sensor_failures",
             "Sensors that gave no values in a firing (failing OID, bad config)",
             sensor_counters.sensor_failures.clone(),

@@ -116,8 +116,7 @@ impl SnmpEngine {
         if settings.timeout.is_zero() {
             return Err("SNMP timeout must be above zero".to_string());
         }
-        if settings.max_in_flight == 0 || settings.max_devices == 0 || settings.max_varbinds == 0
-        {
+        if settings.max_in_flight == 0 || settings.max_devices == 0 || settings.max_varbinds == 0 {
             return Err(
                 "SNMP max in flight, max devices and max varbinds must be at least 1".to_string(),
             );
@@ -279,7 +278,8 @@ impl Session {
     /// Lowers [`Session::bulk_varbinds`] to `limit` (at least 1): the agent's answers do not
     /// hold more.
     pub(crate) fn limit_bulk_varbinds(&self, limit: usize) {
-        self.bulk_varbinds.fetch_min(limit.max(1), Ordering::Relaxed);
+        self.bulk_varbinds
+            .fetch_min(limit.max(1), Ordering::Relaxed);
     }
 
     /// Counts requests sent that [`Session::request`] did not see (split `tooBig` retries).
@@ -317,13 +317,24 @@ impl Session {
         &self,
         request: impl Future<Output = async_snmp::Result<T>>,
     ) -> async_snmp::Result<T> {
+        self.request_noting(request, |result| result.as_ref().err().map(|e| &**e))
+            .await
+    }
+
+    /// [`Session::request`] for requests whose outcome carries its error elsewhere:
+    /// `error_of` finds it.
+    pub(crate) async fn request_noting<R>(
+        &self,
+        request: impl Future<Output = R>,
+        error_of: impl Fn(&R) -> Option<&async_snmp::Error>,
+    ) -> R {
         let result = {
             let _slot = self.request_slot().await;
             request.await
         };
-        let answered = match &result {
-            Ok(_) => true,
-            Err(error) => matches!(error.exchange_source(), async_snmp::Error::Snmp { .. }),
+        let answered = match error_of(&result) {
+            None => true,
+            Some(error) => matches!(error.exchange_source(), async_snmp::Error::Snmp { .. }),
         };
         if answered {
             self.answered.store(true, Ordering::Relaxed);
@@ -416,5 +427,4 @@ mod tests {
         let third = tokio::time::timeout(Duration::from_millis(50), engine.device_slot()).await;
         assert!(third.is_ok());
     }
-
 }
