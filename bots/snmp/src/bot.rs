@@ -45,7 +45,7 @@ pub struct SnmpArgs {
     /// Variable bindings one SNMP request asks for at most: the OIDs of a merged GET, the
     /// columns times repetitions of a GETBULK. Lowered per agent by itself when an agent's
     /// answers come back truncated or tooBig.
-    #[arg(long, env = "SNMP_MAX_VARBINDS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(long, env = "SNMP_MAX_VARBINDS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub snmp_max_varbinds: u64,
 
     /// Seconds between two interface syncs of a device (the original bot: 300).

@@ -263,10 +263,13 @@ impl<'s> Exchange<'s> {
         alone: bool,
     ) -> Result<bool, SnmpError> {
         let capacity = self.session.bulk_varbinds();
-        let group_size = if alone { 1 } else { capacity.min(active.len()) };
+        let max_repetitions = self.session.settings().max_repetitions.max(1) as usize;
+        let group_size = match alone {
+            true => 1,
+            false => group_size(active.len(), capacity, max_repetitions),
+        };
         for group in active.chunks(group_size) {
-            let repetitions = (capacity / group.len())
-                .clamp(1, self.session.settings().max_repetitions.max(1) as usize);
+            let repetitions = (capacity / group.len()).clamp(1, max_repetitions);
             let cursors: Vec<Oid> = group.iter().map(|&c| columns[c].cursor.clone()).collect();
             self.count(1);
             let answer = self
@@ -349,6 +352,25 @@ impl<'s> Exchange<'s> {
             (None, _) => Ok(true),
         }
     }
+}
+
+/// How many columns one GETBULK carries: as few groups as fill at least 9/10 of the answer
+/// size (`capacity` varbinds, columns times repetitions), since more groups with more
+/// repetitions each read further past the ends of their columns.
+pub fn group_size(columns: usize, capacity: usize, max_repetitions: usize) -> usize {
+    let wanted = capacity.min(columns * max_repetitions);
+    let mut best = (0, columns.max(1));
+    for groups in 1..=columns {
+        let size = columns.div_ceil(groups);
+        let fill = size * (capacity / size).min(max_repetitions);
+        if fill * 10 >= wanted * 9 {
+            return size;
+        }
+        if fill > best.0 {
+            best = (fill, size);
+        }
+    }
+    best.1
 }
 
 /// Bounds every walked column is held to, and the agent named in their errors.
@@ -434,5 +456,21 @@ impl Column {
             ColumnState::Failed(error) => Err(error),
             ColumnState::Active | ColumnState::Ended => Ok(self.rows),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_size;
+
+    #[test]
+    fn groups_fill_the_answer_with_few_groups() {
+        // ifTable + ifXTable in 64-varbind answers: 21 + 20 columns, 3 repetitions each.
+        assert_eq!(group_size(41, 64, 25), 21);
+        assert_eq!(group_size(41, 256, 25), 41);
+        assert_eq!(group_size(1, 64, 25), 1);
+        assert_eq!(group_size(100, 64, 25), 20);
+        assert_eq!(group_size(3, 1, 25), 1);
+        assert_eq!(group_size(5, 2, 1), 2);
     }
 }

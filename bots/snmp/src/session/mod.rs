@@ -55,7 +55,7 @@ impl Default for SnmpSettings {
             max_in_flight: 512,
             max_devices: 1000,
             max_repetitions: 25,
-            max_varbinds: 256,
+            max_varbinds: 64,
             max_walk_rows: 100_000,
         }
     }
