@@ -187,8 +187,8 @@ async fn values_paths_and_rates_arrive_and_a_dead_agent_costs_only_its_entity() 
             .find(|l| l.starts_with(prefix))
             .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
     };
-    let polls = number("snmp_requests_per_poll_count");
-    let within_two = number("snmp_requests_per_poll_bucket{le=\"2.0\"}");
+    let polls = number("collector_snmp_requests_per_poll_count");
+    let within_two = number("collector_snmp_requests_per_poll_bucket{le=\"2.0\"}");
     assert!(
         polls.is_some_and(|n| n >= 2) && within_two == polls,
         "every device-poll within 2 requests: {within_two:?} of {polls:?} in\n{metrics}"
