@@ -114,7 +114,7 @@ fn the_readme_first_commands_work_as_written() {
     assert_eq!(commands.len(), 2, "{commands:?}");
     let (run, test) = (&commands[0], &commands[1]);
     assert!(run.starts_with("cargo run "), "{run}");
-    assert!(test.starts_with("cargo test"), "{test}");
+    assert!(test.starts_with("cargo nextest run"), "{test}");
     // CI runs the README's test command (with --locked added), and stops nothing it did not
     // start (a developer's own snmpd survives `bash .ci/run`).
     let ci = std::fs::read_to_string(workspace_root().join(".ci/run")).expect(".ci/run");

@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod bot;
+#[cfg(feature = "testkit")]
 pub mod capture;
 pub mod cluster;
 pub mod decode;
@@ -10,6 +11,7 @@ pub mod flow;
 pub mod intake;
 pub mod listener;
 pub mod protocols;
+#[cfg(feature = "testkit")]
 pub mod reference;
 pub mod status;
 pub mod sums;

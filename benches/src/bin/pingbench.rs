@@ -7,8 +7,9 @@
 //! for `fping -c 3 -p 20 -q -i 0` on the same targets, and the ratio of CPU per ping.
 //!
 //! Run as root (raw ICMP socket), release build:
-//! `cargo run --release -p pingbot --bin pingbench -- --targets 10000 --seconds 10`
+//! `cargo run --release -p benches --bin pingbench -- --targets 10000 --seconds 10`
 
+use benches::measure::{own_usage, process_cpu, process_memory_kib, CpuTime, ScratchDir, Who};
 use clap::Parser;
 use pingbot::credential::ProbeSettings;
 use pingbot::pinger::{PingCounters, Pinger, PingerConfig};
@@ -47,26 +48,6 @@ struct Args {
     whole_bot: bool,
 }
 
-/// CPU time and peak RSS of this process or of its waited-for children.
-#[derive(Debug, Clone, Copy)]
-struct Usage {
-    user: Duration,
-    cpu: Duration,
-    max_rss_kib: i64,
-}
-
-fn usage(who: libc::c_int) -> Usage {
-    // SAFETY: rusage is plain data; getrusage fills it and cannot fail for these `who` values.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(who, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    Usage {
-        user: tv(ru.ru_utime),
-        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
-        max_rss_kib: ru.ru_maxrss,
-    }
-}
-
 fn targets(n: u32) -> Vec<Ipv4Addr> {
     let base = u32::from(Ipv4Addr::new(127, 10, 0, 1));
     (0..n).map(|i| Ipv4Addr::from(base + i)).collect()
@@ -79,14 +60,13 @@ struct Figures {
     sent: u64,
     replies: u64,
     wall: Duration,
-    user: Duration,
-    cpu: Duration,
-    max_rss_kib: i64,
+    cpu: CpuTime,
+    max_rss_kib: u64,
 }
 
 impl Figures {
     fn cpu_per_1000(&self) -> f64 {
-        self.cpu.as_secs_f64() * 1000.0 / self.sent.max(1) as f64
+        self.cpu.total.as_secs_f64() * 1000.0 / self.sent.max(1) as f64
     }
 
     fn print(&self, name: &str) {
@@ -99,9 +79,9 @@ impl Figures {
             self.wall.as_secs_f64(),
             self.sent as f64 / self.window.as_secs_f64(),
             self.window.as_secs_f64(),
-            self.cpu.as_secs_f64(),
-            self.user.as_secs_f64(),
-            100.0 * self.cpu.as_secs_f64() / self.wall.as_secs_f64(),
+            self.cpu.total.as_secs_f64(),
+            self.cpu.user.as_secs_f64(),
+            100.0 * self.cpu.total.as_secs_f64() / self.wall.as_secs_f64(),
             self.cpu_per_1000(),
             self.max_rss_kib as f64 / 1024.0,
         );
@@ -142,7 +122,7 @@ fn run_pingbot(args: &Args, addresses: &[Ipv4Addr]) -> Result<Figures, String> {
             sleep_packets: Duration::ZERO,
         };
         let seconds = args.seconds;
-        let before = usage(libc::RUSAGE_SELF);
+        let (before, _) = own_usage(Who::Myself);
         let started = tokio::time::Instant::now();
         let tasks: Vec<_> = addresses
             .iter()
@@ -163,7 +143,7 @@ fn run_pingbot(args: &Args, addresses: &[Ipv4Addr]) -> Result<Figures, String> {
             task.await.map_err(|e| e.to_string())?;
         }
         let wall = started.elapsed();
-        let after = usage(libc::RUSAGE_SELF);
+        let (after, max_rss_kib) = own_usage(Who::Myself);
         println!(
             "pingbot  replies without a positive rtt: {} (rtt = kernel receive time - send time)",
             counters.invalid_rtts.get()
@@ -180,22 +160,22 @@ fn run_pingbot(args: &Args, addresses: &[Ipv4Addr]) -> Result<Figures, String> {
             sent: counters.sent.get(),
             replies: counters.replies.get(),
             wall,
-            user: after.user.saturating_sub(before.user),
-            cpu: after.cpu.saturating_sub(before.cpu),
-            max_rss_kib: after.max_rss_kib,
+            cpu: after - before,
+            max_rss_kib,
         })
     })
 }
 
 fn run_fping(addresses: &[Ipv4Addr]) -> Result<Figures, String> {
-    let list = tempfile_path("pingbench-targets");
+    let scratch = ScratchDir::new("pingbench-fping").map_err(|e| e.to_string())?;
+    let list = scratch.path().join("targets.txt");
     {
         let mut file = std::fs::File::create(&list).map_err(|e| e.to_string())?;
         for address in addresses {
             writeln!(file, "{address}").map_err(|e| e.to_string())?;
         }
     }
-    let before = usage(libc::RUSAGE_CHILDREN);
+    let (before, _) = own_usage(Who::Children);
     let started = Instant::now();
     let output = Command::new("fping")
         .args(["-c", "3", "-p", "20", "-q", "-i", "0", "-f"])
@@ -205,8 +185,7 @@ fn run_fping(addresses: &[Ipv4Addr]) -> Result<Figures, String> {
         .output()
         .map_err(|e| format!("cannot run fping (apt-get install fping): {e}"))?;
     let wall = started.elapsed();
-    let after = usage(libc::RUSAGE_CHILDREN);
-    let _ = std::fs::remove_file(&list);
+    let (after, max_rss_kib) = own_usage(Who::Children);
     // "127.10.0.1 : xmt/rcv/%loss = 3/3/0%, min/avg/max = 0.01/0.02/0.03"
     let (mut sent, mut replies) = (0u64, 0u64);
     for line in String::from_utf8_lossy(&output.stderr).lines() {
@@ -239,43 +218,9 @@ fn run_fping(addresses: &[Ipv4Addr]) -> Result<Figures, String> {
         sent,
         replies,
         wall,
-        user: after.user.saturating_sub(before.user),
-        cpu: after.cpu.saturating_sub(before.cpu),
-        max_rss_kib: after.max_rss_kib,
+        cpu: after - before,
+        max_rss_kib,
     })
-}
-
-/// CPU seconds (user, user + system) of process `pid` so far, from /proc.
-fn process_cpu(pid: u32) -> Result<(Duration, Duration), String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let (user, system) = (ticks(11), ticks(12));
-    Ok((
-        Duration::from_secs_f64(user as f64 / per_second),
-        Duration::from_secs_f64((user + system) as f64 / per_second),
-    ))
-}
-
-fn peak_rss_kib(pid: u32) -> i64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// The real bot in standalone mode: a jobs file with one entity per target, 1 s interval,
@@ -288,12 +233,13 @@ fn run_whole_bot(args: &Args, addresses: &[Ipv4Addr]) -> Result<Figures, String>
         .with_file_name("pingbot");
     if !binary.exists() {
         return Err(format!(
-            "{} not found: build it with `cargo build --release -p pingbot`",
+            "{} not found: build both with `cargo build --release -p pingbot -p benches`",
             binary.display()
         ));
     }
-    let jobs = tempfile_path("pingbench-jobs");
-    let data_dir = tempfile_path("pingbench-data");
+    let scratch = ScratchDir::new("pingbench-bot").map_err(|e| e.to_string())?;
+    let jobs = scratch.path().join("jobs.toml");
+    let data_dir = scratch.path().join("data");
     {
         let mut file = std::fs::File::create(&jobs).map_err(|e| e.to_string())?;
         writeln!(
@@ -316,7 +262,10 @@ fn run_whole_bot(args: &Args, addresses: &[Ipv4Addr]) -> Result<Figures, String>
     let mut child = Command::new("taskset")
         .args(["-c", "0"])
         .arg(&binary)
-        .args(["--jobs", &jobs, "--data-dir", &data_dir])
+        .arg("--jobs")
+        .arg(&jobs)
+        .arg("--data-dir")
+        .arg(&data_dir)
         .env("JOB_CONCURRENCY", (addresses.len() * 2).to_string())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -358,7 +307,7 @@ fn run_whole_bot(args: &Args, addresses: &[Ipv4Addr]) -> Result<Figures, String>
         answered.load(Ordering::Relaxed),
         unanswered.load(Ordering::Relaxed),
     );
-    let (user0, cpu0) = process_cpu(pid)?;
+    let cpu_before = process_cpu(pid);
     let started = Instant::now();
     // The window ends when `seconds` worth of runs have been printed: if the bot keeps up,
     // that takes `seconds`; if it falls behind, longer, and the rate shows it.
@@ -366,37 +315,26 @@ fn run_whole_bot(args: &Args, addresses: &[Ipv4Addr]) -> Result<Figures, String>
     while printed() < wanted && started.elapsed() < Duration::from_secs(3 * args.seconds) {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let (user1, cpu1) = process_cpu(pid)?;
+    let cpu_after = process_cpu(pid);
     let wall = started.elapsed();
     let (ok1, lost1) = (
         answered.load(Ordering::Relaxed),
         unanswered.load(Ordering::Relaxed),
     );
-    let max_rss_kib = peak_rss_kib(pid);
+    let max_rss_kib = process_memory_kib(pid, "VmHWM:");
     // SAFETY: kill with a valid pid of our own child.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     let _ = child.wait();
     let _ = reader.join();
-    let _ = std::fs::remove_file(&jobs);
-    let _ = std::fs::remove_dir_all(&data_dir);
     let replies = ok1 - ok0;
     Ok(Figures {
         window: wall,
         sent: replies + (lost1 - lost0),
         replies,
         wall,
-        user: user1.saturating_sub(user0),
-        cpu: cpu1.saturating_sub(cpu0),
+        cpu: cpu_after - cpu_before,
         max_rss_kib,
     })
-}
-
-fn tempfile_path(stem: &str) -> String {
-    format!(
-        "{}/{stem}-{}.txt",
-        std::env::temp_dir().display(),
-        std::process::id()
-    )
 }
 
 fn main() {

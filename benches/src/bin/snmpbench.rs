@@ -8,8 +8,9 @@
 //! ratio. A second measurement runs whole firings as the bot does (two traffic sensors per
 //! device: walks joined by index, expressions, paths, counters to rates in the redb store).
 //!
-//! `cargo run --release -p snmpbot --bin snmpbench -- --devices 1000`
+//! `cargo run --release -p benches --bin snmpbench -- --devices 1000`
 
+use benches::measure::{own_usage, raise_fd_limit, Who};
 use clap::Parser;
 use collector::SensorConfig;
 use futures::StreamExt;
@@ -109,7 +110,7 @@ fn main() {
     }
     println!(
         "snmpbot  peak RSS after the walk rounds: {:.1} MB (whole benchmark process)",
-        peak_rss_kb() as f64 / 1024.0
+        own_usage(Who::Myself).1 as f64 / 1024.0
     );
 
     // The whole firing as the bot runs it: two traffic sensors per device (ifDescr joined with
@@ -133,7 +134,7 @@ fn main() {
     }
     drop(poller);
     let _ = std::fs::remove_file(&state);
-    let peak_rss_mb = peak_rss_kb() as f64 / 1024.0;
+    let peak_rss_mb = own_usage(Who::Myself).1 as f64 / 1024.0;
     println!(
         "snmpbot  peak RSS after the sensor rounds: {peak_rss_mb:.1} MB (with the redb counter store of 96,000 counters)"
     );
@@ -307,20 +308,16 @@ struct Measure {
     children: f64,
 }
 
-fn cpu_seconds(who: i32) -> f64 {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(who, &mut usage) };
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+fn cpu_seconds(who: Who) -> f64 {
+    own_usage(who).0.total.as_secs_f64()
 }
 
 impl Measure {
     fn start() -> Measure {
         Measure {
             wall: Instant::now(),
-            own: cpu_seconds(libc::RUSAGE_SELF),
-            children: cpu_seconds(libc::RUSAGE_CHILDREN),
+            own: cpu_seconds(Who::Myself),
+            children: cpu_seconds(Who::Children),
         }
     }
 
@@ -335,36 +332,12 @@ impl Measure {
     }
 
     fn finish(&self, devices: usize) -> Round {
-        self.round(cpu_seconds(libc::RUSAGE_SELF) - self.own, devices)
+        self.round(cpu_seconds(Who::Myself) - self.own, devices)
     }
 
     /// CPU of the children reaped since the start (the agent is still running, so not counted).
     fn finish_children(&self, devices: usize) -> Round {
-        self.round(cpu_seconds(libc::RUSAGE_CHILDREN) - self.children, devices)
-    }
-}
-
-fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn raise_fd_limit() {
-    // SAFETY: plain syscalls on a local struct.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
+        self.round(cpu_seconds(Who::Children) - self.children, devices)
     }
 }
 
@@ -427,7 +400,7 @@ mod agent {
     }
 
     pub fn run(base: u16, devices: usize, ports: u32) {
-        super::raise_fd_limit();
+        benches::measure::raise_fd_limit();
         let table = build_table(ports);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

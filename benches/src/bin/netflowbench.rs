@@ -6,16 +6,18 @@
 //!    with its CPU seconds per million records and its RSS;
 //! 3. the same search for `nfcapd` (Debian package nfdump) on the same packets, and the ratio.
 //!
-//! Run: `cargo build --release -p netflowbot && target/release/netflowbench`
+//! Run: `cargo build --release -p netflowbot -p benches && target/release/netflowbench`
 //! (`--help` for options). The bot binary is looked up next to this one.
 
+use benches::measure::{
+    free_tcp_port, free_udp_port, http_get, pin_to, process_cpu, process_memory_kib,
+    prometheus_value, spawn_pinned, ScratchDir,
+};
 use netflowbot::aggregate::Aggregate;
 use netflowbot::decode::Decoder;
 use netflowbot::reference::ReferenceDecoder;
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -402,15 +404,6 @@ fn stamp(version: Version, d: &mut [u8], index: u64) {
     }
 }
 
-fn pin_to(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; CPU_SET and sched_setaffinity get valid pointers.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 /// Decode + aggregate from memory on one core: records per second.
 fn in_memory(export: &Export, seconds: f64) -> (f64, f64) {
     pin_to(RECEIVER_CPU);
@@ -516,33 +509,6 @@ fn send(socket: &UdpSocket, export: &Export, first_index: u64, datagrams: u64, r
     sent as f64 / started.elapsed().as_secs_f64()
 }
 
-/// CPU seconds (user + system) of a process so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz
-}
-
-/// Resident set size of a process in MiB.
-fn rss_mib(pid: u32, field: &str) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// Kernel drops of the UDP socket bound to `port` (IPv4), from /proc/net/udp.
 fn proc_udp_drops(port: u16) -> u64 {
     let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
@@ -559,27 +525,9 @@ fn proc_udp_drops(port: u16) -> u64 {
         .sum()
 }
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map_or(29_955, |a| a.port())
-}
-
-/// Starts a receiver pinned to [`RECEIVER_CPU`] at nice -10 (both receivers alike), so other
-/// work on a shared machine disturbs the measurement less.
-fn spawn_pinned(command: &mut Command) -> std::io::Result<Child> {
-    // SAFETY: only async-signal-safe calls (sched_setaffinity, setpriority) between fork and
-    // exec.
-    unsafe {
-        command.pre_exec(|| {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(RECEIVER_CPU, &mut set);
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-            libc::setpriority(libc::PRIO_PROCESS, 0, -10);
-            Ok(())
-        });
-    }
-    command.spawn()
+/// Starts a receiver (the bot or nfcapd, alike) pinned to [`RECEIVER_CPU`].
+fn spawn_pinned_receiver(command: &mut Command) -> std::io::Result<Child> {
+    spawn_pinned(command, RECEIVER_CPU)
 }
 
 /// What one receiver took in one step.
@@ -606,51 +554,14 @@ struct Bot {
     child: Child,
     port: u16,
     metrics: SocketAddr,
-    _dir: TempDir,
+    _dir: ScratchDir,
     before: (u64, u64, u64, f64),
-}
-
-/// A temporary directory removed on drop (no dev-dependency in a binary).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("netflowbench-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        let _ = std::fs::create_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn http_get(address: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n").ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).ok()?;
-    Some(body)
-}
-
-/// The value of a counter on a Prometheus page (the sample whose name ends with `name`).
-fn metric(page: &str, name: &str) -> u64 {
-    page.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once(' '))
-        .find(|(n, _)| n.ends_with(name))
-        .and_then(|(_, v)| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
 }
 
 impl Bot {
     fn start(binary: &Path, buffer: usize) -> Result<Bot, String> {
-        let dir = TempDir::new("bot");
-        let jobs = dir.0.join("jobs.toml");
+        let dir = ScratchDir::new("netflowbench-bot").map_err(|e| e.to_string())?;
+        let jobs = dir.path().join("jobs.toml");
         std::fs::write(
             &jobs,
             "[[credentials]]\nid = 1\nprotocol = \"netflow\"\ndetails = {}\n\n[[sensors]]\nid = 10\n\
@@ -659,14 +570,15 @@ impl Bot {
              protocols.netflow = { credential = 1, sensors = [{ sensor = 10 }] }\n",
         )
         .map_err(|e| e.to_string())?;
-        let port = free_port();
-        let metrics: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port_tcp()));
-        let child = spawn_pinned(
+        let port = free_udp_port().map_err(|e| e.to_string())?;
+        let metrics: SocketAddr =
+            SocketAddr::from(([127, 0, 0, 1], free_tcp_port().map_err(|e| e.to_string())?));
+        let child = spawn_pinned_receiver(
             Command::new(binary)
                 .arg("--jobs")
                 .arg(&jobs)
                 .arg("--data-dir")
-                .arg(dir.0.join("data"))
+                .arg(dir.path().join("data"))
                 .args(["--metrics-address", &metrics.to_string()])
                 .args(["--netflow-port", &port.to_string()])
                 .args(["--netflow-threads", "1"])
@@ -698,23 +610,17 @@ impl Bot {
 
     fn counters(&self) -> Result<(u64, u64, u64, f64), String> {
         let page = http_get(self.metrics, "/metrics").ok_or("cannot read /metrics")?;
-        let unattributed = metric(&page, "netflow_records_unattributed_total");
+        let unattributed = prometheus_value(&page, "netflow_records_unattributed_total") as u64;
         if unattributed > 0 {
             return Err(format!("{unattributed} records were not aggregated"));
         }
         Ok((
-            metric(&page, "netflow_records_total"),
-            metric(&page, "netflow_kernel_drops_total"),
-            metric(&page, "netflow_decode_errors_total"),
-            cpu_seconds(self.child.id()),
+            prometheus_value(&page, "netflow_records_total") as u64,
+            prometheus_value(&page, "netflow_kernel_drops_total") as u64,
+            prometheus_value(&page, "netflow_decode_errors_total") as u64,
+            process_cpu(self.child.id()).total.as_secs_f64(),
         ))
     }
-}
-
-fn free_port_tcp() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map_or(29_956, |a| a.port())
 }
 
 impl Receiver for Bot {
@@ -751,8 +657,8 @@ impl Receiver for Bot {
 
     fn rss(&self) -> (f64, f64) {
         (
-            rss_mib(self.child.id(), "VmRSS:"),
-            rss_mib(self.child.id(), "VmHWM:"),
+            process_memory_kib(self.child.id(), "VmRSS:") as f64 / 1024.0,
+            process_memory_kib(self.child.id(), "VmHWM:") as f64 / 1024.0,
         )
     }
 }
@@ -772,19 +678,19 @@ struct Nfcapd {
     port: u16,
     buffer: usize,
     child: Option<Child>,
-    dir: TempDir,
+    dir: ScratchDir,
     rss: (f64, f64),
 }
 
 impl Nfcapd {
-    fn new(buffer: usize) -> Nfcapd {
-        Nfcapd {
-            port: free_port(),
+    fn new(buffer: usize) -> Result<Nfcapd, String> {
+        Ok(Nfcapd {
+            port: free_udp_port().map_err(|e| e.to_string())?,
             buffer,
             child: None,
-            dir: TempDir::new("nfcapd"),
+            dir: ScratchDir::new("netflowbench-nfcapd").map_err(|e| e.to_string())?,
             rss: (0.0, 0.0),
-        }
+        })
     }
 }
 
@@ -798,13 +704,13 @@ impl Receiver for Nfcapd {
     }
 
     fn begin(&mut self) -> Result<(), String> {
-        let _ = std::fs::remove_dir_all(&self.dir.0);
-        std::fs::create_dir_all(&self.dir.0).map_err(|e| e.to_string())?;
-        let flows = self.dir.0.join("flows");
+        let _ = std::fs::remove_dir_all(self.dir.path());
+        std::fs::create_dir_all(self.dir.path()).map_err(|e| e.to_string())?;
+        let flows = self.dir.path().join("flows");
         std::fs::create_dir_all(&flows).map_err(|e| e.to_string())?;
         let log =
-            std::fs::File::create(self.dir.0.join("nfcapd.log")).map_err(|e| e.to_string())?;
-        let child = spawn_pinned(
+            std::fs::File::create(self.dir.path().join("nfcapd.log")).map_err(|e| e.to_string())?;
+        let child = spawn_pinned_receiver(
             Command::new("nfcapd")
                 .arg("-w")
                 .arg(&flows)
@@ -817,7 +723,7 @@ impl Receiver for Nfcapd {
         self.child = Some(child);
         // nfcapd logs "Startup nfcapd." once its socket is bound and it is receiving.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !std::fs::read_to_string(self.dir.0.join("nfcapd.log"))
+        while !std::fs::read_to_string(self.dir.path().join("nfcapd.log"))
             .unwrap_or_default()
             .contains("Startup nfcapd.")
         {
@@ -833,25 +739,28 @@ impl Receiver for Nfcapd {
         let mut child = self.child.take().ok_or("nfcapd not running")?;
         let pid = child.id();
         // Let it drain its socket.
-        let mut last_cpu = cpu_seconds(pid);
+        let mut last_cpu = process_cpu(pid).total.as_secs_f64();
         loop {
             std::thread::sleep(Duration::from_millis(300));
-            let cpu = cpu_seconds(pid);
+            let cpu = process_cpu(pid).total.as_secs_f64();
             if cpu - last_cpu < 0.02 {
                 break;
             }
             last_cpu = cpu;
         }
         let drops = proc_udp_drops(self.port);
-        let cpu = cpu_seconds(pid);
-        self.rss = (rss_mib(pid, "VmRSS:"), rss_mib(pid, "VmHWM:"));
+        let cpu = process_cpu(pid).total.as_secs_f64();
+        self.rss = (
+            process_memory_kib(pid, "VmRSS:") as f64 / 1024.0,
+            process_memory_kib(pid, "VmHWM:") as f64 / 1024.0,
+        );
         // SAFETY: kill on our own child's pid.
         unsafe {
             libc::kill(pid as i32, libc::SIGTERM);
         }
         let _ = child.wait();
         // nfcapd prints its totals on stderr when it stops.
-        let out = std::fs::read_to_string(self.dir.0.join("nfcapd.log")).unwrap_or_default();
+        let out = std::fs::read_to_string(self.dir.path().join("nfcapd.log")).unwrap_or_default();
         // "Ident: 'none' Flows: 3967, Packets: ..., Bad Packets: 0"
         let flows = out
             .split("Flows: ")
@@ -1080,8 +989,10 @@ fn main() {
             Err("not run (--no-bot)".to_string())
         };
         let nfcapd = if options.nfcapd {
-            let mut n = Nfcapd::new(options.buffer);
-            Some(search(&mut n, e, options.step_seconds).map(|found| (found, n.rss())))
+            Some(Nfcapd::new(options.buffer).and_then(|mut n| {
+                let found = search(&mut n, e, options.step_seconds)?;
+                Ok((found, n.rss()))
+            }))
         } else {
             None
         };
