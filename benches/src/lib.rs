@@ -2,3 +2,4 @@
 //! them. The programs are in `src/bin/`; what they all measure the same way is in [`measure`].
 
 pub mod measure;
+pub mod snmpsim;

@@ -3,7 +3,7 @@
 
 use crate::counters::CounterStore;
 use crate::interfaces::{InterfaceCounters, InterfaceJob, InterfaceSync};
-use crate::sensor::{parse_sensor, EntityPoll, Poller, SensorCounters};
+use crate::sensor::{EntityPoll, Poller, SensorCache, SensorCounters};
 use crate::session::{
     des_salt_state, Credential, SnmpCounters, SnmpEngine, SnmpError, SnmpSettings,
 };
@@ -223,13 +223,23 @@ pub fn entity_jobs(
     entity: &EntityConfig,
     interface_interval: Option<u64>,
 ) -> Vec<JobSpec<SnmpJob>> {
+    entity_jobs_sharing(entity, interface_interval, &mut SensorCache::default())
+}
+
+/// [`entity_jobs`] with the sensors parsed through `sensors`, shared by the entities of one
+/// refresh.
+pub fn entity_jobs_sharing(
+    entity: &EntityConfig,
+    interface_interval: Option<u64>,
+    sensors: &mut SensorCache,
+) -> Vec<JobSpec<SnmpJob>> {
     let credential = Credential::from_details(&entity.credential_details);
     let address = entity.address().map(str::to_string);
     let poll = EntityPoll {
         entity_id: entity.entity_id,
         address: address.clone(),
         credential: credential.clone(),
-        sensors: entity.sensors.iter().map(parse_sensor).collect(),
+        sensors: entity.sensors.iter().map(|s| sensors.parse(s)).collect(),
     };
     let mut jobs = Vec::with_capacity(2);
     let intervals = poll.intervals();
@@ -272,9 +282,10 @@ impl Collector for SnmpBot {
     fn jobs(&self, configs: &[EntityConfig]) -> Vec<JobSpec<SnmpJob>> {
         // Without a backend (standalone) there are no interface entities to sync.
         let interface_interval = self.interfaces.as_ref().map(|_| self.interface_interval);
+        let mut sensors = SensorCache::default();
         configs
             .iter()
-            .flat_map(|entity| entity_jobs(entity, interface_interval))
+            .flat_map(|entity| entity_jobs_sharing(entity, interface_interval, &mut sensors))
             .collect()
     }
 

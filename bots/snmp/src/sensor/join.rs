@@ -142,3 +142,107 @@ pub fn join_rows(
     }
     skipped
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sensor::parse_sensor;
+    use collector::SensorConfig;
+    use serde_json::json;
+
+    fn spec(oids: &[&str], expression: &str, output_path: &str) -> SensorSpec {
+        let oids: Vec<_> = oids
+            .iter()
+            .map(|o| {
+                let (oid, method) = o.split_once(' ').unwrap_or((o, "walk"));
+                json!({"oid": oid, "fetch_method": method})
+            })
+            .collect();
+        parse_sensor(&SensorConfig {
+            sensor_id: 9,
+            details: json!({"oids": oids, "expression": expression, "output_path": output_path}),
+            interval: Some(60),
+        })
+        .unwrap()
+    }
+
+    fn rows(rows: &[(&str, SnmpValue)]) -> Fetched {
+        Fetched::Walk(
+            rows.iter()
+                .map(|(index, value)| WalkRow {
+                    index: index.to_string(),
+                    value: value.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    fn text(t: &str) -> SnmpValue {
+        SnmpValue::Text(t.to_string())
+    }
+
+    #[test]
+    fn rows_come_from_the_first_walk_and_holes_leave_rows_out() {
+        let spec = spec(
+            &[
+                "1.3.6.1.2.1.2.2.1.2",
+                "1.3.6.1.2.1.2.2.1.5",
+                "1.3.6.1.2.1.1.3.0 get",
+            ],
+            "$2 + $3",
+            "if.{$index}.{$1}",
+        );
+        let names = rows(&[
+            ("1", text("eth0")),
+            ("2", text("eth1")),
+            ("3", text("eth2")),
+        ]);
+        // Row 2 has no speed: that interface gives no value; row 9 has no name: never a row.
+        let speeds = rows(&[
+            ("1", SnmpValue::Unsigned(10)),
+            ("3", SnmpValue::Unsigned(30)),
+            ("9", SnmpValue::Unsigned(90)),
+        ]);
+        let uptime = Fetched::Get(SnmpValue::Integer(1));
+        let mut paths = HashSet::new();
+        let mut values = Vec::new();
+        let skipped = join_rows(
+            5,
+            &spec,
+            &[&names, &speeds, &uptime],
+            &HashMap::new(),
+            &mut paths,
+            &mut values,
+        );
+        assert_eq!(skipped.count, 0);
+        assert_eq!(
+            values,
+            vec![
+                Value::new("entity.5.snmp.if.1.eth0", 11.0),
+                Value::new("entity.5.snmp.if.3.eth2", 31.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn counters_need_their_rate_and_paths_are_not_repeated() {
+        let spec = spec(&["1.3.6.1.2.1.2.2.1.10"], "$1 * 8", "traffic.{$1}");
+        let octets = rows(&[
+            ("1", SnmpValue::Counter32(5)),
+            ("2", SnmpValue::Counter32(7)),
+            ("3", SnmpValue::Counter32(7)),
+        ]);
+        let rates = HashMap::from([((0, "1"), 100.0), ((0, "3"), 100.0)]);
+        let mut paths = HashSet::from(["entity.5.snmp.traffic.5".to_string()]);
+        let mut values = Vec::new();
+        let skipped = join_rows(5, &spec, &[&octets], &rates, &mut paths, &mut values);
+        // Row 1: its path repeats another sensor's; row 2: no rate yet; row 3: 100/s.
+        assert_eq!(values, vec![Value::new("entity.5.snmp.traffic.7", 800.0)]);
+        assert_eq!((skipped.count, skipped.first_index.as_str()), (1, "1"));
+        assert!(
+            skipped.first_reason.contains("repeats"),
+            "{}",
+            skipped.first_reason
+        );
+    }
+}

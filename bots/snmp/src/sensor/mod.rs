@@ -23,7 +23,7 @@ use collector::SensorConfig;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value as Json;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -123,6 +123,31 @@ pub fn parse_sensor(config: &SensorConfig) -> Result<SensorSpec, SensorProblem> 
         expression,
         template,
     })
+}
+
+/// Sensors parsed once per job refresh, however many entities use them: entities with the
+/// same sensor share its compiled expression.
+#[derive(Default)]
+pub struct SensorCache {
+    parsed: HashMap<(u64, Option<u64>), (Json, ParsedSensor)>,
+}
+
+type ParsedSensor = Result<SensorSpec, SensorProblem>;
+
+impl SensorCache {
+    /// [`parse_sensor`], or a copy of the sensor parsed before with the same details.
+    pub fn parse(&mut self, config: &SensorConfig) -> ParsedSensor {
+        let key = (config.sensor_id, config.interval);
+        match self.parsed.get(&key) {
+            Some((details, parsed)) if *details == config.details => parsed.clone(),
+            _ => {
+                let parsed = parse_sensor(config);
+                self.parsed
+                    .insert(key, (config.details.clone(), parsed.clone()));
+                parsed
+            }
+        }
+    }
 }
 
 /// Everything a polling firing of one entity needs.
