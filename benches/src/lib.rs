@@ -3,3 +3,4 @@
 
 pub mod counting_backend;
 pub mod measure;
+pub mod snmpsim;

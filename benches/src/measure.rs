@@ -163,8 +163,14 @@ impl Drop for ScratchDir {
 
 /// The whole HTTP/1.0 answer (head and body) to a GET, or `None` if nobody answers in time.
 pub fn http_get(address: SocketAddr, path: &str) -> Option<String> {
+    http_get_within(address, path, Duration::from_secs(5))
+}
+
+/// [`http_get`] for answers that take long (an exporter polling a device): waits up to `wait`
+/// between reads.
+pub fn http_get_within(address: SocketAddr, path: &str, wait: Duration) -> Option<String> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.set_read_timeout(Some(wait)).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n").ok()?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;

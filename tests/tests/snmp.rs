@@ -179,7 +179,8 @@ async fn values_paths_and_rates_arrive_and_a_dead_agent_costs_only_its_entity() 
     );
     fixture.bind(OTHER_DEVICE, "snmp", V2C, &[(UPTIME_SENSOR, Some(1))], BOT);
     let backend = TestBackend::start(fixture).await;
-    let mut bot = start_bot(&backend, &[]);
+    let metrics_address = format!("127.0.0.1:{}", e2e::alertmanager::free_port());
+    let mut bot = start_bot(&backend, &[("METRICS_ADDRESS", metrics_address.as_str())]);
 
     let values = backend
         .wait_for_values(
@@ -188,6 +189,26 @@ async fn values_paths_and_rates_arrive_and_a_dead_agent_costs_only_its_entity() 
             WAIT,
         )
         .await;
+    // The router's three sensors (a GET and three walked columns) take two requests a poll:
+    // one GET with sysUpTime, one GETBULK advancing the columns side by side.
+    let metrics = reqwest::get(format!("http://{metrics_address}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let number = |prefix: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    let polls = number("collector_snmp_requests_per_poll_count");
+    let within_two = number("collector_snmp_requests_per_poll_bucket{le=\"2.0\"}");
+    assert!(
+        polls.is_some_and(|n| n >= 2) && within_two == polls,
+        "every device-poll within 2 requests: {within_two:?} of {polls:?} in\n{metrics}"
+    );
     assert!(
         latest(&values, &path("sysuptime")).is_some_and(|s| s > 0.0),
         "{values:?}"

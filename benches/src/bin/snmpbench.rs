@@ -9,6 +9,12 @@
 //! device: walks joined by index, expressions, paths, counters to rates in the redb store).
 //!
 //! `cargo run --release -p benches --bin snmpbench -- --devices 1000`
+//!
+//! With `--snmpsim`, instead: the real release `snmpbot` in Grafolean mode against the e2e test
+//! backend, on Debian's snmpsim devices, beside Debian's `prometheus-snmp-exporter` on the same
+//! devices and core in the same run (`benches::snmpsim`):
+//! `cargo build --release -p snmpbot && cargo run --release -p benches --bin snmpbench --
+//! --snmpsim --devices 50 --ports 50`
 
 use benches::measure::{own_usage, raise_fd_limit, Who};
 use clap::Parser;
@@ -52,6 +58,64 @@ struct Cli {
     /// Run as the fake agent on ports [base, base + devices).
     #[arg(long, hide = true)]
     agent: Option<u16>,
+    /// Instead: the real release snmpbot in Grafolean mode (test backend, 36 sensors walking the
+    /// 41 columns of ifTable and ifXTable) beside prometheus-snmp-exporter (if_mib), both on
+    /// `--core`, polling the same snmpsim devices (`--devices`, `--ports` interfaces).
+    #[arg(long)]
+    snmpsim: bool,
+    /// Side by side: measured rounds after one round of warm-up.
+    #[arg(long, default_value_t = 2)]
+    rounds: u64,
+    /// Side by side: seconds between two polls of a device.
+    #[arg(long, default_value_t = 60)]
+    interval: u64,
+    /// Side by side: the core of snmpbot and snmp_exporter (the simulators get the other).
+    #[arg(long, default_value_t = 1)]
+    core: usize,
+    /// Side by side: devices per snmpsimd process.
+    #[arg(long, default_value_t = 50)]
+    devices_per_simulator: usize,
+    /// Side by side: varbinds a simulator answer holds at most (snmpsim's default: 64).
+    #[arg(long, default_value_t = 64)]
+    agent_max_varbinds: usize,
+    /// Side by side: the snmpbot binary (build it with `cargo build --release -p snmpbot`).
+    #[arg(long, default_value = "target/release/snmpbot")]
+    snmpbot: std::path::PathBuf,
+    /// Side by side: run snmpbot under this program, e.g. `heaptrack` (CPU figures then void).
+    #[arg(long)]
+    wrap: Option<String>,
+    /// Side by side: leave snmp_exporter out.
+    #[arg(long)]
+    no_exporter: bool,
+    /// Side by side: extra environment of snmpbot, `NAME=value` (repeatable).
+    #[arg(long = "bot-env", value_parser = parse_env)]
+    bot_env: Vec<(String, String)>,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .ok_or_else(|| format!("'{text}' is not NAME=value"))
+}
+
+/// The side-by-side run of `--snmpsim`.
+fn side_by_side(cli: Cli) {
+    raise_fd_limit();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    benches::snmpsim::SideBySide {
+        devices: cli.devices,
+        interfaces: cli.ports,
+        rounds: cli.rounds,
+        interval: cli.interval,
+        core: cli.core,
+        devices_per_simulator: cli.devices_per_simulator,
+        agent_max_varbinds: cli.agent_max_varbinds,
+        snmpbot: cli.snmpbot,
+        wrap: cli.wrap,
+        exporter: !cli.no_exporter,
+        bot_env: cli.bot_env,
+    }
+    .run(&runtime);
 }
 
 fn main() {
@@ -59,6 +123,9 @@ fn main() {
     if let Some(base) = cli.agent {
         agent::run(base, cli.devices, cli.ports);
         return;
+    }
+    if cli.snmpsim {
+        return side_by_side(cli);
     }
     raise_fd_limit();
     let (agent, base) = start_agent(&cli);
@@ -82,6 +149,7 @@ fn main() {
             max_devices: cli.concurrency,
             max_repetitions: cli.max_repetitions,
             max_walk_rows: 100_000,
+            ..SnmpSettings::default()
         };
         Arc::new(
             SnmpEngine::new(settings, None, SnmpCounters::default())

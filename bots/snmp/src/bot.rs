@@ -4,7 +4,7 @@
 use crate::counters::CounterStore;
 use crate::interfaces::{InterfaceJob, InterfaceSync};
 use crate::metrics::SnmpMetrics;
-use crate::sensor::{parse_sensor, EntityPoll, Poller};
+use crate::sensor::{EntityPoll, Poller, SensorCache};
 use crate::session::{des_salt_state, Credential, SnmpEngine, SnmpError, SnmpSettings};
 use collector::{
     Check, Collector, Context, EntityConfig, Event, EventStatus, Firing, JobError, JobSpec,
@@ -41,6 +41,12 @@ pub struct SnmpArgs {
     #[arg(long, env = "SNMP_MAX_REPETITIONS", default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub snmp_max_repetitions: u32,
 
+    /// Variable bindings one SNMP request asks for at most: the OIDs of a merged GET, the
+    /// columns times repetitions of a GETBULK. Lowered per agent by itself when an agent's
+    /// answers come back truncated or tooBig.
+    #[arg(long, env = "SNMP_MAX_VARBINDS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub snmp_max_varbinds: u64,
+
     /// Seconds between two interface syncs of a device (the original bot: 300).
     #[arg(long, env = "SNMP_INTERFACE_INTERVAL", default_value_t = INTERFACE_SYNC_INTERVAL, value_parser = clap::value_parser!(u64).range(1..))]
     pub snmp_interface_interval: u64,
@@ -66,6 +72,7 @@ impl SnmpArgs {
                 max_in_flight: self.snmp_max_in_flight as usize,
                 max_devices: self.snmp_max_devices as usize,
                 max_repetitions: self.snmp_max_repetitions,
+                max_varbinds: self.snmp_max_varbinds as usize,
                 max_walk_rows: self.snmp_max_walk_rows as usize,
             },
             interface_interval: self.snmp_interface_interval,
@@ -173,13 +180,23 @@ pub fn entity_jobs(
     entity: &EntityConfig,
     interface_interval: Option<u64>,
 ) -> Vec<JobSpec<SnmpJob>> {
+    entity_jobs_sharing(entity, interface_interval, &mut SensorCache::default())
+}
+
+/// [`entity_jobs`] with the sensors parsed through `sensors`, shared by the entities of one
+/// refresh.
+pub fn entity_jobs_sharing(
+    entity: &EntityConfig,
+    interface_interval: Option<u64>,
+    sensors: &mut SensorCache,
+) -> Vec<JobSpec<SnmpJob>> {
     let credential = Credential::from_details(&entity.credential_details);
     let address = entity.address().map(str::to_string);
     let poll = EntityPoll {
         entity_id: entity.entity_id,
         address: address.clone(),
         credential: credential.clone(),
-        sensors: entity.sensors.iter().map(parse_sensor).collect(),
+        sensors: entity.sensors.iter().map(|s| sensors.parse(s)).collect(),
     };
     let mut jobs = Vec::with_capacity(2);
     let intervals = poll.intervals();
@@ -222,9 +239,10 @@ impl Collector for SnmpBot {
     fn jobs(&self, configs: &[EntityConfig]) -> Vec<JobSpec<SnmpJob>> {
         // Without a backend (standalone) there are no interface entities to sync.
         let interface_interval = self.interfaces.as_ref().map(|_| self.interface_interval);
+        let mut sensors = SensorCache::default();
         configs
             .iter()
-            .flat_map(|entity| entity_jobs(entity, interface_interval))
+            .flat_map(|entity| entity_jobs_sharing(entity, interface_interval, &mut sensors))
             .collect()
     }
 

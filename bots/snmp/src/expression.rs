@@ -9,12 +9,15 @@
 
 use exmex::{BinOp, Express, FlatEx, MakeOperators, MatchLiteral, Operator};
 use std::fmt;
+use std::sync::Arc;
 
 /// A compiled expression over the sensor's values `$1..$n`.
 #[derive(Clone)]
 pub struct Expression {
     text: String,
-    compiled: FlatEx<f64, SensorOps, NumberLiteral>,
+    /// Shared, not inline: exmex's compiled form is about 20 KB (inline operator tables), and
+    /// each of thousands of entities holds every sensor's expression.
+    compiled: Arc<FlatEx<f64, SensorOps, NumberLiteral>>,
     /// For each exmex variable (in exmex's order), the 0-based position of the `$N` it stands for.
     bindings: Vec<usize>,
 }
@@ -60,7 +63,7 @@ impl Expression {
         }
         Ok(Expression {
             text: source.to_string(),
-            compiled,
+            compiled: Arc::new(compiled),
             bindings,
         })
     }

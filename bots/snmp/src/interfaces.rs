@@ -6,6 +6,7 @@
 //! logged once per entity, not every 5 minutes, and the job itself does not fail.
 
 use crate::if_speed;
+use crate::merged::Exchange;
 use crate::session::{Credential, SnmpEngine};
 use crate::walk::{walk, WalkRow};
 use async_snmp::Oid;
@@ -195,12 +196,18 @@ impl InterfaceSync {
             .session(address, credential)
             .await
             .map_err(|e| e.to_string())?;
-        let descriptions = walk(&session, &Oid::from_slice(&IF_DESCR))
+        let columns = [Oid::from_slice(&IF_DESCR), Oid::from_slice(&IF_SPEED)];
+        let exchange = Exchange::new(&session);
+        let mut walked = exchange
+            .walk_many(&columns)
             .await
-            .map_err(|e| format!("walking ifDescr: {e}"))?;
-        let speeds = walk(&session, &Oid::from_slice(&IF_SPEED))
-            .await
-            .map_err(|e| format!("walking ifSpeed: {e}"))?;
+            .map_err(|e| format!("walking ifDescr and ifSpeed: {e}"))?
+            .into_iter();
+        let (Some(descriptions), Some(speeds)) = (walked.next(), walked.next()) else {
+            return Err("walking ifDescr and ifSpeed gave no result".to_string());
+        };
+        let descriptions = descriptions.map_err(|e| format!("walking ifDescr: {e}"))?;
+        let speeds = speeds.map_err(|e| format!("walking ifSpeed: {e}"))?;
         let Some(mut rows) = pair_rows(&descriptions, &speeds) else {
             tracing::warn!(
                 entity = job.entity_id,

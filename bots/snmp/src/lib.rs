@@ -10,6 +10,7 @@ pub mod counters;
 pub mod expression;
 pub mod if_speed;
 pub mod interfaces;
+pub mod merged;
 pub mod metrics;
 pub mod output_path;
 pub mod sensor;

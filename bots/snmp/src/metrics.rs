@@ -58,5 +58,10 @@ impl SnmpMetrics {
         for (name, help, counter) in all {
             metrics.register(name, help, counter.clone());
         }
+        metrics.register(
+            "snmp_requests_per_poll",
+            "SNMP requests one device-poll took (merged GETs and GETBULK walks of all due sensors)",
+            self.sensors.requests_per_poll.clone(),
+        );
     }
 }

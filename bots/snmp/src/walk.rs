@@ -1,7 +1,9 @@
-//! GET and WALK on one session: GETBULK on v2c/v3, GETNEXT on v1; walks stop at the end of the
-//! subtree, fail on OIDs that do not increase (a broken agent would loop forever) and on more
-//! rows than allowed.
+//! SNMP values in the form the sensors use, and GET and WALK of a single OID on one session
+//! (the merged requests of `merged` with one OID): walks stop at the end of the subtree, fail
+//! on OIDs that do not increase (a broken agent would loop forever) and on more rows than
+//! allowed.
 
+use crate::merged::Exchange;
 use crate::session::{Session, SnmpError};
 use async_snmp::{Oid, Value};
 use std::borrow::Cow;
@@ -93,96 +95,23 @@ pub fn parse_oid(text: &str) -> Result<Oid, String> {
 
 /// GET of one OID. A missing object or instance is [`SnmpError::NoSuchObject`].
 pub async fn get(session: &Session, oid: &Oid) -> Result<SnmpValue, SnmpError> {
-    let response = session
-        .request(session.client().get(oid))
-        .await
-        .map_err(|e| session.classify(&e))?;
-    let varbind = response
-        .varbinds
-        .into_iter()
-        .find(|vb| vb.oid == *oid)
-        .ok_or_else(|| SnmpError::Other {
+    let values = Exchange::new(session)
+        .get_many(std::slice::from_ref(oid))
+        .await?;
+    values.into_iter().next().unwrap_or_else(|| {
+        Err(SnmpError::Other {
             target: session.target().to_string(),
-            reason: format!("the answer to GET {oid} did not contain that OID"),
-        })?;
-    SnmpValue::from_value(varbind.value).ok_or_else(|| SnmpError::NoSuchObject {
-        target: session.target().to_string(),
+            reason: format!("no answer to GET {oid}"),
+        })
     })
 }
 
 /// Walks the subtree under `base`, in agent order.
 pub async fn walk(session: &Session, base: &Oid) -> Result<Vec<WalkRow>, SnmpError> {
-    let settings = session.settings();
-    let max_rows = settings.max_walk_rows;
-    let max_repetitions = settings.max_repetitions;
-    let use_getnext = session.credential().is_v1();
-    let walk_error = |reason: String| SnmpError::Walk {
-        target: session.target().to_string(),
-        reason,
-    };
-    let mut rows = Vec::new();
-    let mut cursor = base.clone();
-    loop {
-        let varbinds = if use_getnext {
-            session
-                .request(session.client().get_next(&cursor))
-                .await
-                .map(|response| response.varbinds)
-        } else {
-            session
-                .request(session.client().get_bulk(
-                    std::slice::from_ref(&cursor),
-                    0,
-                    max_repetitions,
-                ))
-                .await
-        };
-        let varbinds = match varbinds {
-            Ok(varbinds) => varbinds,
-            // SNMPv1 agents answer noSuchName at the end of their MIB.
-            Err(error) if use_getnext && is_no_such_name(&error) => return Ok(rows),
-            Err(error) => return Err(session.classify(&error)),
-        };
-        if varbinds.is_empty() {
-            return Ok(rows);
-        }
-        for varbind in varbinds {
-            // endOfMibView (and the other exceptions) end the walk whatever name they carry:
-            // agents repeat the last name in it.
-            let Some(value) = SnmpValue::from_value(varbind.value) else {
-                return Ok(rows);
-            };
-            if !varbind.oid.starts_with(base) || varbind.oid.len() == base.len() {
-                return Ok(rows);
-            }
-            if varbind.oid <= cursor {
-                return Err(walk_error(format!(
-                    "the agent returned {} after {cursor} (OIDs must increase)",
-                    varbind.oid
-                )));
-            }
-            if rows.len() >= max_rows {
-                return Err(walk_error(format!(
-                    "more than {max_rows} rows under {base} (raise the walk row limit if this is real)"
-                )));
-            }
-            rows.push(WalkRow {
-                index: index_text(&varbind.oid.arcs()[base.len()..]),
-                value,
-            });
-            cursor = varbind.oid;
-        }
-    }
-}
-
-fn is_no_such_name(error: &async_snmp::Error) -> bool {
-    matches!(
-        error.exchange_source(),
-        async_snmp::Error::Snmp {
-            status: async_snmp::ErrorStatus::NoSuchName,
-            ..
-        }
-    )
+    let columns = Exchange::new(session)
+        .walk_many(std::slice::from_ref(base))
+        .await?;
+    columns.into_iter().next().unwrap_or_else(|| Ok(Vec::new()))
 }
 
 /// The index of a walked row: the OID arcs after the walked OID, dot-separated.
