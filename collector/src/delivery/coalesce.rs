@@ -170,7 +170,8 @@ mod tests {
         assert!(closed.is_empty(), "below both bounds nothing is sent");
         assert_eq!(
             coalescer.next_deadline(),
-            Some(start + Duration::from_millis(50))
+            Some(start + Duration::from_millis(5)),
+            "a tenth of the bound after the last firing"
         );
         coalescer.add(firing(1, "d", &["d.x"]), start, &mut closed);
         assert_eq!(closed.len(), 1, "account 1 reached 4 values");
