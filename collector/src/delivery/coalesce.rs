@@ -6,9 +6,7 @@
 //! the burst need not wait out the whole bound.
 
 use super::Batch;
-use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasher;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -54,7 +52,6 @@ impl Open {
 pub struct Coalescer {
     limits: Limits,
     open: HashMap<Option<u64>, Open>,
-    hasher: RandomState,
 }
 
 impl Coalescer {
@@ -62,7 +59,6 @@ impl Coalescer {
         Coalescer {
             limits,
             open: HashMap::new(),
-            hasher: RandomState::new(),
         }
     }
 
@@ -72,7 +68,7 @@ impl Coalescer {
         let hashes: Vec<u64> = batch
             .values
             .iter()
-            .map(|v| self.hasher.hash_one(v.path.as_str()))
+            .map(|v| xxhash_rust::xxh3::xxh3_64(v.path.as_bytes()))
             .collect();
         let repeats = self
             .open

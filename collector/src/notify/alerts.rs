@@ -79,6 +79,17 @@ fn storage(e: impl std::fmt::Display) -> String {
     format!("alert state storage: {e}")
 }
 
+/// The job a stored alert record belongs to (`None`: not a record this version can read).
+pub fn job_of(record: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct JobOnly {
+        job: String,
+    }
+    serde_json::from_slice::<JobOnly>(record)
+        .ok()
+        .map(|r| r.job)
+}
+
 /// Applies one check outcome; returns the notice to send, if the alert changed state.
 pub fn observe(
     txn: &WriteTransaction,

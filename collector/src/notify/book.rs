@@ -10,12 +10,19 @@ use crate::executor::Outcome;
 use crate::store::Store;
 use redb::{ReadableDatabase, ReadableTable};
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::Write;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Inputs handled in one transaction, at most.
 const PER_COMMIT: usize = 256;
+
+/// After a round that emptied the queue, the thread waits this long for more runs to gather:
+/// a bot with thousands of firings a second then wakes it tens of times a second, not once per
+/// run (each wake-up is a context switch on the bot's core), for at most this much more delay
+/// of an alert.
+const GATHER: Duration = Duration::from_millis(20);
 
 /// The alert state keeper.
 pub struct Book {
@@ -27,12 +34,67 @@ pub struct Book {
     stdout: bool,
     metrics: NotifyMetrics,
     /// Keys with state in the store: a good check of any other key needs no transaction.
-    known: HashSet<String>,
+    known: KnownKeys,
     events: u64,
 }
 
 fn storage(e: impl std::fmt::Display) -> String {
     format!("alert state storage: {e}")
+}
+
+/// A run that says nothing: it succeeded, every check is good and it has no event.
+fn all_good(run: &RunReport) -> bool {
+    run.outcome == Outcome::Success
+        && run.findings.events.is_empty()
+        && run.findings.checks.iter().all(|check| !check.bad)
+}
+
+/// The keys with alert state in the store and the jobs they belong to, so that a run that says
+/// nothing, of a job without state (nearly every run), is passed over without building its
+/// labels.
+#[derive(Default)]
+struct KnownKeys {
+    /// Key to job.
+    keys: HashMap<String, String>,
+    /// Job to the number of its keys.
+    jobs: HashMap<String, usize>,
+}
+
+impl KnownKeys {
+    fn contains(&self, key: &str) -> bool {
+        self.keys.contains_key(key)
+    }
+
+    fn job_has_state(&self, job: &str) -> bool {
+        self.jobs.contains_key(job)
+    }
+
+    fn insert(&mut self, key: String, job: String) {
+        if let Some(old) = self.keys.insert(key, job.clone()) {
+            self.forget_job(&old);
+        }
+        *self.jobs.entry(job).or_default() += 1;
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(job) = self.keys.remove(key) {
+            self.forget_job(&job);
+        }
+    }
+
+    fn forget_job(&mut self, job: &str) {
+        if let Some(count) = self.jobs.get_mut(job) {
+            *count -= 1;
+            if *count == 0 {
+                self.jobs.remove(job);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.jobs.clear();
+    }
 }
 
 impl Book {
@@ -52,7 +114,7 @@ impl Book {
             outboxes,
             stdout,
             metrics,
-            known: HashSet::new(),
+            known: KnownKeys::default(),
             events: 0,
         };
         book.reload_keys()?;
@@ -70,8 +132,9 @@ impl Book {
         let table = txn.open_table(alerts::ALERTS).map_err(storage)?;
         self.known.clear();
         for item in table.iter().map_err(storage)? {
-            let (key, _) = item.map_err(storage)?;
-            self.known.insert(key.value().to_string());
+            let (key, record) = item.map_err(storage)?;
+            let job = alerts::job_of(record.value()).unwrap_or_default();
+            self.known.insert(key.value().to_string(), job);
         }
         Ok(())
     }
@@ -86,9 +149,13 @@ impl Book {
                     Err(_) => break,
                 }
             }
+            let drained = batch.len() < PER_COMMIT;
             if let Err(e) = self.handle(batch) {
                 tracing::error!("alerts and events of this round are lost: {e}");
                 self.metrics.dropped("notifier", "storage_error", 1);
+            }
+            if drained {
+                std::thread::sleep(GATHER);
             }
         }
     }
@@ -157,6 +224,9 @@ impl Book {
         for input in inputs {
             match input {
                 Input::Run(run) => {
+                    if all_good(&run) && !self.known.job_has_state(&run.job) {
+                        continue;
+                    }
                     self.events(&run, &mut notices);
                     for observation in self.observations(&run) {
                         if observation.bad || self.known.contains(&observation.key()) {
@@ -174,7 +244,8 @@ impl Book {
         for (observation, now) in &work {
             let notice = alerts::observe(&txn, observation, self.rules, *now)?;
             if observation.bad {
-                self.known.insert(observation.key());
+                self.known
+                    .insert(observation.key(), observation.job.clone());
             } else {
                 self.known.remove(&observation.key());
             }
@@ -354,7 +425,7 @@ mod tests {
             .unwrap();
         book.handle(vec![run(Outcome::Panic, 50.0, Findings::default())])
             .unwrap();
-        book.handle(vec![Input::Jobs(HashSet::new(), 60.0)])
+        book.handle(vec![Input::Jobs(std::collections::HashSet::new(), 60.0)])
             .unwrap();
         let sent = waiting(&webhook);
         let states: Vec<_> = sent[3..]
