@@ -15,10 +15,11 @@ use crate::decode::{Decoder, DecoderLimits};
 use crate::flow::{canonical_ip, Flow, FlowSink};
 use crate::intake::{Intake, HELD_MAX_EXPORTERS};
 use crate::templates::{self, TemplatePersister};
+use collector::socket::ReceiveBatch;
 use collector::Store;
 use rustc_hash::{FxHashMap, FxHashSet};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use std::mem::{size_of, size_of_val, zeroed};
+use std::mem::size_of_val;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -260,88 +261,6 @@ impl RunningListener {
     }
 }
 
-/// Buffers for `recvmmsg`: the message headers point into the other vectors, which are never
-/// resized after construction.
-struct Batch {
-    buffers: Vec<u8>,
-    iovecs: Vec<libc::iovec>,
-    addresses: Vec<libc::sockaddr_storage>,
-    headers: Vec<libc::mmsghdr>,
-}
-
-impl Batch {
-    fn new() -> Batch {
-        let mut batch = Batch {
-            buffers: vec![0u8; BATCH * SLOT],
-            iovecs: Vec::with_capacity(BATCH),
-            // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
-            addresses: vec![unsafe { zeroed() }; BATCH],
-            headers: Vec::with_capacity(BATCH),
-        };
-        let base = batch.buffers.as_mut_ptr();
-        for i in 0..BATCH {
-            batch.iovecs.push(libc::iovec {
-                // SAFETY: i * SLOT is within the BATCH * SLOT buffer.
-                iov_base: unsafe { base.add(i * SLOT) }.cast(),
-                iov_len: SLOT,
-            });
-        }
-        for i in 0..BATCH {
-            // SAFETY: mmsghdr is plain data; all-zero is a valid value.
-            let mut header: libc::mmsghdr = unsafe { zeroed() };
-            header.msg_hdr.msg_iov = &mut batch.iovecs[i];
-            header.msg_hdr.msg_iovlen = 1;
-            header.msg_hdr.msg_name =
-                (&mut batch.addresses[i] as *mut libc::sockaddr_storage).cast();
-            batch.headers.push(header);
-        }
-        batch
-    }
-
-    /// Receives up to [`BATCH`] datagrams without blocking; `Ok(0)` when none is waiting.
-    fn receive(&mut self, fd: libc::c_int) -> std::io::Result<usize> {
-        for (i, h) in self.headers.iter_mut().enumerate() {
-            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_hdr.msg_flags = 0;
-            h.msg_len = 0;
-            debug_assert!(std::ptr::eq(h.msg_hdr.msg_iov, &self.iovecs[i]));
-        }
-        // SAFETY: the headers point at BATCH valid iovecs, address and control buffers owned
-        // by self, with their lengths set above.
-        unsafe { collector::socket::receive_batch(fd, &mut self.headers) }
-    }
-
-    fn datagram(&self, i: usize) -> &[u8] {
-        let len = (self.headers[i].msg_len as usize).min(SLOT);
-        &self.buffers[i * SLOT..i * SLOT + len]
-    }
-
-    fn truncated(&self, i: usize) -> bool {
-        self.headers[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0
-    }
-
-    fn source(&self, i: usize) -> Option<IpAddr> {
-        let storage = &self.addresses[i];
-        match libc::c_int::from(storage.ss_family) {
-            libc::AF_INET => {
-                // SAFETY: the kernel wrote a sockaddr_in for AF_INET.
-                let sin: &libc::sockaddr_in = unsafe { &*(storage as *const _ as *const _) };
-                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                    sin.sin_addr.s_addr,
-                ))))
-            }
-            libc::AF_INET6 => {
-                // SAFETY: the kernel wrote a sockaddr_in6 for AF_INET6.
-                let sin6: &libc::sockaddr_in6 = unsafe { &*(storage as *const _ as *const _) };
-                Some(canonical_ip(IpAddr::V6(Ipv6Addr::from(
-                    sin6.sin6_addr.s6_addr,
-                ))))
-            }
-            _ => None,
-        }
-    }
-}
-
 /// Counts the records of exporters that are not aggregated and cannot be held.
 struct Discard(u64);
 
@@ -380,7 +299,7 @@ struct Receiver {
 
 impl Receiver {
     fn run(mut self, stop: &AtomicBool) {
-        let mut batch = Batch::new();
+        let mut batch = ReceiveBatch::new(BATCH, SLOT, 0);
         let mut fds: Vec<libc::pollfd> = self
             .sockets
             .iter()
@@ -434,7 +353,7 @@ impl Receiver {
         }
     }
 
-    fn process(&mut self, batch: &Batch, n: usize) {
+    fn process(&mut self, batch: &ReceiveBatch, n: usize) {
         self.refresh_aggregated();
         let now = Instant::now();
         let intake = self.intake.clone();
@@ -443,7 +362,7 @@ impl Receiver {
         let mut held_records = 0u64;
         let mut held_folded = 0u64;
         for i in 0..n {
-            let Some(exporter) = batch.source(i) else {
+            let Some(exporter) = batch.source(i).map(canonical_ip) else {
                 continue;
             };
             if batch.truncated(i) {
@@ -451,7 +370,7 @@ impl Receiver {
                 self.log_error(exporter, now, "datagram larger than 64 KiB, dropped");
                 continue;
             }
-            let datagram = batch.datagram(i);
+            let datagram = batch.data(i);
             let result = if self.aggregated.1.contains(&exporter) {
                 let mut sink = live.exporter_sink(exporter);
                 self.decoder.decode(exporter, datagram, now, &mut sink)

@@ -2,10 +2,11 @@
 //! relies on (kernel receive timestamps, the raw sockets' type filter, the receive buffer), the
 //! send time, and batched receive with each packet's kernel timestamp.
 
+use collector::socket::{source_address, ReceiveBatch};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::mem::{size_of, size_of_val, zeroed};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Mutex;
 
@@ -165,79 +166,28 @@ pub struct Received<'a> {
     pub truncated: bool,
 }
 
-/// Buffers for `recvmmsg`, allocated once: the headers point into the other vectors, which
-/// are never resized after construction.
-pub struct Batch {
-    buffers: Vec<u8>,
-    control: Vec<u64>,
-    iovecs: Vec<libc::iovec>,
-    addresses: Vec<libc::sockaddr_storage>,
-    headers: Vec<libc::mmsghdr>,
-}
-
-// SAFETY: the raw pointers in the headers point only into the Batch's own heap buffers, which
-// move with it; nothing else holds them.
-unsafe impl Send for Batch {}
+/// Buffers for `recvmmsg`, allocated once, with room for the kernel's receive timestamp.
+pub struct Batch(ReceiveBatch);
 
 impl Default for Batch {
     fn default() -> Self {
-        let control_words = CONTROL / size_of::<u64>();
-        let mut batch = Batch {
-            buffers: vec![0u8; BATCH * SLOT],
-            control: vec![0u64; BATCH * control_words],
-            iovecs: Vec::with_capacity(BATCH),
-            // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
-            addresses: vec![unsafe { zeroed() }; BATCH],
-            headers: Vec::with_capacity(BATCH),
-        };
-        let base = batch.buffers.as_mut_ptr();
-        for i in 0..BATCH {
-            batch.iovecs.push(libc::iovec {
-                // SAFETY: i * SLOT is within the BATCH * SLOT buffer.
-                iov_base: unsafe { base.add(i * SLOT) }.cast(),
-                iov_len: SLOT,
-            });
-        }
-        let control = batch.control.as_mut_ptr();
-        for i in 0..BATCH {
-            // SAFETY: mmsghdr is plain data; all-zero is a valid value.
-            let mut header: libc::mmsghdr = unsafe { zeroed() };
-            header.msg_hdr.msg_iov = &mut batch.iovecs[i];
-            header.msg_hdr.msg_iovlen = 1;
-            header.msg_hdr.msg_name =
-                (&mut batch.addresses[i] as *mut libc::sockaddr_storage).cast();
-            // SAFETY: i * control_words is within the control buffer, which is u64-aligned as
-            // control messages require.
-            header.msg_hdr.msg_control = unsafe { control.add(i * control_words) }.cast();
-            batch.headers.push(header);
-        }
-        batch
+        Batch(ReceiveBatch::new(BATCH, SLOT, CONTROL))
     }
 }
 
 impl Batch {
     /// Receives up to [`BATCH`] packets without blocking; `Ok(0)` when none is waiting.
     pub fn receive(&mut self, fd: RawFd) -> io::Result<usize> {
-        for header in &mut self.headers {
-            header.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            header.msg_hdr.msg_controllen = CONTROL as _;
-            header.msg_hdr.msg_flags = 0;
-            header.msg_len = 0;
-        }
-        // SAFETY: the headers point at BATCH valid iovecs, address and control buffers owned
-        // by self, with their lengths set above.
-        unsafe { collector::socket::receive_batch(fd, &mut self.headers) }
+        self.0.receive(fd)
     }
 
     /// Packet `i` of the last [`Batch::receive`].
     pub fn packet(&self, i: usize) -> Received<'_> {
-        let header = &self.headers[i].msg_hdr;
-        let len = (self.headers[i].msg_len as usize).min(SLOT);
         Received {
-            data: &self.buffers[i * SLOT..i * SLOT + len],
-            from: source(&self.addresses[i]),
-            kernel_time_ns: kernel_timestamp(header),
-            truncated: header.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0,
+            data: self.0.data(i),
+            from: self.0.source(i),
+            kernel_time_ns: kernel_timestamp(self.0.header(i)),
+            truncated: self.0.truncated(i),
         }
     }
 }
@@ -288,7 +238,7 @@ pub fn receive_queued_error(fd: RawFd) -> io::Result<Option<Option<QueuedError>>
     let sequence = request
         .get(6..8)
         .map(|bytes| u16::from_be_bytes([bytes[0], bytes[1]]));
-    let queued = match (source(&name), sequence, extended_error(&header)) {
+    let queued = match (source_address(&name), sequence, extended_error(&header)) {
         (Some(target), Some(sequence), Some((icmp_type, code, from))) => Some(QueuedError {
             target,
             sequence,
@@ -330,7 +280,7 @@ fn extended_error(header: &libc::msghdr) -> Option<(u8, u8, Option<IpAddr>)> {
                     (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
                     copy,
                 );
-                return Some((ee.ee_type, ee.ee_code, source(&storage)));
+                return Some((ee.ee_type, ee.ee_code, source_address(&storage)));
             }
             cmsg = libc::CMSG_NXTHDR(header, cmsg);
         }
@@ -354,24 +304,6 @@ fn kernel_timestamp(header: &libc::msghdr) -> Option<i64> {
         }
     }
     None
-}
-
-fn source(storage: &libc::sockaddr_storage) -> Option<IpAddr> {
-    match libc::c_int::from(storage.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the kernel wrote a sockaddr_in for AF_INET.
-            let sin: &libc::sockaddr_in = unsafe { &*(storage as *const _ as *const _) };
-            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                sin.sin_addr.s_addr,
-            ))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the kernel wrote a sockaddr_in6 for AF_INET6.
-            let sin6: &libc::sockaddr_in6 = unsafe { &*(storage as *const _ as *const _) };
-            Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
-        }
-        _ => None,
-    }
 }
 
 /// Linux `ICMP_FILTER` (level `SOL_RAW`): a bit set for each ICMPv4 type the socket must not get.
