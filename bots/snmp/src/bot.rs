@@ -310,20 +310,24 @@ fn any_due(entity: &EntityPoll, firing: &Firing) -> bool {
 
 /// `SnmpAgentUnreachable` (every request timed out: a firing stops at the first timeout) and
 /// `SnmpAuthFailed` (SNMPv3 credentials refused) from how a poll ended. A configuration problem
-/// says nothing about the agent: no check (the run fails, which `JobFailing` reports).
+/// says nothing about the agent: no check (the run fails, which `JobFailing` reports). A timeout
+/// says nothing about the credentials: no `SnmpAuthFailed`, so an authentication alert neither
+/// resolves nor fires again because the agent was down for a while.
 pub fn agent_checks(error: Option<&SnmpError>, address: &str) -> Vec<Check> {
-    let (unreachable, auth) = match error {
-        Some(SnmpError::Config(_)) => return Vec::new(),
-        Some(e @ SnmpError::Timeout { .. }) => (Some(e.to_string()), None),
-        Some(e @ SnmpError::Authentication { .. }) => (None, Some(e.to_string())),
-        _ => (None, None),
-    };
     let check = |name: &str, bad: Option<String>| {
         match bad {
             Some(message) => Check::bad(name, message),
             None => Check::good(name),
         }
         .label("address", address)
+    };
+    let (unreachable, auth) = match error {
+        Some(SnmpError::Config(_)) => return Vec::new(),
+        Some(e @ SnmpError::Timeout { .. }) => {
+            return vec![check("SnmpAgentUnreachable", Some(e.to_string()))]
+        }
+        Some(e @ SnmpError::Authentication { .. }) => (None, Some(e.to_string())),
+        _ => (None, None),
     };
     vec![
         check("SnmpAgentUnreachable", unreachable),
@@ -339,6 +343,48 @@ pub const DEFAULT_JOBS: &str = include_str!("../example-jobs.toml");
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn outcomes(error: Option<&SnmpError>) -> Vec<(String, bool)> {
+        agent_checks(error, "192.0.2.1")
+            .into_iter()
+            .map(|c| (c.name, c.bad))
+            .collect()
+    }
+
+    /// A timeout says nothing about the credentials, so an authentication alert outlives an
+    /// agent outage; an answer of any kind shows the agent reachable.
+    #[test]
+    fn agent_checks_follow_what_the_poll_learnt() {
+        let timeout = SnmpError::Timeout {
+            target: "192.0.2.1:161".into(),
+            retries: 3,
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(
+            outcomes(Some(&timeout)),
+            [("SnmpAgentUnreachable".to_string(), true)]
+        );
+        let refused = SnmpError::Authentication {
+            target: "192.0.2.1:161".into(),
+            user: "monitor".into(),
+            reason: "wrong digest".into(),
+        };
+        assert_eq!(
+            outcomes(Some(&refused)),
+            [
+                ("SnmpAgentUnreachable".to_string(), false),
+                ("SnmpAuthFailed".to_string(), true)
+            ]
+        );
+        assert_eq!(
+            outcomes(None),
+            [
+                ("SnmpAgentUnreachable".to_string(), false),
+                ("SnmpAuthFailed".to_string(), false)
+            ]
+        );
+        assert!(outcomes(Some(&SnmpError::Config("no community".into()))).is_empty());
+    }
     use collector::SensorConfig;
     use serde_json::json;
 
