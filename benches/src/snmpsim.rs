@@ -388,7 +388,7 @@ impl SideBySide {
             }
             sleep_until(at + self.interval as f64 - 2.0);
         }
-        let end = running.snapshot();
+        let end = self.wait_for_polls(&running, &begin);
         self.report(&running, &begin, &end, scrapes);
     }
 
@@ -460,6 +460,20 @@ impl SideBySide {
         let start = (now() / interval).floor() * interval + interval;
         sleep_until(start - 2.0);
         (start, running.snapshot())
+    }
+
+    /// The snapshot once the measured rounds' polls have ended and their values arrived: the
+    /// bot's firings keep their own phase, so a firing late in the last round may still be
+    /// running when the round's time is up (on a loaded machine, seconds later).
+    fn wait_for_polls(&self, running: &Running, begin: &Snapshot) -> Snapshot {
+        let wanted = begin.polls + (self.devices as u64 * self.rounds) as f64;
+        let give_up = now() + self.interval as f64;
+        while running.snapshot().polls < wanted && now() < give_up {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Coalesced delivery holds values for up to 50 ms before the POST.
+        std::thread::sleep(Duration::from_millis(500));
+        running.snapshot()
     }
 
     fn report(&self, running: &Running, begin: &Snapshot, end: &Snapshot, scrapes: usize) {
