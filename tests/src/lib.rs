@@ -60,6 +60,7 @@ pub mod backend;
 pub mod captures;
 pub mod fixture;
 pub mod line_protocol;
+pub mod metrics;
 pub mod process;
 pub mod receiver;
 

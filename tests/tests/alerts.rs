@@ -79,20 +79,12 @@ fn alertmanager_states(received: &[Received]) -> Vec<String> {
 }
 
 async fn metrics_page(port: u16) -> String {
-    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text")
+    e2e::metrics::page(&format!("127.0.0.1:{port}")).await
 }
 
 /// The value of the sample `name{labels}` on a metrics page, 0 when absent.
 fn sample(page: &str, series: &str) -> f64 {
-    page.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
+    e2e::metrics::sample(page, series).unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

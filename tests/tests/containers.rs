@@ -455,12 +455,6 @@ fn the_snmp_image_polls_an_snmpd_on_the_host() {
     container.assert_stops_cleanly();
 }
 
-/// The value of `metric` on a `/metrics` page, if it is there.
-fn metric(page: &str, metric: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(metric)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[tokio::test]
 #[ignore = "needs the images: deploy/images.sh"]
 async fn the_netflow_image_receives_a_capture_replayed_from_the_host() {
@@ -485,7 +479,7 @@ async fn the_netflow_image_receives_a_capture_replayed_from_the_host() {
     let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
     let datagrams_received = || async {
         let page = reqwest::get(&metrics_url).await.ok()?.text().await.ok()?;
-        metric(&page, "collector_netflow_datagrams_total")
+        e2e::metrics::sample(&page, "collector_netflow_datagrams_total")
     };
     let deadline = Instant::now() + WAIT;
     // The counter is there once the bot is up (its sockets are bound before it serves /metrics).

@@ -161,16 +161,13 @@ async fn a_refused_value_costs_only_itself_and_the_status_page_says_so() {
         refused["delivered"],
         json!({"accepted": 1, "spooled": 0, "dropped": 1})
     );
-    let metrics_text = reqwest::get(format!("http://{metrics}/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("body");
+    let metrics_text = e2e::metrics::page(&metrics).await;
     assert!(
-        metrics_text
-            .lines()
-            .any(|l| l.starts_with("collector_values_dropped_total{reason=\"rejected\"}")),
+        e2e::metrics::sample(
+            &metrics_text,
+            "collector_values_dropped_total{reason=\"rejected\"}"
+        )
+        .is_some(),
         "{metrics_text}"
     );
     bot.terminate(WAIT).await;

@@ -49,13 +49,6 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// The value of an unlabelled counter on a /metrics page.
-fn metric(page: &str, name: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 fn value_of(values: &[StoredValue], path: &str) -> Option<f64> {
     values.iter().find(|v| v.path == path).map(|v| v.value)
 }
@@ -425,14 +418,10 @@ async fn a_host_that_never_answers_gets_ok_0_no_rtt_success_0_after_all_attempts
 
     // The engine's counters after the first firing: 3 hosts x 2 packets x 3 attempts unanswered,
     // the loopback's 2 packets answered at the first attempt.
-    let page = reqwest::get(format!("http://{metrics_address}/metrics"))
-        .await
-        .expect("/metrics answers")
-        .text()
-        .await
-        .expect("/metrics body");
+    let page = e2e::metrics::page(&metrics_address).await;
     let counter = |name: &str| {
-        metric(&page, name).unwrap_or_else(|| panic!("{name} missing from /metrics:\n{page}"))
+        e2e::metrics::sample(&page, name)
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{page}"))
     };
     assert_eq!(counter("collector_ping_echo_requests_sent_total"), 20.0);
     assert_eq!(counter("collector_ping_echo_replies_total"), 2.0);

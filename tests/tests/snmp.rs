@@ -191,22 +191,12 @@ async fn values_paths_and_rates_arrive_and_a_dead_agent_costs_only_its_entity() 
         .await;
     // The router's three sensors (a GET and three walked columns) take two requests a poll:
     // one GET with sysUpTime, one GETBULK advancing the columns side by side.
-    let metrics = reqwest::get(format!("http://{metrics_address}/metrics"))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let number = |prefix: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-    };
+    let metrics = e2e::metrics::page(&metrics_address).await;
+    let number = |series: &str| e2e::metrics::sample(&metrics, series);
     let polls = number("collector_snmp_requests_per_poll_count");
     let within_two = number("collector_snmp_requests_per_poll_bucket{le=\"2.0\"}");
     assert!(
-        polls.is_some_and(|n| n >= 2) && within_two == polls,
+        polls.is_some_and(|n| n >= 2.0) && within_two == polls,
         "every device-poll within 2 requests: {within_two:?} of {polls:?} in\n{metrics}"
     );
     assert!(

@@ -196,25 +196,14 @@ async fn a_full_spool_drops_the_oldest_and_counts_them() {
     );
     bot.wait_for_log("SPOOL FULL", Duration::from_secs(90))
         .await;
-    let metrics = reqwest::get(format!("http://{address}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let dropped = metrics
-        .lines()
-        .find(|l| l.starts_with("collector_values_dropped_total{reason=\"spool_full\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let metrics = e2e::metrics::page(&address).await;
+    let dropped = e2e::metrics::sample(
+        &metrics,
+        "collector_values_dropped_total{reason=\"spool_full\"}",
+    )
+    .unwrap_or(0.0);
     assert!(dropped >= 1.0, "spool_full drops are counted:\n{metrics}");
-    let bytes = metrics
-        .lines()
-        .find(|l| l.starts_with("collector_spool_bytes "))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse::<f64>().ok())
-        .unwrap_or(f64::MAX);
+    let bytes = e2e::metrics::sample(&metrics, "collector_spool_bytes").unwrap_or(f64::MAX);
     assert!(bytes <= 4096.0, "the spool stays within its bound: {bytes}");
 
     // Recovery: what is left (the newest) arrives; the dropped oldest never does.
@@ -299,16 +288,10 @@ async fn a_batch_the_backend_keeps_refusing_is_set_aside_and_replay_goes_on() {
         replayed >= 3,
         "the other spooled batches arrived: {replayed}"
     );
-    let metrics = reqwest::get(format!("http://{address}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l == "collector_values_set_aside_total 2"),
+    let metrics = e2e::metrics::page(&address).await;
+    assert_eq!(
+        e2e::metrics::sample(&metrics, "collector_values_set_aside_total"),
+        Some(2.0),
         "{metrics}"
     );
 }
