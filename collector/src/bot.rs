@@ -79,13 +79,18 @@ pub trait Collector: Send + Sync + 'static {
     }
 }
 
-/// One firing of a job, as handed to [`Collector::perform`].
-#[derive(Debug, Clone)]
+/// The intervals of a job that fell due together: inline up to four, so that handing out a
+/// firing allocates nothing for them.
+pub type Intervals = smallvec::SmallVec<[u64; 4]>;
+
+/// One firing of a job, as handed to [`Collector::perform`]. Not `Clone`: the futures of a run
+/// borrow it, and what they report goes to this one firing.
+#[derive(Debug)]
 pub struct Firing {
     /// The Unix second the firing was due.
     pub scheduled: u64,
     /// The job's intervals that fell due at this second, ascending.
-    pub affecting: Vec<u64>,
+    pub affecting: Intervals,
     /// Where the run reports checks and events (see [`Firing::check`], [`Firing::event`]).
     report: Report,
 }
@@ -98,10 +103,10 @@ impl PartialEq for Firing {
 
 impl Firing {
     /// A firing due at `scheduled` with the intervals that fell due then.
-    pub fn new(scheduled: u64, affecting: Vec<u64>) -> Firing {
+    pub fn new(scheduled: u64, affecting: impl Into<Intervals>) -> Firing {
         Firing {
             scheduled,
-            affecting,
+            affecting: affecting.into(),
             report: Report::default(),
         }
     }

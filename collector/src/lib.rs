@@ -39,7 +39,7 @@ pub use serde_json;
 pub use tokio;
 pub use tracing;
 
-pub use bot::{Collector, Context, Firing, JobError, StartError};
+pub use bot::{Collector, Context, Firing, Intervals, JobError, StartError};
 pub use entity::{EntityConfig, Protocol, SensorConfig};
 pub use job::{Anchor, JobSpec};
 pub use report::{Check, Event, EventStatus};

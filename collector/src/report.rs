@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// The outcome of one named check about an entity at one run, e.g. `PingHostDown` bad with
 /// "no packet of 3 answered". The framework keeps alert state per (name, entity, labels).
@@ -136,10 +136,13 @@ pub struct Findings {
     pub events: Vec<Event>,
 }
 
-/// The shared place a run's checks and events are written to (a run may report from several
-/// futures at once, so it is behind a lock held only for a push).
-#[derive(Debug, Default, Clone)]
-pub struct Report(Arc<Mutex<Findings>>);
+/// The place a run's checks and events are written to (a run may report from several futures
+/// at once, so it is behind a lock held only for a push). It lives inside the [`Firing`] the
+/// futures borrow, so no firing pays for a shared allocation.
+///
+/// [`Firing`]: crate::Firing
+#[derive(Debug, Default)]
+pub struct Report(Mutex<Findings>);
 
 impl Report {
     pub fn check(&self, check: Check) {
