@@ -84,13 +84,13 @@ pub fn clean(batch: &mut Batch, metrics: &Metrics) {
             .inc();
     };
     let mut keep = Vec::with_capacity(batch.values.len());
-    let mut seen = HashSet::with_capacity(batch.values.len());
-    for value in batch.values.iter().rev() {
+    let mut seen = SeenPaths::for_values(batch.values.len());
+    for (at, value) in batch.values.iter().enumerate().rev() {
         let problem = if !value.value.is_finite() {
             Some(("non_finite", "not a finite number"))
         } else if let Some(problem) = path_problem(&value.path) {
             Some(("invalid_path", problem))
-        } else if !seen.insert(value.path.as_str()) {
+        } else if seen.again(&batch.values, at) {
             Some((
                 "duplicate_path",
                 "the same path again in one firing (the last one is kept)",
@@ -115,6 +115,39 @@ pub fn clean(batch: &mut Batch, metrics: &Metrics) {
             dropped: removed,
             ..Delivered::default()
         });
+    }
+}
+
+/// Which paths [`clean`] has kept so far, walking a firing's values from the last one back.
+/// A firing of a few values (a ping: nine) is checked by comparing with the later values, which
+/// costs no allocation and no hashing; bigger firings use a set.
+enum SeenPaths<'a> {
+    Few,
+    Many(HashSet<&'a str>),
+}
+
+/// Up to this many values a firing's repeated paths are found by comparison.
+const FEW_VALUES: usize = 32;
+
+impl<'a> SeenPaths<'a> {
+    fn for_values(count: usize) -> Self {
+        if count <= FEW_VALUES {
+            SeenPaths::Few
+        } else {
+            SeenPaths::Many(HashSet::with_capacity(count))
+        }
+    }
+
+    /// Whether the path of `values[at]` is that of a later value that passed the number and
+    /// path checks (the later one is kept).
+    fn again(&mut self, values: &'a [Value], at: usize) -> bool {
+        let path = values[at].path.as_str();
+        match self {
+            SeenPaths::Few => values[at + 1..].iter().any(|later| {
+                later.path == path && path_problem(&later.path).is_none() && later.value.is_finite()
+            }),
+            SeenPaths::Many(seen) => !seen.insert(path),
+        }
     }
 }
 
@@ -346,5 +379,34 @@ mod tests {
         );
         assert!(text.contains(r#"collector_values_dropped_total{reason="invalid_path"} 2"#));
         assert!(text.contains(r#"collector_values_dropped_total{reason="duplicate_path"} 1"#));
+    }
+
+    #[test]
+    fn small_and_big_firings_drop_the_same_repeats() {
+        let tricky = vec![
+            Value::new("a.dup", 1.0),
+            Value::new("a.dup", 2.0),
+            Value::new("a.late-nan", 3.0),
+            Value::new("a.late-nan", f64::NAN),
+            Value::new("a.dup", 4.0),
+        ];
+        let kept = |padding: usize| {
+            let mut values = tricky.clone();
+            values.extend((0..padding).map(|i| Value::new(format!("pad.{i}"), 0.0)));
+            let mut batch = Batch {
+                account_id: Some(1),
+                job_id: "j".into(),
+                entity_id: Some(5),
+                time: 0.0,
+                receipt: None,
+                values,
+            };
+            clean(&mut batch, &Metrics::new());
+            batch.values.truncate(batch.values.len() - padding);
+            batch.values
+        };
+        let expected = vec![Value::new("a.late-nan", 3.0), Value::new("a.dup", 4.0)];
+        assert_eq!(kept(0), expected, "compared one by one");
+        assert_eq!(kept(FEW_VALUES * 2), expected, "through the set");
     }
 }

@@ -58,6 +58,7 @@ where
             return ExitCode::from(2);
         }
     };
+    crate::heap::limit_arenas();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -537,6 +538,7 @@ async fn schedule<C: Collector>(
                 services.status.set_entities(report, &unreadable);
                 services.status.set_jobs(&scheduler, &*bot);
                 services.notifier.jobs_now(scheduler.job_ids(), clock.now_unix());
+                crate::heap::give_back();
                 tracing::info!(protocol, jobs = scheduler.len(), added = summary.added,
                     changed = summary.changed, removed = summary.removed,
                     kept_unreadable = summary.kept_unreadable, "jobs refreshed");

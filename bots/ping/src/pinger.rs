@@ -14,6 +14,7 @@
 //! a missing timestamp) is counted and logged, and the reply counts without an rtt.
 
 use prometheus_client::metrics::counter::Counter;
+use socket2::SockAddr;
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
@@ -282,7 +283,19 @@ impl Pinger {
             ));
         };
         let (_, sequence) = registration.key;
-        let sent_ns = match self.send(family, destination, sequence, wait).await {
+        let request = self.echo_request(destination, sequence);
+        let to = socket_address(destination.ip, destination.scope_id);
+        // Sent at once in the common case; only a kernel out of buffer space makes the retries
+        // (and their timer) exist, boxed, so that the future of every ping stays small: 10,000
+        // of them are alive at once at the top of a second.
+        let sent = match family.socket.get_ref().timed_send(&request, &to) {
+            (sent_ns, Ok(_)) => Ok(sent_ns),
+            (_, Err(err)) if is_transient_send_error(&err) => {
+                Box::pin(self.send_again(family, &request, &to, wait, err)).await
+            }
+            (_, Err(err)) => Err(err),
+        };
+        let sent_ns = match sent {
             Ok(sent_ns) => sent_ns,
             Err(err) => {
                 self.counters().errors.inc();
@@ -297,43 +310,44 @@ impl Pinger {
         }
     }
 
-    /// Sends the request, retrying briefly while the kernel is out of buffer space. Returns the
-    /// `CLOCK_REALTIME` read immediately before the `sendto` that succeeded.
-    async fn send(
-        &self,
-        family: &Family,
-        destination: Destination,
-        sequence: u16,
-        wait: Duration,
-    ) -> io::Result<i64> {
+    /// The echo request to `destination` with this sequence number.
+    fn echo_request(&self, destination: Destination, sequence: u16) -> [u8; ECHO_REQUEST_LEN] {
         let mut request = [0u8; ECHO_REQUEST_LEN];
-        let v6 = destination.ip.is_ipv6();
         packet::write_echo_request(
             &mut request,
-            v6,
+            destination.ip.is_ipv6(),
             self.shared.identifier,
             sequence,
             self.shared.cookie,
         );
-        let to = socket_address(destination.ip, destination.scope_id);
+        request
+    }
+
+    /// Sends the request again after a first send failed because the kernel was out of buffer
+    /// space, pausing briefly before each try. Returns the `CLOCK_REALTIME` read immediately
+    /// before the `sendto` that succeeded.
+    async fn send_again(
+        &self,
+        family: &Family,
+        request: &[u8],
+        to: &SockAddr,
+        wait: Duration,
+        first_error: io::Error,
+    ) -> io::Result<i64> {
         let socket = family.socket.get_ref();
         let started = Instant::now();
-        let mut retries = 0;
-        loop {
-            let (sent_ns, sent) = socket.timed_send(&request, &to);
-            match sent {
-                Ok(_) => return Ok(sent_ns),
-                Err(err)
-                    if is_transient_send_error(&err)
-                        && retries < SEND_RETRIES
-                        && started.elapsed() + SEND_RETRY_PAUSE < wait =>
-                {
-                    retries += 1;
-                    tokio::time::sleep(SEND_RETRY_PAUSE).await;
-                }
-                Err(err) => return Err(err),
+        let mut error = first_error;
+        for _ in 0..SEND_RETRIES {
+            if !is_transient_send_error(&error) || started.elapsed() + SEND_RETRY_PAUSE >= wait {
+                break;
+            }
+            tokio::time::sleep(SEND_RETRY_PAUSE).await;
+            match socket.timed_send(request, to) {
+                (sent_ns, Ok(_)) => return Ok(sent_ns),
+                (_, Err(err)) => error = err,
             }
         }
+        Err(error)
     }
 
     fn outcome(

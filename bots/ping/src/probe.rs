@@ -4,6 +4,7 @@
 
 use collector::Value;
 use futures::stream::{FuturesUnordered, StreamExt};
+use std::fmt::{self, Write};
 use std::time::Duration;
 
 use crate::credential::ProbeSettings;
@@ -146,21 +147,22 @@ impl ProbeReport {
 
     /// Statistics over the replies; `None` when nothing answered.
     pub fn rtt_stats(&self) -> Option<RttStats> {
-        let rtts: Vec<f64> = self
-            .packets
-            .iter()
-            .filter_map(|p| p.rtt.map(|d| d.as_secs_f64()))
-            .collect();
-        if rtts.is_empty() {
+        let rtts = || {
+            self.packets
+                .iter()
+                .filter_map(|p| p.rtt.map(|d| d.as_secs_f64()))
+        };
+        let n = rtts().count();
+        if n == 0 {
             return None;
         }
-        let n = rtts.len() as f64;
-        let avg = rtts.iter().sum::<f64>() / n;
-        let variance = rtts.iter().map(|r| (r - avg) * (r - avg)).sum::<f64>() / n;
+        let n = n as f64;
+        let avg = rtts().sum::<f64>() / n;
+        let variance = rtts().map(|r| (r - avg) * (r - avg)).sum::<f64>() / n;
         Some(RttStats {
-            min: rtts.iter().copied().fold(f64::INFINITY, f64::min),
+            min: rtts().fold(f64::INFINITY, f64::min),
             avg,
-            max: rtts.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            max: rtts().fold(f64::NEG_INFINITY, f64::max),
             stddev: variance.sqrt(),
         })
     }
@@ -174,24 +176,35 @@ impl ProbeReport {
     /// answered, `p{i}.rtt` (seconds); `success` (answered / sent); and beyond the original,
     /// `rtt.min|avg|max|stddev` (seconds, only when a round trip was measured) and `loss` (0..1).
     pub fn values(&self, entity_id: u64) -> Vec<Value> {
-        let prefix = format!("entity.{entity_id}.ping");
+        let mut prefix = String::with_capacity(32);
+        let _ = write!(prefix, "entity.{entity_id}.ping.");
+        // Each path in one allocation of its exact size (`format!` grew most of them twice).
+        let path = |suffix: fmt::Arguments<'_>| {
+            let mut path = String::with_capacity(prefix.len() + 12);
+            path.push_str(&prefix);
+            let _ = path.write_fmt(suffix);
+            path
+        };
         let mut values = Vec::with_capacity(self.packets.len() * 2 + 6);
         for (i, packet) in self.packets.iter().enumerate() {
             let ok = if packet.answered { 1.0 } else { 0.0 };
-            values.push(Value::new(format!("{prefix}.p{i}.ok"), ok));
+            values.push(Value::new(path(format_args!("p{i}.ok")), ok));
             if let Some(rtt) = packet.rtt {
-                values.push(Value::new(format!("{prefix}.p{i}.rtt"), rtt.as_secs_f64()));
+                values.push(Value::new(
+                    path(format_args!("p{i}.rtt")),
+                    rtt.as_secs_f64(),
+                ));
             }
         }
         let success = self.success();
-        values.push(Value::new(format!("{prefix}.success"), success));
+        values.push(Value::new(path(format_args!("success")), success));
         if let Some(stats) = self.rtt_stats() {
-            values.push(Value::new(format!("{prefix}.rtt.min"), stats.min));
-            values.push(Value::new(format!("{prefix}.rtt.avg"), stats.avg));
-            values.push(Value::new(format!("{prefix}.rtt.max"), stats.max));
-            values.push(Value::new(format!("{prefix}.rtt.stddev"), stats.stddev));
+            values.push(Value::new(path(format_args!("rtt.min")), stats.min));
+            values.push(Value::new(path(format_args!("rtt.avg")), stats.avg));
+            values.push(Value::new(path(format_args!("rtt.max")), stats.max));
+            values.push(Value::new(path(format_args!("rtt.stddev")), stats.stddev));
         }
-        values.push(Value::new(format!("{prefix}.loss"), 1.0 - success));
+        values.push(Value::new(path(format_args!("loss")), 1.0 - success));
         values
     }
 }
