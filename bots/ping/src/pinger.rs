@@ -13,6 +13,7 @@
 //! receive task's scheduling delay enters it. A round trip that is not positive (a clock step,
 //! a missing timestamp) is counted and logged, and the reply counts without an rtt.
 
+use futures::future::BoxFuture;
 use prometheus_client::metrics::counter::Counter;
 use socket2::SockAddr;
 use std::fmt;
@@ -283,17 +284,9 @@ impl Pinger {
             ));
         };
         let (_, sequence) = registration.key;
-        let request = self.echo_request(destination, sequence);
-        let to = socket_address(destination.ip, destination.scope_id);
-        // Sent at once in the common case; only a kernel out of buffer space makes the retries
-        // (and their timer) exist, boxed, so that the future of every ping stays small: 10,000
-        // of them are alive at once at the top of a second.
-        let sent = match family.socket.get_ref().timed_send(&request, &to) {
-            (sent_ns, Ok(_)) => Ok(sent_ns),
-            (_, Err(err)) if is_transient_send_error(&err) => {
-                Box::pin(self.send_again(family, &request, &to, wait, err)).await
-            }
-            (_, Err(err)) => Err(err),
+        let sent = match self.send_now(family, destination, sequence, wait) {
+            Ok(sent) => sent,
+            Err(retrying) => retrying.await,
         };
         let sent_ns = match sent {
             Ok(sent_ns) => sent_ns,
@@ -310,8 +303,18 @@ impl Pinger {
         }
     }
 
-    /// The echo request to `destination` with this sequence number.
-    fn echo_request(&self, destination: Destination, sequence: u16) -> [u8; ECHO_REQUEST_LEN] {
+    /// Sends the echo request at once: `Ok` with the result (the `CLOCK_REALTIME` read just
+    /// before the `sendto`), or, when the kernel was out of buffer space, `Err` with the boxed
+    /// retries to await. Not async itself, so the request, its address and the retries' timer
+    /// are no part of the future of every ping: 10,000 of those are alive at once at the top
+    /// of a second.
+    fn send_now<'a>(
+        &'a self,
+        family: &'a Family,
+        destination: Destination,
+        sequence: u16,
+        wait: Duration,
+    ) -> Result<io::Result<i64>, BoxFuture<'a, io::Result<i64>>> {
         let mut request = [0u8; ECHO_REQUEST_LEN];
         packet::write_echo_request(
             &mut request,
@@ -320,7 +323,14 @@ impl Pinger {
             sequence,
             self.shared.cookie,
         );
-        request
+        let to = socket_address(destination.ip, destination.scope_id);
+        match family.socket.get_ref().timed_send(&request, &to) {
+            (sent_ns, Ok(_)) => Ok(Ok(sent_ns)),
+            (_, Err(err)) if is_transient_send_error(&err) => Err(Box::pin(async move {
+                self.send_again(family, &request, &to, wait, err).await
+            })),
+            (_, Err(err)) => Ok(Err(err)),
+        }
     }
 
     /// Sends the request again after a first send failed because the kernel was out of buffer
