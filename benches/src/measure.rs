@@ -58,7 +58,18 @@ pub fn own_usage(who: Who) -> (CpuTime, u64) {
 
 /// CPU time of another running process so far, from `/proc/<pid>/stat` (zero if it is gone).
 pub fn process_cpu(pid: u32) -> CpuTime {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    cpu_of_stat(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU time of one thread of this process (`gettid`): `/proc/<tid>/stat` of a thread that is
+/// not the main one counts the whole process.
+pub fn thread_cpu(tid: u32) -> CpuTime {
+    cpu_of_stat(&format!("/proc/self/task/{tid}/stat"))
+}
+
+/// utime and stime of a `stat` file of procfs.
+fn cpu_of_stat(path: &str) -> CpuTime {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // utime and stime are fields 14 and 15, counted after the parenthesised command name.
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after_name.split_whitespace().collect();

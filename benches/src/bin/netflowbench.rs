@@ -12,7 +12,7 @@
 use benches::counting_backend::{AccountConfigs, CountingBackend, BOT_ID, TOKEN};
 use benches::measure::{
     free_tcp_port, free_udp_port, http_get, pin_to, process_cpu, process_memory_kib,
-    prometheus_value, spawn_pinned, ScratchDir,
+    prometheus_value, spawn_pinned, thread_cpu, ScratchDir,
 };
 use netflowbot::aggregate::Aggregate;
 use netflowbot::decode::Decoder;
@@ -606,7 +606,11 @@ impl Bot {
         let mut command = Command::new(binary);
         // In Grafolean mode the bot's minute is shortened, so that windows close and reach the
         // backend while a rate step runs (a step is shorter than a real minute).
-        let minute = if backend.is_some() { GRAFOLEAN_MINUTE } else { 60 };
+        let minute = if backend.is_some() {
+            GRAFOLEAN_MINUTE
+        } else {
+            60
+        };
         match backend {
             Some(backend) => command
                 .env("BACKEND_URL", backend.url())
@@ -1028,7 +1032,7 @@ fn main() {
     };
     let backend_cpu_before = backend
         .as_ref()
-        .map(|b| process_cpu(b.thread_id).total.as_secs_f64());
+        .map(|b| thread_cpu(b.thread_id).total.as_secs_f64());
     let started = Instant::now();
     let mut results = Vec::new();
     for e in &exports {
@@ -1058,7 +1062,7 @@ fn main() {
     if let (Some(backend), Some(cpu_before)) = (&backend, backend_cpu_before) {
         let counts = backend.counts();
         let wall = started.elapsed().as_secs_f64();
-        let cpu = process_cpu(backend.thread_id).total.as_secs_f64() - cpu_before;
+        let cpu = thread_cpu(backend.thread_id).total.as_secs_f64() - cpu_before;
         println!(
             "\nGrafolean mode (the bot's minute shortened to {GRAFOLEAN_MINUTE} s): the bot's values \
              reached the counting backend in {} POSTs ({} values, {} refused POSTs) over \

@@ -13,7 +13,7 @@ use benches::counting_backend::{
     lateness_percentile, AccountConfigs, CountingBackend, Counts, BOT_ID, TOKEN,
 };
 use benches::measure::{
-    own_usage, process_cpu, process_memory_kib, spawn_pinned, CpuTime, ScratchDir, Who,
+    own_usage, process_cpu, process_memory_kib, spawn_pinned, thread_cpu, CpuTime, ScratchDir, Who,
 };
 use clap::Parser;
 use pingbot::credential::ProbeSettings;
@@ -440,14 +440,14 @@ fn measure_window(
         std::thread::sleep(Duration::from_millis(10));
     }
     let before = backend.counts();
-    let (bot_before, backend_before) = (process_cpu(pid), process_cpu(backend.thread_id));
+    let (bot_before, backend_before) = (process_cpu(pid), thread_cpu(backend.thread_id));
     let started = Instant::now();
     let wanted = before.marked + seconds * targets;
     while backend.counts().marked < wanted && started.elapsed() < Duration::from_secs(3 * seconds) {
         std::thread::sleep(Duration::from_millis(2));
     }
     let wall = started.elapsed();
-    let (bot_after, backend_after) = (process_cpu(pid), process_cpu(backend.thread_id));
+    let (bot_after, backend_after) = (process_cpu(pid), thread_cpu(backend.thread_id));
     Ok((
         before,
         backend.counts(),
