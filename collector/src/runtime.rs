@@ -806,7 +806,7 @@ fn configs_of<'a>(
     let mut skipped = Vec::new();
     let mut all_problems = Vec::new();
     for (account, data) in accounts {
-        let mut built = build_configs_explained(protocol, bot_id, account, &data);
+        let mut built = build_configs_explained(protocol, bot_id, account, data);
         skipped.append(&mut built.skipped);
         let (mut found, problems) = (built.configs, built.problems);
         for p in &problems {

@@ -63,7 +63,7 @@ mod tests {
             entity_type: "device".into(),
             parent: None,
             details: json!({"ipv4": format!("192.0.2.{}", entity_id % 250)}),
-            credential_details: json!({}),
+            credential_details: json!({}).into(),
             sensors: Vec::new(),
         }
     }

@@ -58,7 +58,7 @@ mod tests {
             entity_type: "device".into(),
             parent: None,
             details: json!({ "ipv4": address }),
-            credential_details: json!({}),
+            credential_details: json!({}).into(),
             sensors: Vec::new(),
         }
     }

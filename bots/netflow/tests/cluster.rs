@@ -28,7 +28,7 @@ fn entity(n: u64) -> EntityConfig {
         entity_type: "device".into(),
         parent: None,
         details: json!({"ipv4": format!("127.0.0.{}", n + 1)}),
-        credential_details: json!({}),
+        credential_details: json!({}).into(),
         sensors: Vec::new(),
     }
 }

@@ -245,7 +245,7 @@ mod tests {
             entity_type: "device".into(),
             parent: None,
             details: json!({ "ipv4": address }),
-            credential_details: credential,
+            credential_details: credential.into(),
             sensors: intervals
                 .iter()
                 .enumerate()

@@ -55,7 +55,7 @@ mod tests {
             entity_type: "device".into(),
             parent: None,
             details: json!({"ipv4": "192.0.2.1"}),
-            credential_details: credential,
+            credential_details: credential.into(),
             sensors: vec![SensorConfig {
                 sensor_id: 1,
                 details: json!({}),

@@ -396,7 +396,7 @@ mod tests {
             entity_type: "device".into(),
             parent: None,
             details: json!({"ipv4": "192.0.2.1:1161"}),
-            credential_details: json!({"version": "snmpv2c", "snmpv12_community": "public"}),
+            credential_details: json!({"version": "snmpv2c", "snmpv12_community": "public"}).into(),
             sensors: sensor_intervals
                 .iter()
                 .enumerate()
