@@ -343,26 +343,31 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn one_bad_value_never_costs_the_batch() {
-        let metrics = Metrics::new();
-        let mut batch = Batch {
+    /// One firing's batch of job `j` on entity 5 of account 1.
+    fn firing_of(values: Vec<Value>) -> Batch {
+        Batch {
             account_id: Some(1),
             job_id: "j".into(),
             entity_id: Some(5),
             time: 0.0,
             receipt: None,
-            values: vec![
-                Value::new("a.b", 1.0),
-                Value::new("a.nan", f64::NAN),
-                Value::new("a.inf", f64::INFINITY),
-                Value::new("a..bad", 2.0),
-                Value::new("system.x", 2.0),
-                Value::new("a.dup", 3.0),
-                Value::new("a.c", 4.0),
-                Value::new("a.dup", 5.0),
-            ],
-        };
+            values,
+        }
+    }
+
+    #[test]
+    fn one_bad_value_never_costs_the_batch() {
+        let metrics = Metrics::new();
+        let mut batch = firing_of(vec![
+            Value::new("a.b", 1.0),
+            Value::new("a.nan", f64::NAN),
+            Value::new("a.inf", f64::INFINITY),
+            Value::new("a..bad", 2.0),
+            Value::new("system.x", 2.0),
+            Value::new("a.dup", 3.0),
+            Value::new("a.c", 4.0),
+            Value::new("a.dup", 5.0),
+        ]);
         clean(&mut batch, &metrics);
         assert_eq!(
             batch.values,
@@ -393,14 +398,7 @@ mod tests {
         let kept = |padding: usize| {
             let mut values = tricky.clone();
             values.extend((0..padding).map(|i| Value::new(format!("pad.{i}"), 0.0)));
-            let mut batch = Batch {
-                account_id: Some(1),
-                job_id: "j".into(),
-                entity_id: Some(5),
-                time: 0.0,
-                receipt: None,
-                values,
-            };
+            let mut batch = firing_of(values);
             clean(&mut batch, &Metrics::new());
             batch.values.truncate(batch.values.len() - padding);
             batch.values

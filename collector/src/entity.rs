@@ -229,6 +229,7 @@ pub fn build_configs_explained<'a>(
         .map(|c| (c.id, Arc::new(c.details)))
         .collect();
     let sensors: HashMap<u64, &SensorRecord> = sensors.iter().map(|s| (s.id, s)).collect();
+    let no_credential = Arc::new(Json::Null);
     let mut configs = Vec::new();
     let mut problems = Vec::new();
     let mut problem = |entity_id: u64, message: String| {
@@ -277,10 +278,10 @@ pub fn build_configs_explained<'a>(
                         skip(&entity, message);
                         continue;
                     }
-                    None => Arc::new(Json::Null),
+                    None => no_credential.clone(),
                 }
             }
-            None => Arc::new(Json::Null),
+            None => no_credential.clone(),
         };
         let mut entity_sensors = Vec::with_capacity(binding.sensors.len());
         for binding in &binding.sensors {
