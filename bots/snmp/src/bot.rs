@@ -321,16 +321,17 @@ pub fn agent_checks(error: Option<&SnmpError>, address: &str) -> Vec<Check> {
         }
         .label("address", address)
     };
-    let (unreachable, auth) = match error {
+    let auth = match error {
         Some(SnmpError::Config(_)) => return Vec::new(),
         Some(e @ SnmpError::Timeout { .. }) => {
             return vec![check("SnmpAgentUnreachable", Some(e.to_string()))]
         }
-        Some(e @ SnmpError::Authentication { .. }) => (None, Some(e.to_string())),
-        _ => (None, None),
+        Some(e @ SnmpError::Authentication { .. }) => Some(e.to_string()),
+        _ => None,
     };
+    // Any answer, even a refusal, shows the agent reachable.
     vec![
-        check("SnmpAgentUnreachable", unreachable),
+        check("SnmpAgentUnreachable", None),
         check("SnmpAuthFailed", auth),
     ]
 }
@@ -343,6 +344,8 @@ pub const DEFAULT_JOBS: &str = include_str!("../example-jobs.toml");
 #[cfg(test)]
 mod tests {
     use super::*;
+    use collector::SensorConfig;
+    use serde_json::json;
 
     fn outcomes(error: Option<&SnmpError>) -> Vec<(String, bool)> {
         agent_checks(error, "192.0.2.1")
@@ -385,8 +388,6 @@ mod tests {
         );
         assert!(outcomes(Some(&SnmpError::Config("no community".into()))).is_empty());
     }
-    use collector::SensorConfig;
-    use serde_json::json;
 
     fn entity(sensor_intervals: &[Option<u64>]) -> EntityConfig {
         EntityConfig {
