@@ -201,7 +201,10 @@ pub fn fixture(ports: &[u16], interval: u64) -> Fixture {
     fixture
 }
 
-/// snmpsimd processes serving `dir` on `ports`, `per_process` ports each, on `core`.
+/// snmpsimd processes serving `dir/data` on `ports`, `per_process` ports each, on `core`.
+///
+/// Each process gets its own index cache under `dir`: by default they all index the same
+/// `.snmprec` into one shared directory at once, and with many processes some never came up.
 pub fn start_simulators(
     dir: &Path,
     ports: &[u16],
@@ -211,10 +214,15 @@ pub fn start_simulators(
 ) -> Vec<Killed> {
     ports
         .chunks(per_process.max(1))
-        .map(|chunk| {
+        .enumerate()
+        .map(|(i, chunk)| {
+            let cache = dir.join(format!("cache-{i}"));
+            std::fs::create_dir_all(&cache).expect("snmpsim cache directory");
+            open_to_everyone(&cache);
             let mut command = Command::new("snmpsimd");
             command
-                .arg(format!("--data-dir={}", dir.display()))
+                .arg(format!("--data-dir={}", dir.join("data").display()))
+                .arg(format!("--cache-dir={}", cache.display()))
                 .args(["--process-user=nobody", "--process-group=nogroup"])
                 .arg(format!("--max-varbinds={max_varbinds}"));
             for port in chunk {
@@ -226,6 +234,13 @@ pub fn start_simulators(
             )
         })
         .collect()
+}
+
+/// snmpsimd drops to `nobody` before it writes its index.
+fn open_to_everyone(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+        .expect("open the snmpsim cache directory to nobody");
 }
 
 /// Waits until the simulator on `port` answers a GET (snmpsimd indexes its data first).
@@ -307,14 +322,26 @@ pub struct SideBySide {
     pub bot_env: Vec<(String, String)>,
 }
 
-/// CPU seconds and device-polls of both sides at one moment.
+/// The bot's CPU seconds, device-polls and deliveries at one moment.
 struct Snapshot {
     bot_cpu: f64,
-    exporter_cpu: f64,
     own_cpu: f64,
     polls: f64,
     requests: f64,
     values: u64,
+}
+
+/// What one side measured over its rounds.
+struct Figures {
+    polls: f64,
+    cpu: f64,
+    peak_rss_mb: f64,
+}
+
+impl Figures {
+    fn cpu_per_poll(&self) -> f64 {
+        self.cpu / self.polls.max(1.0)
+    }
 }
 
 fn now() -> f64 {
@@ -330,22 +357,19 @@ fn sleep_until(t: f64) {
     }
 }
 
-/// The processes of one run.
-struct Running {
+/// The bot's side of a run: its backend, the bot, and where it serves its metrics.
+struct RunningBot {
     backend: e2e::TestBackend,
     bot: Killed,
     metrics: std::net::SocketAddr,
-    exporter: Option<(Killed, std::net::SocketAddr)>,
 }
 
-impl Running {
+impl RunningBot {
     fn snapshot(&self) -> Snapshot {
         use crate::measure::{own_usage, process_cpu, prometheus_value, Who};
         let page = crate::measure::http_get(self.metrics, "/metrics").unwrap_or_default();
-        let seconds = |pid: u32| process_cpu(pid).total.as_secs_f64();
         Snapshot {
-            bot_cpu: seconds(self.bot.0.id()),
-            exporter_cpu: self.exporter.as_ref().map_or(0.0, |e| seconds(e.0 .0.id())),
+            bot_cpu: process_cpu(self.bot.0.id()).total.as_secs_f64(),
             own_cpu: own_usage(Who::Myself).0.total.as_secs_f64(),
             polls: prometheus_value(&page, "snmp_requests_per_poll_count"),
             requests: prometheus_value(&page, "snmp_requests_per_poll_sum"),
@@ -355,7 +379,11 @@ impl Running {
 }
 
 impl SideBySide {
-    /// Starts everything, lets one round warm up, measures `rounds` rounds and prints them.
+    /// Starts the simulators, then measures snmpbot and snmp_exporter on them in turn, each
+    /// after one round of warm-up, and prints both and their ratio.
+    ///
+    /// In turn, not at once: on a 2-core machine the simulators (Python, one core for all) cannot
+    /// answer both at once, and each would then be measured on failing polls.
     pub fn run(&self, runtime: &tokio::runtime::Runtime) {
         let scratch = crate::measure::ScratchDir::new("snmpbench").expect("scratch directory");
         let data = scratch.path().join("data");
@@ -366,7 +394,7 @@ impl SideBySide {
             .collect();
         let agent_core = usize::from(self.core == 0);
         let _simulators = start_simulators(
-            &data,
+            scratch.path(),
             &ports,
             self.devices_per_simulator,
             self.agent_max_varbinds,
@@ -377,22 +405,87 @@ impl SideBySide {
             "{} snmpsim devices (ifTable + ifXTable, {} interfaces, answers of at most {} varbinds) on core {agent_core}",
             self.devices, self.interfaces, self.agent_max_varbinds
         );
-        let running = self.start(runtime, &ports, scratch.path());
-        let (start, begin) = self.warm_up(&running);
-        let mut scrapes = 0;
-        for round in 0..self.rounds {
-            let at = start + (round * self.interval) as f64;
-            sleep_until(at);
-            if let Some((_, exporter)) = &running.exporter {
-                scrapes += scrape_round(*exporter, &ports, self.interval as f64 * 0.5);
-            }
-            sleep_until(at + self.interval as f64 - 2.0);
+        println!(
+            "{} rounds of {} s each, snmpbot then snmp_exporter, on core {}",
+            self.rounds, self.interval, self.core
+        );
+        let bot = self.measure_bot(runtime, &ports, scratch.path());
+        if self.exporter {
+            let exporter = self.measure_exporter(&ports, scratch.path());
+            println!(
+                "CPU per device-poll, snmpbot / snmp_exporter: {:.2}",
+                bot.cpu_per_poll() / exporter.cpu_per_poll().max(f64::MIN_POSITIVE)
+            );
         }
-        let end = self.wait_for_polls(&running, &begin);
-        self.report(&running, &begin, &end, scrapes);
     }
 
-    fn start(&self, runtime: &tokio::runtime::Runtime, ports: &[u16], dir: &Path) -> Running {
+    /// The bot's rounds: warm-up, measured rounds, its line; the bot is stopped on return.
+    fn measure_bot(&self, runtime: &tokio::runtime::Runtime, ports: &[u16], dir: &Path) -> Figures {
+        let running = self.start_bot(runtime, ports, dir);
+        let (start, begin) = self.warm_up(&running);
+        sleep_until(start + (self.rounds * self.interval) as f64 - 2.0);
+        let end = self.wait_for_polls(&running, &begin);
+        let figures = Figures {
+            polls: end.polls - begin.polls,
+            cpu: end.bot_cpu - begin.bot_cpu,
+            peak_rss_mb: crate::measure::process_memory_kib(running.bot.0.id(), "VmHWM:") as f64
+                / 1024.0,
+        };
+        println!(
+            "snmpbot       {:>6} device-polls  {:>6.1} requests each  {:>8.2} CPU s per 1000 device-polls  peak RSS {:>6.1} MB  ({} values delivered)",
+            figures.polls,
+            (end.requests - begin.requests) / figures.polls.max(1.0),
+            figures.cpu_per_poll() * 1000.0,
+            figures.peak_rss_mb,
+            end.values - begin.values,
+        );
+        println!(
+            "test backend (this process) while snmpbot ran: {:.2} CPU s",
+            end.own_cpu - begin.own_cpu
+        );
+        figures
+    }
+
+    /// The exporter's rounds: one unmeasured round of scrapes, then `rounds` rounds of one
+    /// scrape of every device, spread over half the interval as Prometheus spreads them.
+    fn measure_exporter(&self, ports: &[u16], dir: &Path) -> Figures {
+        let (exporter, address) = self.start_exporter(dir);
+        let spread = self.interval as f64 * 0.5;
+        scrape_round(address, ports, spread);
+        let cpu = || {
+            crate::measure::process_cpu(exporter.0.id())
+                .total
+                .as_secs_f64()
+        };
+        let begin = cpu();
+        let start = now();
+        let mut scrapes = 0;
+        for round in 0..self.rounds {
+            sleep_until(start + (round * self.interval) as f64);
+            scrapes += scrape_round(address, ports, spread);
+        }
+        let figures = Figures {
+            polls: scrapes as f64,
+            cpu: cpu() - begin,
+            peak_rss_mb: crate::measure::process_memory_kib(exporter.0.id(), "VmHWM:") as f64
+                / 1024.0,
+        };
+        println!(
+            "snmp_exporter {:>6} device-polls  {:>6}               {:>8.2} CPU s per 1000 device-polls  peak RSS {:>6.1} MB",
+            figures.polls,
+            "",
+            figures.cpu_per_poll() * 1000.0,
+            figures.peak_rss_mb,
+        );
+        figures
+    }
+
+    fn start_bot(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        ports: &[u16],
+        dir: &Path,
+    ) -> RunningBot {
         use crate::measure::free_tcp_port;
         let fixture = fixture(ports, self.interval);
         let backend = runtime
@@ -422,36 +515,37 @@ impl SideBySide {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("snmpbot.log")).expect("bot log"));
         let bot = Killed(spawn_pinned(&mut bot, self.core).expect("start snmpbot"));
-        let exporter = self.exporter.then(|| {
-            let config = dir.join("snmp.yml");
-            std::fs::write(&config, exporter_config()).expect("write snmp.yml");
-            let address: std::net::SocketAddr =
-                format!("127.0.0.1:{}", free_tcp_port().expect("port"))
-                    .parse()
-                    .expect("address");
-            let mut command = Command::new("prometheus-snmp-exporter");
-            command
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!("--web.listen-address={address}"))
-                .arg("--log.level=warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            let child = spawn_pinned(&mut command, self.core).expect(
-                "start prometheus-snmp-exporter (apt-get install prometheus-snmp-exporter)",
-            );
-            (Killed(child), address)
-        });
-        Running {
+        RunningBot {
             backend,
             bot,
             metrics,
-            exporter,
         }
+    }
+
+    fn start_exporter(&self, dir: &Path) -> (Killed, std::net::SocketAddr) {
+        let config = dir.join("snmp.yml");
+        std::fs::write(&config, exporter_config()).expect("write snmp.yml");
+        let address: std::net::SocketAddr = format!(
+            "127.0.0.1:{}",
+            crate::measure::free_tcp_port().expect("port")
+        )
+        .parse()
+        .expect("address");
+        let mut command = Command::new("prometheus-snmp-exporter");
+        command
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--web.listen-address={address}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = spawn_pinned(&mut command, self.core)
+            .expect("start prometheus-snmp-exporter (apt-get install prometheus-snmp-exporter)");
+        (Killed(child), address)
     }
 
     /// Waits until every device was polled once, then until just before the next round: the
     /// first measured round starts at the returned time, the snapshot is taken before it.
-    fn warm_up(&self, running: &Running) -> (f64, Snapshot) {
+    fn warm_up(&self, running: &RunningBot) -> (f64, Snapshot) {
         let give_up = now() + 10.0 * self.interval as f64;
         while running.snapshot().polls < self.devices as f64 && now() < give_up {
             std::thread::sleep(Duration::from_secs(1));
@@ -465,7 +559,7 @@ impl SideBySide {
     /// The snapshot once the measured rounds' polls have ended and their values arrived: the
     /// bot's firings keep their own phase, so a firing late in the last round may still be
     /// running when the round's time is up (on a loaded machine, seconds later).
-    fn wait_for_polls(&self, running: &Running, begin: &Snapshot) -> Snapshot {
+    fn wait_for_polls(&self, running: &RunningBot, begin: &Snapshot) -> Snapshot {
         let wanted = begin.polls + (self.devices as u64 * self.rounds) as f64;
         let give_up = now() + self.interval as f64;
         while running.snapshot().polls < wanted && now() < give_up {
@@ -474,41 +568,6 @@ impl SideBySide {
         // Coalesced delivery holds values for up to 50 ms before the POST.
         std::thread::sleep(Duration::from_millis(500));
         running.snapshot()
-    }
-
-    fn report(&self, running: &Running, begin: &Snapshot, end: &Snapshot, scrapes: usize) {
-        use crate::measure::process_memory_kib;
-        let polls = (end.polls - begin.polls).max(1.0);
-        let bot_cpu = end.bot_cpu - begin.bot_cpu;
-        let bot_rss = process_memory_kib(running.bot.0.id(), "VmHWM:") as f64 / 1024.0;
-        println!(
-            "{} rounds of {} s, snmpbot and snmp_exporter on core {}",
-            self.rounds, self.interval, self.core
-        );
-        println!(
-            "snmpbot       {polls:>6} device-polls  {:>6.1} requests each  {:>8.2} CPU s per 1000 device-polls  peak RSS {bot_rss:>6.1} MB  ({} values delivered)",
-            (end.requests - begin.requests) / polls,
-            bot_cpu * 1000.0 / polls,
-            end.values - begin.values,
-        );
-        if let Some((exporter, _)) = &running.exporter {
-            let scrapes = scrapes.max(1) as f64;
-            let exporter_cpu = end.exporter_cpu - begin.exporter_cpu;
-            let exporter_rss = process_memory_kib(exporter.0.id(), "VmHWM:") as f64 / 1024.0;
-            println!(
-                "snmp_exporter {scrapes:>6} device-polls  {:>6}               {:>8.2} CPU s per 1000 device-polls  peak RSS {exporter_rss:>6.1} MB",
-                "",
-                exporter_cpu * 1000.0 / scrapes,
-            );
-            println!(
-                "CPU per device-poll, snmpbot / snmp_exporter: {:.2}",
-                (bot_cpu / polls) / (exporter_cpu / scrapes)
-            );
-        }
-        println!(
-            "test backend and scraper (this process): {:.2} CPU s",
-            end.own_cpu - begin.own_cpu
-        );
     }
 }
 
