@@ -144,6 +144,13 @@ impl SnmpBot {
             metrics.requests,
         ))?);
         let counters = CounterStore::new(Arc::new(context.store.clone()), COUNTER_SYNC_EVERY);
+        match counters.migrate() {
+            Ok(0) => {}
+            Ok(moved) => tracing::info!(moved, "counter samples moved to the column store"),
+            Err(error) => {
+                tracing::warn!("cannot move the counter samples of an earlier version: {error}")
+            }
+        }
         match counters.prune(COUNTER_MAX_AGE) {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "old counter samples removed"),

@@ -4,7 +4,7 @@
 
 use super::join::{join_rows, Fetched};
 use super::{EntityPoll, FetchMethod, SensorCounters, SensorProblem, SensorSpec};
-use crate::counters::{counter_key, CounterKind, CounterStore, RateOutcome, Sample};
+use crate::counters::{column_key, ColumnSamples, CounterKind, CounterStore, RateOutcome, Sample};
 use crate::merged::Exchange;
 use crate::session::{SnmpEngine, SnmpError};
 use crate::walk::SnmpValue;
@@ -194,21 +194,31 @@ impl Poller {
             None => uptime_of(exchange.get_many(&[Oid::from_slice(&SYS_UPTIME)]).await?),
         };
         let now = unix_now();
-        let mut samples = Vec::with_capacity(found.iter().map(Vec::len).sum());
+        let mut columns: Vec<ColumnSamples> = Vec::new();
         for (spec, found) in due.iter().zip(&found) {
+            // A sensor's counters come column by column: a new position starts a new column.
+            let mut column_of = None;
             for &(position, index, kind, value) in found {
-                let oid = &spec.oids[position].text;
-                let key = counter_key(entity_id, spec.sensor_id, position, oid, index);
+                if column_of != Some(position) {
+                    column_of = Some(position);
+                    let oid = &spec.oids[position].text;
+                    columns.push(ColumnSamples {
+                        key: column_key(entity_id, spec.sensor_id, position, oid),
+                        samples: Vec::new(),
+                    });
+                }
                 let sample = Sample {
                     kind,
                     value,
                     time: now,
                     uptime,
                 };
-                samples.push((key, sample));
+                if let Some(column) = columns.last_mut() {
+                    column.samples.push((index.to_string(), sample));
+                }
             }
         }
-        let mut outcomes = match self.counters.update_async(samples).await {
+        let mut outcomes = match self.counters.update_async(columns).await {
             Ok(outcomes) => outcomes.into_iter(),
             Err(error) => {
                 tracing::error!(entity = entity_id, "counter values left out: {error}");
