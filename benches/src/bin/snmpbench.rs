@@ -301,8 +301,10 @@ async fn poll_sensors(poller: &Poller, base: u16, cli: &Cli) -> usize {
                          {"oid": format!("1.3.6.1.2.1.31.1.1.1.{column}"), "fetch_method": "walk"}],
                 "expression": "$2 * 8",
                 "output_path": format!("if.{name}.{{$index}}.{{$1}}"),
-            }),
+            })
+            .into(),
         })
+        .map(std::sync::Arc::new)
     };
     let sensors = vec![traffic(1, 6, "in-bps"), traffic(2, 10, "out-bps")];
     let values: Vec<usize> = futures::stream::iter(0..cli.devices)

@@ -251,7 +251,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, &interval)| SensorConfig {
                     sensor_id: 500 + i as u64,
-                    details: json!({}),
+                    details: json!({}).into(),
                     interval,
                 })
                 .collect(),

@@ -58,7 +58,7 @@ mod tests {
             credential_details: credential.into(),
             sensors: vec![SensorConfig {
                 sensor_id: 1,
-                details: json!({}),
+                details: json!({}).into(),
                 interval,
             }],
         }

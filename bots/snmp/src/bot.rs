@@ -412,7 +412,8 @@ mod tests {
                     sensor_id: i as u64 + 1,
                     interval: *interval,
                     details: json!({"oids": [{"oid": "1.3.6.1.2.1.1.3.0", "fetch_method": "get"}],
-                        "expression": "$1", "output_path": "sysuptime"}),
+                        "expression": "$1", "output_path": "sysuptime"})
+                    .into(),
                 })
                 .collect(),
         }
@@ -452,7 +453,7 @@ mod tests {
             entity_jobs(&config, Some(300))
         );
         let mut changed = config.clone();
-        changed.sensors[0].details["expression"] = json!("$1 / 100");
+        Arc::make_mut(&mut changed.sensors[0].details)["expression"] = json!("$1 / 100");
         assert_ne!(
             entity_jobs(&config, Some(300))[0],
             entity_jobs(&changed, Some(300))[0]

@@ -34,7 +34,7 @@ fn sensor(
     SensorConfig {
         sensor_id: id,
         interval: Some(interval),
-        details: json!({"oids": oids, "expression": expression, "output_path": output_path}),
+        details: json!({"oids": oids, "expression": expression, "output_path": output_path}).into(),
     }
 }
 
@@ -45,7 +45,10 @@ fn entity(address: &str, sensors: &[SensorConfig]) -> EntityPoll {
         credential: Credential::from_details(
             &json!({"version": "snmpv2c", "snmpv12_community": COMMUNITY}),
         ),
-        sensors: sensors.iter().map(parse_sensor).collect(),
+        sensors: sensors
+            .iter()
+            .map(|s| parse_sensor(s).map(std::sync::Arc::new))
+            .collect(),
     }
 }
 

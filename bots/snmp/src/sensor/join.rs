@@ -160,7 +160,8 @@ mod tests {
             .collect();
         parse_sensor(&SensorConfig {
             sensor_id: 9,
-            details: json!({"oids": oids, "expression": expression, "output_path": output_path}),
+            details: json!({"oids": oids, "expression": expression, "output_path": output_path})
+                .into(),
             interval: Some(60),
         })
         .unwrap()

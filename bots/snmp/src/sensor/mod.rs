@@ -129,19 +129,26 @@ pub fn parse_sensor(config: &SensorConfig) -> Result<SensorSpec, SensorProblem> 
 /// same sensor share its compiled expression.
 #[derive(Default)]
 pub struct SensorCache {
-    parsed: HashMap<(u64, Option<u64>), (Json, ParsedSensor)>,
+    parsed: HashMap<(u64, Option<u64>), (Arc<Json>, ParsedSensor)>,
 }
 
-type ParsedSensor = Result<SensorSpec, SensorProblem>;
+/// A parsed sensor, shared by every entity it is attached to (1,000 devices with 36 sensors
+/// would otherwise hold 36,000 copies of its OIDs and output template).
+type ParsedSensor = Result<Arc<SensorSpec>, SensorProblem>;
 
 impl SensorCache {
     /// [`parse_sensor`], or a copy of the sensor parsed before with the same details.
     pub fn parse(&mut self, config: &SensorConfig) -> ParsedSensor {
         let key = (config.sensor_id, config.interval);
         match self.parsed.get(&key) {
-            Some((details, parsed)) if *details == config.details => parsed.clone(),
+            // The same shared details (the usual case) need no comparison.
+            Some((details, parsed))
+                if Arc::ptr_eq(details, &config.details) || *details == config.details =>
+            {
+                parsed.clone()
+            }
             _ => {
-                let parsed = parse_sensor(config);
+                let parsed = parse_sensor(config).map(Arc::new);
                 self.parsed
                     .insert(key, (config.details.clone(), parsed.clone()));
                 parsed
@@ -157,7 +164,7 @@ pub struct EntityPoll {
     /// `details.ipv4`, possibly with `:port`.
     pub address: Option<String>,
     pub credential: Result<Credential, String>,
-    pub sensors: Vec<Result<SensorSpec, SensorProblem>>,
+    pub sensors: Vec<Result<Arc<SensorSpec>, SensorProblem>>,
 }
 
 impl EntityPoll {
@@ -233,7 +240,7 @@ mod tests {
     fn config(details: Json) -> SensorConfig {
         SensorConfig {
             sensor_id: 7,
-            details,
+            details: details.into(),
             interval: Some(60),
         }
     }
