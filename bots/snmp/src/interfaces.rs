@@ -6,6 +6,7 @@
 //! logged once per entity, not every 5 minutes, and the job itself does not fail.
 
 use crate::if_speed;
+use crate::interface_list::InterfaceLists;
 use crate::merged::Exchange;
 use crate::session::{Credential, SnmpEngine};
 use crate::walk::{walk, WalkRow};
@@ -162,6 +163,7 @@ pub struct InterfaceCounters {
 /// Runs interface sync jobs against the backend.
 pub struct InterfaceSync {
     backend: BackendClient,
+    lists: InterfaceLists,
     /// Entities whose 403 was already logged.
     forbidden: Mutex<HashSet<u64>>,
     pub counters: InterfaceCounters,
@@ -171,6 +173,7 @@ impl InterfaceSync {
     pub fn new(backend: BackendClient, counters: InterfaceCounters) -> InterfaceSync {
         InterfaceSync {
             backend,
+            lists: InterfaceLists::default(),
             forbidden: Mutex::new(HashSet::new()),
             counters,
         }
@@ -221,11 +224,24 @@ impl InterfaceSync {
                 .map_err(|e| format!("walking ifHighSpeed: {e}"))?;
             if_speed::use_high_speeds(&mut rows, &high_speeds);
         }
-        let entities = match self.backend.list_entities(job.account_id).await {
-            Ok(entities) => entities,
+        let listing = self
+            .lists
+            .for_sync(
+                &self.backend,
+                job.account_id,
+                job.entity_id,
+                firing.scheduled,
+            )
+            .await;
+        let listing = match listing {
+            Ok(listing) => listing,
             Err(error) => return self.refused(job, error),
         };
-        let changes = plan(job.entity_id, &rows, &entities);
+        let entities = listing.children(job.entity_id);
+        let changes = plan(job.entity_id, &rows, entities);
+        if !changes.is_empty() {
+            listing.note_changed(job.entity_id);
+        }
         let mut made = 0;
         for change in &changes {
             let result = match change {
@@ -243,7 +259,7 @@ impl InterfaceSync {
                 Ok(()) => {
                     made += 1;
                     self.counters.changes.inc();
-                    if let Some(event) = change_event(change, &entities, address) {
+                    if let Some(event) = change_event(change, entities, address) {
                         firing.event(event);
                     }
                 }
