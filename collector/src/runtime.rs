@@ -536,7 +536,7 @@ async fn schedule<C: Collector>(
                 let summary = scheduler.update(assignment.keep_owned(specs), &unreadable);
                 metrics.framework.jobs_scheduled.set(scheduler.len() as i64);
                 services.status.set_entities(report, &unreadable);
-                services.status.set_jobs(&scheduler, &*bot);
+                services.status.set_jobs(&scheduler, &bot);
                 services.notifier.jobs_now(scheduler.job_ids(), clock.now_unix());
                 crate::heap::give_back();
                 tracing::info!(protocol, jobs = scheduler.len(), added = summary.added,

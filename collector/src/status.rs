@@ -6,6 +6,7 @@
 use crate::bot::Collector;
 use crate::entity::{ConfigProblem, EntityConfig};
 use crate::executor::Outcome;
+use crate::job::JobSpec;
 use crate::scheduler::{next_firing, JobState, Scheduler};
 use serde::Serialize;
 use std::any::Any;
@@ -169,26 +170,75 @@ impl RunCell {
     }
 }
 
+/// A job's spec as the status page reads it, whatever the bot's params: the page holds the
+/// scheduler's own specs rather than copies (10,000 ping jobs' copies and summaries were 5 MB).
+pub trait ScheduledJob: Send + Sync + std::fmt::Debug {
+    fn id(&self) -> &str;
+    fn account_id(&self) -> Option<u64>;
+    fn entity_id(&self) -> Option<u64>;
+    fn intervals(&self) -> &[u64];
+    /// The bot's params, for [`Describer`].
+    fn params(&self) -> &(dyn Any + Send + Sync);
+}
+
+impl<P: Send + Sync + std::fmt::Debug + 'static> ScheduledJob for JobSpec<P> {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn account_id(&self) -> Option<u64> {
+        self.account_id
+    }
+    fn entity_id(&self) -> Option<u64> {
+        self.entity_id
+    }
+    fn intervals(&self) -> &[u64] {
+        &self.intervals
+    }
+    fn params(&self) -> &(dyn Any + Send + Sync) {
+        &self.params
+    }
+}
+
+/// The bot's [`Collector::describe`] over type-erased params, called when the page is read.
+#[derive(Clone)]
+pub struct Describer(Arc<dyn Fn(&(dyn Any + Send + Sync)) -> Summary + Send + Sync>);
+
+impl Describer {
+    /// Describes params of `C`; other params (none are scheduled) get an empty summary.
+    pub fn of<C: Collector>(bot: Arc<C>) -> Describer {
+        Describer(Arc::new(move |params| {
+            params
+                .downcast_ref::<C::Params>()
+                .map(|params| bot.describe(params))
+                .unwrap_or_default()
+        }))
+    }
+
+    /// What the job does, in the protocol's terms.
+    pub fn describe(&self, job: &dyn ScheduledJob) -> Summary {
+        (self.0)(job.params())
+    }
+}
+
+impl std::fmt::Debug for Describer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Describer")
+    }
+}
+
 /// A scheduled job as the status page knows it.
 #[derive(Debug, Clone)]
 pub struct JobRow {
-    pub id: String,
-    pub account_id: Option<u64>,
-    pub entity_id: Option<u64>,
-    pub intervals: Vec<u64>,
+    pub spec: Arc<dyn ScheduledJob>,
     /// The Unix second the job's firings count from.
     pub anchor: u64,
-    pub summary: Arc<Summary>,
     pub state: Arc<JobState>,
-    /// The spec the summary was made from, held so that a refresh that keeps the job (the same
-    /// spec object) reuses the summary instead of describing all jobs again.
-    pub described: Arc<dyn Any + Send + Sync>,
 }
 
 impl JobRow {
     /// The Unix second of the first firing after `now`.
     pub fn next_due(&self, now: u64) -> Option<u64> {
-        next_firing(self.anchor, &self.intervals, now)
+        next_firing(self.anchor, self.spec.intervals(), now)
     }
 }
 
@@ -213,6 +263,8 @@ pub struct EntityReport {
 pub struct Board {
     pub protocol: &'static str,
     pub jobs: Vec<JobRow>,
+    /// Describes each job's params when the page is read (not kept per job).
+    pub describer: Option<Describer>,
     pub entities: HashMap<(u64, u64), EntityInfo>,
     pub skipped: Vec<SkippedEntity>,
     /// Problems of entities that are still polled (e.g. one sensor missing), by entity.
@@ -278,40 +330,20 @@ impl StatusBoard {
         board.refreshed_at = Some(unix_now());
     }
 
-    /// Replaces the jobs with what the scheduler holds now, described by the bot (only the jobs
-    /// that are new or changed since the last call).
-    pub fn set_jobs<C: Collector>(&self, scheduler: &Scheduler<C::Params>, bot: &C) {
-        let mut board = self.0.write().unwrap_or_else(|e| e.into_inner());
-        let known: HashMap<*const (), Arc<Summary>> = board
-            .jobs
-            .iter()
-            .map(|row| {
-                (
-                    Arc::as_ptr(&row.described) as *const (),
-                    row.summary.clone(),
-                )
-            })
-            .collect();
+    /// Replaces the jobs with what the scheduler holds now; `bot` describes them when the page
+    /// is read.
+    pub fn set_jobs<C: Collector>(&self, scheduler: &Scheduler<C::Params>, bot: &Arc<C>) {
         let jobs: Vec<JobRow> = scheduler
             .jobs()
-            .map(|(spec, anchor, state)| {
-                let summary = known
-                    .get(&(Arc::as_ptr(spec) as *const ()))
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(bot.describe(&spec.params)));
-                JobRow {
-                    id: spec.id.clone(),
-                    account_id: spec.account_id,
-                    entity_id: spec.entity_id,
-                    intervals: spec.intervals.clone(),
-                    anchor,
-                    summary,
-                    state: state.clone(),
-                    described: spec.clone(),
-                }
+            .map(|(spec, anchor, state)| JobRow {
+                spec: spec.clone(),
+                anchor,
+                state: state.clone(),
             })
             .collect();
+        let mut board = self.0.write().unwrap_or_else(|e| e.into_inner());
         board.jobs = jobs;
+        board.describer = Some(Describer::of(bot.clone()));
     }
 
     /// Runs `read` on the board.
@@ -381,28 +413,39 @@ mod describe_once {
     }
 
     #[tokio::test]
-    async fn only_new_and_changed_jobs_are_described_again() {
-        let bot = Counting::default();
+    async fn jobs_are_described_when_the_page_is_read_from_the_scheduler_s_own_specs() {
+        let bot = Arc::new(Counting::default());
         let mut scheduler = Scheduler::new(Clock::new());
         let board = StatusBoard::new("counting");
         scheduler.update(specs(&[22, 80, 443]), &HashSet::new());
         board.set_jobs(&scheduler, &bot);
-        scheduler.update(specs(&[22, 8080, 443]), &HashSet::new());
-        board.set_jobs(&scheduler, &bot);
         assert_eq!(
             bot.0.load(Ordering::Relaxed),
-            4,
-            "three, then the changed one"
+            0,
+            "nothing described at refresh"
         );
+        let held = scheduler
+            .jobs()
+            .next()
+            .map(|(spec, _, _)| spec.clone())
+            .unwrap();
+        let shared = board.read(|b| {
+            b.jobs
+                .iter()
+                .any(|j| std::ptr::addr_eq(Arc::as_ptr(&j.spec), Arc::as_ptr(&held)))
+        });
+        assert!(shared, "the page holds the scheduler's spec, not a copy");
         let ports = board.read(|b| {
+            let describer = b.describer.as_ref().unwrap();
             let mut ports: Vec<String> = b
                 .jobs
                 .iter()
-                .map(|j| j.summary.0[0].value.clone())
+                .map(|j| describer.describe(j.spec.as_ref()).0[0].value.clone())
                 .collect();
             ports.sort();
             ports
         });
-        assert_eq!(ports, vec!["22", "443", "8080"]);
+        assert_eq!(ports, vec!["22", "443", "80"]);
+        assert_eq!(bot.0.load(Ordering::Relaxed), 3);
     }
 }

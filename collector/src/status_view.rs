@@ -2,7 +2,7 @@
 //! entities left out, filtered (account, entity, state), sorted failing first and cut into
 //! pages. Served as `/jobs.json` and rendered as `/jobs`.
 
-use crate::status::{Board, Delivered, JobRow, RunHistory, SkippedEntity, Summary};
+use crate::status::{Board, Delivered, Describer, JobRow, RunHistory, SkippedEntity, Summary};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -226,7 +226,9 @@ pub fn build(board: &Board, filter: Filter, alerts: &FiringAlerts, now: f64) -> 
     for row in &board.jobs {
         let history = row.state.runs.history();
         *states.entry(job_state(&history)).or_default() += 1;
-        let group = groups.entry((row.account_id, row.entity_id)).or_default();
+        let group = groups
+            .entry((row.spec.account_id(), row.spec.entity_id()))
+            .or_default();
         group.jobs.push((row, history));
     }
     for skipped in &board.skipped {
@@ -338,7 +340,7 @@ fn entity_view(
         .jobs
         .into_iter()
         .filter(|(_, h)| state_matches(&filter.state, job_state(h)))
-        .map(|(row, history)| job_view(row, history, now))
+        .map(|(row, history)| job_view(row, history, board.describer.as_ref(), now))
         .collect();
     jobs.sort_by(|a, b| a.id.cmp(&b.id));
     EntityView {
@@ -354,13 +356,15 @@ fn entity_view(
     }
 }
 
-fn job_view(row: &JobRow, history: RunHistory, now: u64) -> JobView {
+fn job_view(row: &JobRow, history: RunHistory, describer: Option<&Describer>, now: u64) -> JobView {
     let state = job_state(&history);
     let last = history.last.as_ref();
     JobView {
-        id: row.id.clone(),
-        intervals: row.intervals.clone(),
-        summary: Summary::clone(&row.summary),
+        id: row.spec.id().to_string(),
+        intervals: row.spec.intervals().to_vec(),
+        summary: describer
+            .map(|d| d.describe(row.spec.as_ref()))
+            .unwrap_or_default(),
         state,
         last_firing: last.map(|l| l.scheduled),
         run_cost: last.map(|l| (l.finished - l.started).max(0.0)),
@@ -383,6 +387,7 @@ mod tests {
     use crate::executor::Outcome;
     use crate::scheduler::JobState;
     use crate::status::{EntityInfo, JobRow, LastRun};
+    use crate::JobSpec;
     use std::sync::Arc;
 
     fn row(account: u64, entity: u64, id: &str, outcome: Option<Outcome>) -> JobRow {
@@ -399,15 +404,13 @@ mod tests {
                 error,
             });
         }
+        let spec = JobSpec::new(id, vec![60], "192.0.2.1")
+            .account(account)
+            .entity(entity);
         JobRow {
-            id: id.into(),
-            account_id: Some(account),
-            entity_id: Some(entity),
-            intervals: vec![60],
+            spec: Arc::new(spec),
             anchor: 940,
-            summary: Arc::new(Summary::default().item("address", "192.0.2.1")),
             state,
-            described: Arc::new(()),
         }
     }
 
