@@ -178,7 +178,7 @@ pub trait ScheduledJob: Send + Sync + std::fmt::Debug {
     fn entity_id(&self) -> Option<u64>;
     fn intervals(&self) -> &[u64];
     /// The bot's params, for [`Describer`].
-    fn params(&self) -> &(dyn Any + Send + Sync);
+    fn params(&self) -> &AnyParams;
 }
 
 impl<P: Send + Sync + std::fmt::Debug + 'static> ScheduledJob for JobSpec<P> {
@@ -194,14 +194,17 @@ impl<P: Send + Sync + std::fmt::Debug + 'static> ScheduledJob for JobSpec<P> {
     fn intervals(&self) -> &[u64] {
         &self.intervals
     }
-    fn params(&self) -> &(dyn Any + Send + Sync) {
+    fn params(&self) -> &AnyParams {
         &self.params
     }
 }
 
+/// Params of any bot, as [`ScheduledJob::params`] gives them.
+pub type AnyParams = dyn Any + Send + Sync;
+
 /// The bot's [`Collector::describe`] over type-erased params, called when the page is read.
 #[derive(Clone)]
-pub struct Describer(Arc<dyn Fn(&(dyn Any + Send + Sync)) -> Summary + Send + Sync>);
+pub struct Describer(Arc<dyn Fn(&AnyParams) -> Summary + Send + Sync>);
 
 impl Describer {
     /// Describes params of `C`; other params (none are scheduled) get an empty summary.
