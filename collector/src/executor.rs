@@ -268,8 +268,10 @@ impl<C: Collector> Shared<C> {
             delivered: Delivered::default(),
             error: error.clone(),
         });
-        if let Some(notifier) = &self.notifier {
-            notifier.finish(run_report(spec, &record, error, findings));
+        if let Some(notifier) = self.notifier.as_ref() {
+            if notifier.needs_report(outcome, &findings, state) {
+                notifier.finish(run_report(spec, state, &record, error, findings));
+            }
         }
         self.delivery.submit(Batch {
             account_id: spec.account_id,
@@ -301,6 +303,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// What the notifier needs of a finished run.
 fn run_report<P>(
     spec: &JobSpec<P>,
+    state: &Arc<JobState>,
     record: &TaskRecord<'_>,
     error: Option<String>,
     findings: Findings,
@@ -316,6 +319,7 @@ fn run_report<P>(
         trigger: record.trigger,
         start: record.start,
         end: record.end,
+        state: Some(state.clone()),
     }
 }
 

@@ -136,6 +136,13 @@ pub struct Findings {
     pub events: Vec<Event>,
 }
 
+impl Findings {
+    /// Whether a run found nothing to tell: no event and only good checks.
+    pub fn says_nothing(&self) -> bool {
+        self.events.is_empty() && self.checks.iter().all(|check| !check.bad)
+    }
+}
+
 /// The place a run's checks and events are written to (a run may report from several futures
 /// at once, so it is behind a lock held only for a push). It lives inside the [`Firing`] the
 /// futures borrow, so no firing pays for a shared allocation.

@@ -65,6 +65,8 @@ pub struct JobState {
     pub running: AtomicBool,
     /// The last firings' outcomes, for the status page.
     pub runs: crate::status::RunCell,
+    /// Whether the notifier needs this job's quiet runs.
+    pub alert_memo: crate::notify::memo::AlertMemo,
 }
 
 /// A job that fell due.

@@ -7,11 +7,13 @@ use super::notice::{AlertNotice, AlertState, EventNotice, Notice};
 use super::outbox::Outbox;
 use super::{Input, NotifyMetrics, RunReport};
 use crate::executor::Outcome;
+use crate::scheduler::JobState;
 use crate::store::Store;
 use redb::{ReadableDatabase, ReadableTable};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -44,9 +46,7 @@ fn storage(e: impl std::fmt::Display) -> String {
 
 /// A run that says nothing: it succeeded, every check is good and it has no event.
 fn all_good(run: &RunReport) -> bool {
-    run.outcome == Outcome::Success
-        && run.findings.events.is_empty()
-        && run.findings.checks.iter().all(|check| !check.bad)
+    run.outcome == Outcome::Success && run.findings.says_nothing()
 }
 
 /// The keys with alert state in the store and the jobs they belong to, so that a run that says
@@ -217,21 +217,41 @@ impl Book {
         }
     }
 
+    /// Handles a batch of inputs, then tells each reported job's [`AlertMemo`] whether the job
+    /// has alert state now.
+    ///
+    /// [`AlertMemo`]: super::memo::AlertMemo
     fn handle(&mut self, inputs: Vec<Input>) -> Result<(), String> {
+        let mut reported = Vec::new();
+        let result = self.handle_inputs(inputs, &mut reported);
+        for (job, state) in reported {
+            let has_state = result.is_ok().then(|| self.known.job_has_state(&job));
+            state.alert_memo.handled(has_state);
+        }
+        result
+    }
+
+    fn handle_inputs(
+        &mut self,
+        inputs: Vec<Input>,
+        reported: &mut Vec<(String, Arc<JobState>)>,
+    ) -> Result<(), String> {
         let mut notices = Vec::new();
         let mut work = Vec::new();
         let mut jobs = None;
         for input in inputs {
             match input {
-                Input::Run(run) => {
-                    if all_good(&run) && !self.known.job_has_state(&run.job) {
-                        continue;
-                    }
-                    self.events(&run, &mut notices);
-                    for observation in self.observations(&run) {
-                        if observation.bad || self.known.contains(&observation.key()) {
-                            work.push((observation, run.end));
+                Input::Run(mut run) => {
+                    if !all_good(&run) || self.known.job_has_state(&run.job) {
+                        self.events(&run, &mut notices);
+                        for observation in self.observations(&run) {
+                            if observation.bad || self.known.contains(&observation.key()) {
+                                work.push((observation, run.end));
+                            }
                         }
+                    }
+                    if let Some(state) = run.state.take() {
+                        reported.push((std::mem::take(&mut run.job), state));
                     }
                 }
                 Input::Jobs(ids, now) => jobs = Some((ids, now)),
@@ -348,11 +368,50 @@ mod tests {
             trigger: end as u64,
             start: end,
             end,
+            state: None,
         }))
     }
 
     fn waiting(outbox: &Outbox) -> Vec<Notice> {
         outbox.oldest(100).unwrap().1
+    }
+
+    #[test]
+    fn the_memo_of_a_job_follows_its_alert_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "state").unwrap();
+        let rules = AlertRules {
+            if_in_a_row: 1,
+            renotify: 0,
+        };
+        let mut book = Book::open(
+            store,
+            rules,
+            "ping",
+            Vec::new(),
+            false,
+            NotifyMetrics::default(),
+        )
+        .unwrap();
+        let state = Arc::new(JobState::default());
+        let memo = &state.alert_memo;
+        let reported = |outcome, end| {
+            state.alert_memo.reporting();
+            let Input::Run(mut report) = run(outcome, end, Findings::default()) else {
+                unreachable!()
+            };
+            report.state = Some(state.clone());
+            Input::Run(report)
+        };
+        book.handle(vec![reported(Outcome::Success, 10.0)]).unwrap();
+        assert!(
+            memo.quiet_run_needs_no_report(),
+            "no state after a quiet run"
+        );
+        book.handle(vec![reported(Outcome::Failure, 20.0)]).unwrap();
+        assert!(!memo.quiet_run_needs_no_report(), "JobFailing fired: state");
+        book.handle(vec![reported(Outcome::Success, 30.0)]).unwrap();
+        assert!(memo.quiet_run_needs_no_report(), "resolved: no state");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod alertmanager;
 pub mod alerts;
 pub(crate) mod book;
 pub mod datakit;
+pub mod memo;
 pub mod metrics;
 pub mod notice;
 pub mod outbox;
@@ -17,6 +18,7 @@ pub use metrics::NotifyMetrics;
 
 use crate::executor::Outcome;
 use crate::report::Findings;
+use crate::scheduler::JobState;
 use crate::store::Store;
 use alerts::AlertRules;
 use book::Book;
@@ -75,6 +77,8 @@ pub struct RunReport {
     pub trigger: u64,
     pub start: f64,
     pub end: f64,
+    /// The job's state, whose [`memo::AlertMemo`] the notifier updates once it handled the run.
+    pub state: Option<Arc<crate::scheduler::JobState>>,
 }
 
 impl RunReport {
@@ -257,11 +261,28 @@ impl Notifier {
                 total_cost: (report.end - report.trigger as f64).max(0.0),
             });
         }
-        let job = report.job.clone();
-        if self.input.try_send(Input::Run(Box::new(report))).is_err() {
-            tracing::warn!(%job, "notifier queue full: this run's checks and events are lost");
+        if let Some(state) = &report.state {
+            state.alert_memo.reporting();
+        }
+        if let Err(refused) = self.input.try_send(Input::Run(Box::new(report))) {
+            if let Input::Run(report) = refused.into_inner() {
+                tracing::warn!(job = %report.job,
+                    "notifier queue full: this run's checks and events are lost");
+                if let Some(state) = &report.state {
+                    state.alert_memo.handled(None);
+                }
+            }
             self.metrics.dropped("notifier", "queue_full", 1);
         }
+    }
+
+    /// Whether a finished run must be reported: it failed, has a bad check or an event, its job
+    /// has or may have alert state, or every run is uploaded (DataKit task records).
+    pub fn needs_report(&self, outcome: Outcome, findings: &Findings, state: &JobState) -> bool {
+        self.upload.is_some()
+            || outcome != Outcome::Success
+            || !findings.says_nothing()
+            || !state.alert_memo.quiet_run_needs_no_report()
     }
 
     /// Tells the notifier which jobs exist now; alerts of removed jobs resolve.
