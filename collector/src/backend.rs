@@ -4,6 +4,8 @@
 use crate::entity::{AccountData, CredentialRecord, EntityRecord, SensorRecord};
 use crate::metrics::{label, Metrics};
 use crate::redact::scrub;
+
+mod list;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -277,16 +279,39 @@ impl BackendClient {
 
     /// Every entity of an account (filter client-side: the backend ignores query filters).
     pub async fn list_entities(&self, account: u64) -> Result<Vec<EntityRecord>, BackendError> {
-        let list: List<EntityRecord> = self.get(&format!("/accounts/{account}/entities/")).await?;
-        Ok(list.list)
+        self.list_entities_kept(account, Some).await
+    }
+
+    /// What `keep` makes of the entities of an account, each entity parsed and handed to it
+    /// one at a time: an account's list holds every interface of every device (51,000 entities
+    /// at 1,000 devices), and a bot that wants a few of them, or a small form of each, need
+    /// not hold them all at once.
+    pub async fn list_entities_kept<T>(
+        &self,
+        account: u64,
+        keep: impl FnMut(EntityRecord) -> Option<T>,
+    ) -> Result<Vec<T>, BackendError> {
+        let path = format!("/accounts/{account}/entities/");
+        let bytes = self.send(Method::GET, &path, None, true).await?;
+        kept_list(&format!("GET {path}"), &bytes, keep)
     }
 
     /// Entities, credentials and sensors of an account: three requests, made concurrently.
-    pub async fn account_data(&self, account: u64) -> Result<AccountData, BackendError> {
+    /// Only the entities `protocol` can poll or report on are kept: devices, and any entity
+    /// with `protocol` enabled.
+    pub async fn account_data(
+        &self,
+        account: u64,
+        protocol: &str,
+    ) -> Result<AccountData, BackendError> {
         let credentials_path = format!("/accounts/{account}/credentials/");
         let sensors_path = format!("/accounts/{account}/sensors/");
+        let relevant = |entity: EntityRecord| {
+            (entity.entity_type == "device" || entity.protocols.contains_key(protocol))
+                .then_some(entity)
+        };
         let (entities, credentials, sensors) = tokio::try_join!(
-            self.list_entities(account),
+            self.list_entities_kept(account, relevant),
             self.get::<List<CredentialRecord>>(&credentials_path),
             self.get::<List<SensorRecord>>(&sensors_path),
         )?;
@@ -366,14 +391,34 @@ impl BackendClient {
 /// Parses a JSON answer; an HTML page (a web server or the UI instead of the API) is named as such
 /// rather than pasted into the log.
 fn decode<T: DeserializeOwned>(operation: &str, bytes: &[u8]) -> Result<T, BackendError> {
-    serde_json::from_slice(bytes).map_err(|e| BackendError::Decode {
+    serde_json::from_slice(bytes).map_err(|e| decode_error(operation, bytes, e))
+}
+
+fn decode_error(operation: &str, bytes: &[u8], error: serde_json::Error) -> BackendError {
+    BackendError::Decode {
         operation: operation.to_string(),
         message: if looks_like_html(bytes) {
             "an HTML page instead of JSON".to_string()
         } else {
-            e.to_string()
+            error.to_string()
         },
-    })
+    }
+}
+
+/// A `{"list": [...]}` answer, each item handed to `keep` as soon as it is parsed.
+fn kept_list<I: DeserializeOwned, T>(
+    operation: &str,
+    bytes: &[u8],
+    keep: impl FnMut(I) -> Option<T>,
+) -> Result<Vec<T>, BackendError> {
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let seed = list::Kept {
+        keep,
+        item: std::marker::PhantomData,
+    };
+    serde::de::DeserializeSeed::deserialize(seed, &mut json)
+        .and_then(|kept| json.end().map(|()| kept))
+        .map_err(|e| decode_error(operation, bytes, e))
 }
 
 fn looks_like_html(bytes: &[u8]) -> bool {

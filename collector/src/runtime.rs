@@ -760,13 +760,15 @@ pub async fn fetch_from_backend<'a>(
     bot_id: u64,
     metrics: &Metrics,
 ) -> Result<Refresh, String> {
+    let protocol = protocol.into();
     let accounts = client
         .list_accounts()
         .await
         .map_err(|e| format!("cannot list accounts: {e}"))?;
     // `buffered` keeps the backend's account order, so configs come out in that order.
+    let name = protocol.name;
     let fetched: Vec<(u64, Result<AccountData, _>)> = futures::stream::iter(accounts)
-        .map(|account| async move { (account, client.account_data(account).await) })
+        .map(|account| async move { (account, client.account_data(account, name).await) })
         .buffered(ACCOUNTS_IN_PARALLEL)
         .collect()
         .await;

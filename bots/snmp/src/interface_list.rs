@@ -7,8 +7,8 @@
 //! parsed at once (532 MB peak). A listing is now shared by the syncs of one firing second,
 //! and dropped soon after the last of them.
 
+use crate::interfaces::InterfaceEntity;
 use collector::backend::{BackendClient, BackendError};
-use collector::entity::EntityRecord;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -20,19 +20,20 @@ const LINGER: Duration = Duration::from_secs(2);
 /// `scheduled`.
 pub struct Listing {
     scheduled: u64,
-    by_parent: HashMap<u64, Vec<EntityRecord>>,
+    by_parent: HashMap<u64, Vec<InterfaceEntity>>,
     /// Devices whose interfaces a sync changed since the listing: their next sync lists again.
     changed: Mutex<HashSet<u64>>,
     last_served: Mutex<Instant>,
 }
 
 impl Listing {
-    fn new(scheduled: u64, entities: Vec<EntityRecord>) -> Listing {
-        let mut by_parent: HashMap<u64, Vec<EntityRecord>> = HashMap::new();
-        for entity in entities {
-            if let (Some(parent), "interface") = (entity.parent, entity.entity_type.as_str()) {
-                by_parent.entry(parent).or_default().push(entity);
-            }
+    fn new(scheduled: u64, interfaces: Vec<InterfaceEntity>) -> Listing {
+        let mut by_parent: HashMap<u64, Vec<InterfaceEntity>> = HashMap::new();
+        for interface in interfaces {
+            by_parent
+                .entry(interface.parent)
+                .or_default()
+                .push(interface);
         }
         Listing {
             scheduled,
@@ -43,7 +44,7 @@ impl Listing {
     }
 
     /// The interface entities whose parent is `device`, in the backend's order.
-    pub fn children(&self, device: u64) -> &[EntityRecord] {
+    pub fn children(&self, device: u64) -> &[InterfaceEntity] {
         self.by_parent.get(&device).map_or(&[], Vec::as_slice)
     }
 
@@ -93,8 +94,10 @@ impl InterfaceLists {
             *lock(&listing.last_served) = Instant::now();
             return Ok(listing.clone());
         }
-        let entities = backend.list_entities(account).await?;
-        let listing = Arc::new(Listing::new(scheduled, entities));
+        let interfaces = backend
+            .list_entities_kept(account, InterfaceEntity::of)
+            .await?;
+        let listing = Arc::new(Listing::new(scheduled, interfaces));
         listings.insert(key, listing.clone());
         tokio::spawn(drop_when_unused(
             Arc::downgrade(&self.listings),
@@ -134,24 +137,29 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn entity(id: u64, entity_type: &str, parent: Option<u64>) -> EntityRecord {
-        serde_json::from_value(json!({"id": id, "name": format!("e{id}"),
-            "entity_type": entity_type, "parent": parent, "details": {}}))
-        .unwrap()
+    fn entity(id: u64, entity_type: &str, parent: Option<u64>) -> Option<InterfaceEntity> {
+        InterfaceEntity::of(
+            serde_json::from_value(json!({"id": id, "name": format!("e{id}"),
+                "entity_type": entity_type, "parent": parent, "details": {}}))
+            .unwrap(),
+        )
     }
 
     #[test]
     fn a_listing_keeps_interfaces_by_parent_and_forgets_the_rest() {
         let listing = Listing::new(
             60,
-            vec![
+            [
                 entity(1, "device", None),
                 entity(2, "interface", Some(1)),
                 entity(3, "interface", Some(1)),
                 entity(4, "interface", Some(9)),
                 entity(5, "interface", None),
                 entity(6, "other", Some(1)),
-            ],
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         );
         let ids = |device| -> Vec<u64> { listing.children(device).iter().map(|e| e.id).collect() };
         assert_eq!(ids(1), vec![2, 3]);
