@@ -4,8 +4,6 @@
 use crate::entity::{AccountData, CredentialRecord, EntityRecord, SensorRecord};
 use crate::metrics::{label, Metrics};
 use crate::redact::scrub;
-
-mod list;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -13,6 +11,8 @@ use serde_json::Value as Json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+mod list;
 
 /// A failed backend request. Its text names the operation (method and path, no query) and never
 /// the token.

@@ -5,7 +5,7 @@
 use super::alerts::{self, AlertRules, Observation};
 use super::notice::{AlertNotice, AlertState, EventNotice, Notice};
 use super::outbox::Outbox;
-use super::{Input, NotifyMetrics, RunReport};
+use super::{quiet, Input, NotifyMetrics, RunReport};
 use crate::executor::Outcome;
 use crate::scheduler::JobState;
 use crate::store::Store;
@@ -42,11 +42,6 @@ pub struct Book {
 
 fn storage(e: impl std::fmt::Display) -> String {
     format!("alert state storage: {e}")
-}
-
-/// A run that says nothing: it succeeded, every check is good and it has no event.
-fn all_good(run: &RunReport) -> bool {
-    run.outcome == Outcome::Success && run.findings.says_nothing()
 }
 
 /// The keys with alert state in the store and the jobs they belong to, so that a run that says
@@ -242,7 +237,7 @@ impl Book {
         for input in inputs {
             match input {
                 Input::Run(mut run) => {
-                    if !all_good(&run) || self.known.job_has_state(&run.job) {
+                    if !quiet(run.outcome, &run.findings) || self.known.job_has_state(&run.job) {
                         self.events(&run, &mut notices);
                         for observation in self.observations(&run) {
                             if observation.bad || self.known.contains(&observation.key()) {

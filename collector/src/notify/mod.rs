@@ -78,7 +78,12 @@ pub struct RunReport {
     pub start: f64,
     pub end: f64,
     /// The job's state, whose [`memo::AlertMemo`] the notifier updates once it handled the run.
-    pub state: Option<Arc<crate::scheduler::JobState>>,
+    pub state: Option<Arc<JobState>>,
+}
+
+/// A run that says nothing: it succeeded, every check is good and it has no event.
+fn quiet(outcome: Outcome, findings: &Findings) -> bool {
+    outcome == Outcome::Success && findings.says_nothing()
 }
 
 impl RunReport {
@@ -280,8 +285,7 @@ impl Notifier {
     /// has or may have alert state, or every run is uploaded (DataKit task records).
     pub fn needs_report(&self, outcome: Outcome, findings: &Findings, state: &JobState) -> bool {
         self.upload.is_some()
-            || outcome != Outcome::Success
-            || !findings.says_nothing()
+            || !quiet(outcome, findings)
             || !state.alert_memo.quiet_run_needs_no_report()
     }
 
