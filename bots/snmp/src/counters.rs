@@ -5,7 +5,7 @@
 //! dropped, 64-bit counters keep full precision, and an agent restart (its sysUpTime went back)
 //! is recognised, so a counter reset never shows up as a huge or wrapped rate.
 
-use redb::{Durability, ReadableTable, TableDefinition};
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -321,6 +321,16 @@ impl CounterStore {
     /// Moves the samples of a store written by an earlier version (one record per counter) into
     /// columns, so that rates go on across the upgrade. Returns how many samples moved.
     pub fn migrate(&self) -> Result<usize, String> {
+        let read = self
+            .database
+            .database()
+            .begin_read()
+            .map_err(|e| problem(&e))?;
+        match read.open_table(PER_COUNTER) {
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(problem(&e)),
+            Ok(_) => drop(read),
+        }
         let write = self
             .database
             .database()

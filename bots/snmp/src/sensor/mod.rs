@@ -141,12 +141,8 @@ impl SensorCache {
     pub fn parse(&mut self, config: &SensorConfig) -> ParsedSensor {
         let key = (config.sensor_id, config.interval);
         match self.parsed.get(&key) {
-            // The same shared details (the usual case) need no comparison.
-            Some((details, parsed))
-                if Arc::ptr_eq(details, &config.details) || *details == config.details =>
-            {
-                parsed.clone()
-            }
+            // `Arc`'s equality sees the same shared details (the usual case) without comparing.
+            Some((details, parsed)) if *details == config.details => parsed.clone(),
             _ => {
                 let parsed = parse_sensor(config).map(Arc::new);
                 self.parsed
