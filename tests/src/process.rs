@@ -29,40 +29,68 @@ fn target_dir() -> PathBuf {
 }
 
 /// Builds (once per test process) and returns the path of a binary of the workspace, with the
-/// same profile as the tests. `target` is `--bin NAME` or `--example NAME`.
+/// same profile as the tests. `kind` is `--bin` or `--example`; `package` names the package the
+/// binary belongs to, for the reader (the build covers the whole workspace, see below).
 pub fn build(package: &str, kind: &str, name: &str) -> PathBuf {
-    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| Mutex::new(Vec::new()));
-    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
-    let key = format!("{package}/{kind}/{name}");
+    static BUILT: OnceLock<bool> = OnceLock::new();
     let target = target_dir();
     let path = match kind {
         "--example" => target.join("debug").join("examples").join(name),
         _ => target.join("debug").join(name),
     };
-    if !built.contains(&key) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut command = std::process::Command::new(cargo);
-        // Variables cargo sets for the running test would change the build's fingerprint and
-        // make it rebuild dependencies on every test run.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("CARGO_") && name != "CARGO_HOME" {
-                command.env_remove(&name);
-            }
-        }
-        let status = command
-            .current_dir(workspace_root())
-            .args(["build", "-q", "-p", package, kind, name])
-            .env("CARGO_TARGET_DIR", &target)
-            .status()
-            .expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build -p {package} {kind} {name} failed"
-        );
-        built.push(key);
-    }
+    let built = *BUILT.get_or_init(|| build_workspace(&target));
+    assert!(
+        built,
+        "cargo build of the workspace failed (wanted {package} {kind} {name})"
+    );
     path
+}
+
+/// One `cargo build` of every test, binary and example of the workspace. Selecting the same
+/// targets as `cargo nextest run --workspace` gives the same feature set (dev-dependencies
+/// included), so the binaries are linked from the test run's own artifacts: building one
+/// package alone would resolve other features and compile its dependency tree a second time
+/// (hundreds of megabytes each, which once filled CI's disk).
+fn build_workspace(target: &Path) -> bool {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    // Variables cargo sets for the running test would change the build's fingerprint and make it
+    // rebuild; the ones that choose how to build (CARGO_INCREMENTAL, CARGO_PROFILE_*, ...) stay.
+    for (name, _) in std::env::vars_os() {
+        let name_text = name.to_string_lossy();
+        if name_text.starts_with("CARGO_") && !is_build_setting(&name_text) {
+            command.env_remove(&name);
+        }
+    }
+    command
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "-q",
+            "--workspace",
+            "--tests",
+            "--bins",
+            "--examples",
+        ])
+        .env("CARGO_TARGET_DIR", target)
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false)
+}
+
+/// Whether an environment variable is a setting of how cargo builds, rather than one cargo sets
+/// for a running test.
+fn is_build_setting(name: &str) -> bool {
+    name == "CARGO_HOME"
+        || name == "CARGO_INCREMENTAL"
+        || [
+            "CARGO_PROFILE_",
+            "CARGO_BUILD_",
+            "CARGO_TERM_",
+            "CARGO_NET_",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
 }
 
 /// A running bot with its output captured.
