@@ -157,42 +157,63 @@ impl BackendClient {
         authenticated: bool,
     ) -> Result<Vec<u8>, BackendError> {
         let operation = format!("{method} {path}");
-        let url = format!("{}{}", self.inner.base, path);
-        let mut request = self.inner.http.request(method, &url);
-        if authenticated {
-            request = request.query(&[("b", self.inner.token.as_str())]);
-        }
+        let request = self.request(method, path, authenticated);
         self.send_request(request, operation, body).await
     }
 
+    /// A request to `path` under `BACKEND_URL`, with the token when `authenticated`.
+    fn request(&self, method: Method, path: &str, authenticated: bool) -> reqwest::RequestBuilder {
+        let url = format!("{}{}", self.inner.base, path);
+        let request = self.inner.http.request(method, &url);
+        if authenticated {
+            request.query(&[("b", self.inner.token.as_str())])
+        } else {
+            request
+        }
+    }
+
     /// Sends a request whose URL (token included) is already built; `operation` names it in
-    /// errors without the query.
+    /// errors without the query. Returns the answer's body.
     async fn send_request(
+        &self,
+        request: reqwest::RequestBuilder,
+        operation: String,
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, BackendError> {
+        let mut answer = Vec::new();
+        self.exchange(request, operation, body, &mut |chunk| {
+            answer.extend_from_slice(chunk);
+            Ok(())
+        })
+        .await?;
+        Ok(answer)
+    }
+
+    /// Sends a request and hands the body of a 2xx answer to `read` chunk by chunk as it
+    /// arrives; `read` refuses the answer with the reason (a decode error). Other statuses and
+    /// transport problems are errors, timed and counted in the metrics.
+    async fn exchange(
         &self,
         mut request: reqwest::RequestBuilder,
         operation: String,
         body: Option<Vec<u8>>,
-    ) -> Result<Vec<u8>, BackendError> {
+        read: &mut (dyn FnMut(&[u8]) -> Result<(), String> + Send),
+    ) -> Result<(), BackendError> {
         if let Some(body) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
         let started = std::time::Instant::now();
+        let transport = |e: reqwest::Error| BackendError::Transport {
+            operation: operation.clone(),
+            message: scrub(&transport_problem(&e, &self.inner.base), &self.inner.token),
+        };
         let result = async {
-            let response = request.send().await.map_err(|e| BackendError::Transport {
-                operation: operation.clone(),
-                message: scrub(&transport_problem(&e, &self.inner.base), &self.inner.token),
-            })?;
+            let mut response = request.send().await.map_err(transport)?;
             let status = response.status().as_u16();
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| BackendError::Transport {
-                    operation: operation.clone(),
-                    message: scrub(&transport_problem(&e, &self.inner.base), &self.inner.token),
-                })?;
             if !(200..300).contains(&status) {
+                let bytes = response.bytes().await.map_err(transport)?;
                 let text = if looks_like_html(&bytes) {
                     "(an HTML page)".to_string()
                 } else {
@@ -204,7 +225,13 @@ impl BackendClient {
                     body: scrub(text.trim(), &self.inner.token),
                 });
             }
-            Ok(bytes.to_vec())
+            while let Some(chunk) = response.chunk().await.map_err(transport)? {
+                read(&chunk).map_err(|message| BackendError::Decode {
+                    operation: operation.clone(),
+                    message,
+                })?;
+            }
+            Ok(())
         }
         .await;
         self.inner
@@ -212,11 +239,12 @@ impl BackendClient {
             .framework
             .backend_request_seconds
             .observe(started.elapsed().as_secs_f64());
-        if let Err(e) = &result {
-            let kind = match e.status() {
-                Some(s) => s.to_string(),
-                None => "transport".to_string(),
-            };
+        let kind = match &result {
+            Err(BackendError::Status { status, .. }) => Some(status.to_string()),
+            Err(BackendError::Transport { .. }) => Some("transport".to_string()),
+            _ => None,
+        };
+        if let Some(kind) = kind {
             self.inner
                 .metrics
                 .framework
@@ -286,14 +314,21 @@ impl BackendClient {
     /// one at a time: an account's list holds every interface of every device (51,000 entities
     /// at 1,000 devices), and a bot that wants a few of them, or a small form of each, need
     /// not hold them all at once.
-    pub async fn list_entities_kept<T>(
+    pub async fn list_entities_kept<T: Send>(
         &self,
         account: u64,
-        keep: impl FnMut(EntityRecord) -> Option<T>,
+        keep: impl FnMut(EntityRecord) -> Option<T> + Send,
     ) -> Result<Vec<T>, BackendError> {
         let path = format!("/accounts/{account}/entities/");
-        let bytes = self.send(Method::GET, &path, None, true).await?;
-        kept_list(&format!("GET {path}"), &bytes, keep)
+        let request = self.request(Method::GET, &path, true);
+        let operation = format!("GET {path}");
+        let mut list = list::KeptList::new(keep);
+        self.exchange(request, operation.clone(), None, &mut |chunk| {
+            list.feed(chunk)
+        })
+        .await?;
+        list.finish()
+            .map_err(|message| BackendError::Decode { operation, message })
     }
 
     /// Entities, credentials and sensors of an account: three requests, made concurrently.
@@ -405,20 +440,20 @@ fn decode_error(operation: &str, bytes: &[u8], error: serde_json::Error) -> Back
     }
 }
 
-/// A `{"list": [...]}` answer, each item handed to `keep` as soon as it is parsed.
+/// A whole `{"list": [...]}` answer read as [`list::KeptList`] reads one arriving in chunks.
+#[cfg(test)]
 fn kept_list<I: DeserializeOwned, T>(
     operation: &str,
     bytes: &[u8],
     keep: impl FnMut(I) -> Option<T>,
 ) -> Result<Vec<T>, BackendError> {
-    let mut json = serde_json::Deserializer::from_slice(bytes);
-    let seed = list::Kept {
-        keep,
-        item: std::marker::PhantomData,
-    };
-    serde::de::DeserializeSeed::deserialize(seed, &mut json)
-        .and_then(|kept| json.end().map(|()| kept))
-        .map_err(|e| decode_error(operation, bytes, e))
+    let mut list = list::KeptList::new(keep);
+    list.feed(bytes)
+        .and_then(|()| list.finish())
+        .map_err(|message| BackendError::Decode {
+            operation: operation.to_string(),
+            message,
+        })
 }
 
 fn looks_like_html(bytes: &[u8]) -> bool {
