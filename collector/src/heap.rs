@@ -5,13 +5,14 @@
 //!   freed by one thread was kept in its arena while another thread grew its own. The user's
 //!   `MALLOC_ARENA_MAX` (or `GLIBC_TUNABLES`) wins when set.
 //! - After each job refresh, whose parsing of every entity is the biggest transient of a bot,
-//!   the free pages go back to the kernel (`malloc_trim`).
+//!   the free pages go back to the kernel (`malloc_trim`). A bot calls [`give_back`] itself
+//!   after a transient of its own (the SNMP bot after an account's interface listing).
 //!
 //! On other C libraries both are no-ops.
 
 /// Sets glibc to one malloc arena, unless the user chose otherwise. Call before the runtime
-/// starts its threads.
-pub fn limit_arenas() {
+/// starts its threads (the framework's runtime does).
+pub(crate) fn limit_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let chosen = std::env::var_os("MALLOC_ARENA_MAX").is_some()

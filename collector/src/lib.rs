@@ -10,7 +10,7 @@ pub mod cluster;
 pub(crate) mod delivery;
 pub mod details;
 pub mod entity;
-pub(crate) mod heap;
+pub mod heap;
 pub mod job;
 pub mod metrics;
 pub mod notify;
