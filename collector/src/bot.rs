@@ -58,6 +58,14 @@ pub trait Collector: Send + Sync + 'static {
         None
     }
 
+    /// Job starts a second beyond which a run would only wait inside the bot (the ping engine's
+    /// send rate). The framework then starts runs at that pace, so that firings due together
+    /// wait as small queue entries rather than as run tasks holding their whole futures.
+    /// `JOB_MAX_STARTS_PER_SECOND`, when set, wins.
+    fn max_starts_per_second(&self) -> Option<u32> {
+        None
+    }
+
     /// The jobs file (TOML, see [`crate::standalone`]) used by `--standalone` without `--jobs`,
     /// so that a new user sees the bot work with one command.
     fn default_jobs(&self) -> Option<&'static str> {

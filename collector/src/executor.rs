@@ -14,11 +14,12 @@ use crate::task_record::{TaskRecord, TaskRecords};
 use crate::value::Value;
 use futures::FutureExt;
 use prometheus_client::metrics::counter::Counter;
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 /// How a run ended, as counted in `collector_runs_total{outcome}`.
@@ -61,7 +62,9 @@ pub struct Executor<C: Collector> {
 /// What every run needs, behind one `Arc` so that a firing clones one pointer.
 struct Shared<C: Collector> {
     bot: Arc<C>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
+    /// Firings that cannot start yet (no permit, or the pacer's slot is to come).
+    waiting: Mutex<Waiting<C::Params>>,
     delivery: DeliveryHandle,
     metrics: Metrics,
     clock: Clock,
@@ -71,6 +74,15 @@ struct Shared<C: Collector> {
     /// `collector_runs_total{outcome}`, one counter per [`Outcome`] in [`Outcome::ALL`]'s
     /// order, looked up once rather than at every run.
     runs: [Counter; 5],
+}
+
+/// Firings waiting for their start. A run's task is spawned only when it has a permit and its
+/// pacer slot: 10,000 firings due in the same second then wait as queue entries of a few words
+/// each, not as 10,000 tasks, each holding its run's whole future (about 1.2 KB).
+struct Waiting<P> {
+    queue: VecDeque<(Due<P>, Duration)>,
+    /// Whether a [`Shared::dispatch`] task is starting them.
+    dispatching: bool,
 }
 
 /// A firing that ended (or was skipped), for the status page, the notifier and delivery.
@@ -104,7 +116,11 @@ impl<C: Collector> Executor<C> {
         Executor {
             shared: Arc::new(Shared {
                 bot,
-                permits: Semaphore::new(concurrency.max(1)),
+                permits: Arc::new(Semaphore::new(concurrency.max(1))),
+                waiting: Mutex::new(Waiting {
+                    queue: VecDeque::new(),
+                    dispatching: false,
+                }),
                 delivery,
                 metrics,
                 clock,
@@ -136,7 +152,8 @@ impl<C: Collector> Executor<C> {
         self
     }
 
-    /// Starts a run of a job that fell due, unless its previous run is still going.
+    /// Starts a run of a job that fell due, unless its previous run is still going: at once
+    /// when a permit is free and no pacing applies, else when its turn comes (in firing order).
     pub fn fire(&self, due: Due<C::Params>) {
         self.shared.metrics.framework.firings.inc();
         if due.state.running.swap(true, Ordering::AcqRel) {
@@ -146,7 +163,25 @@ impl<C: Collector> Executor<C> {
             .timeout
             .or_else(|| due.spec.min_interval().map(Duration::from_secs))
             .unwrap_or(Duration::from_secs(60));
-        self.tasks.spawn(self.shared.clone().run(due, limit));
+        let mut waiting = self
+            .shared
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if waiting.queue.is_empty() && self.shared.pacer.is_none() {
+            if let Ok(permit) = self.shared.permits.clone().try_acquire_owned() {
+                drop(waiting);
+                self.tasks
+                    .spawn(self.shared.clone().run(due, limit, permit));
+                return;
+            }
+        }
+        waiting.queue.push_back((due, limit));
+        if !waiting.dispatching {
+            waiting.dispatching = true;
+            self.tasks
+                .spawn(self.shared.clone().dispatch(self.tasks.clone()));
+        }
     }
 
     fn skip(&self, due: Due<C::Params>) {
@@ -175,20 +210,42 @@ impl<C: Collector> Executor<C> {
 }
 
 impl<C: Collector> Shared<C> {
-    /// One run: pacing, a concurrency permit, the bot's work under `limit`, then [`Self::finish`].
-    async fn run(self: Arc<Self>, due: Due<C::Params>, limit: Duration) {
+    /// Starts the waiting firings one by one, each at its pacer slot and with a permit, until
+    /// none is left.
+    async fn dispatch(self: Arc<Self>, tasks: TaskTracker) {
+        loop {
+            if let Some(pacer) = &self.pacer {
+                pacer.wait().await;
+            }
+            let permit = self.permits.clone().acquire_owned().await;
+            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            let Some((due, limit)) = waiting.queue.pop_front() else {
+                waiting.dispatching = false;
+                return;
+            };
+            drop(waiting);
+            match permit {
+                Ok(permit) => {
+                    tasks.spawn(self.clone().run(due, limit, permit));
+                }
+                Err(_closed) => due.state.running.store(false, Ordering::Release),
+            }
+        }
+    }
+
+    /// One run: the bot's work under `limit`, then [`Self::finish`]. `_permit` is its place
+    /// among the runs in progress.
+    async fn run(
+        self: Arc<Self>,
+        due: Due<C::Params>,
+        limit: Duration,
+        _permit: OwnedSemaphorePermit,
+    ) {
         let Due {
             spec,
             firing,
             state,
         } = due;
-        if let Some(pacer) = &self.pacer {
-            pacer.wait().await;
-        }
-        let Ok(_permit) = self.permits.acquire().await else {
-            state.running.store(false, Ordering::Release);
-            return;
-        };
         let framework = &self.metrics.framework;
         let started = self.clock.now_unix();
         framework
@@ -392,20 +449,59 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn overlap_timeout_failure_and_panic_stay_with_their_job() {
-        let metrics = Metrics::new();
-        let capture = Arc::new(Capture::default());
-        let delivery = Delivery::start(capture.clone(), metrics.clone(), 100, 4, Limits::none());
-        let executor = Executor::new(
+    fn executor(concurrency: usize, metrics: &Metrics, delivery: &Delivery) -> Executor<Scripted> {
+        Executor::new(
             Arc::new(Scripted),
-            8,
+            concurrency,
             None,
             delivery.handle(),
             metrics.clone(),
             Clock::new(),
             TaskRecords::default(),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn firings_that_cannot_start_yet_wait_as_queue_entries_not_tasks() {
+        let metrics = Metrics::new();
+        let capture = Arc::new(Capture::default());
+        let delivery = Delivery::start(capture.clone(), metrics.clone(), 100, 4, Limits::none());
+        let limited = executor(2, &metrics, &delivery);
+        for i in 0..100 {
+            limited.fire(due(&format!("j{i}"), "ok", &Arc::new(JobState::default())));
+        }
+        assert_eq!(
+            limited.tasks.len(),
+            3,
+            "two runs and the one starting the rest"
         );
+        assert!(limited.drain(Duration::from_secs(60)).await);
+        assert_eq!(count(&metrics, "success"), 100, "every firing ran");
+
+        let paced = executor(100, &metrics, &delivery).with_pacing(Some(10));
+        let started = tokio::time::Instant::now();
+        for i in 0..20 {
+            paced.fire(due(&format!("p{i}"), "ok", &Arc::new(JobState::default())));
+        }
+        assert_eq!(paced.tasks.len(), 1, "paced runs wait in the queue");
+        assert!(paced.drain(Duration::from_secs(60)).await);
+        assert_eq!(count(&metrics, "success"), 120);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(1900) && took < Duration::from_millis(2100),
+            "20 starts at 10 a second: {took:?}"
+        );
+        drop((limited, paced));
+        assert!(delivery.close(Duration::from_secs(5)).await);
+        assert_eq!(capture.0.lock().unwrap().len(), 120);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overlap_timeout_failure_and_panic_stay_with_their_job() {
+        let metrics = Metrics::new();
+        let capture = Arc::new(Capture::default());
+        let delivery = Delivery::start(capture.clone(), metrics.clone(), 100, 4, Limits::none());
+        let executor = executor(8, &metrics, &delivery);
         let slow = Arc::new(JobState::default());
         executor.fire(due("slow", "slow", &slow));
         tokio::task::yield_now().await;

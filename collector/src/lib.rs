@@ -15,7 +15,7 @@ pub mod job;
 pub mod metrics;
 pub mod notify;
 pub(crate) mod output;
-pub(crate) mod pacing;
+pub mod pacing;
 pub mod redact;
 pub(crate) mod report;
 pub mod runtime;

@@ -1,12 +1,20 @@
-//! Asmon's `max_starts_per_sec`: at most N job starts per second, so firings that fall due in the
-//! same second (thousands of devices on one interval) are spread over it instead of starting at
-//! once. A run that waits for its slot shows the wait in its `wait_cost`.
+//! Paced starts: at most N a second, as a stream of slots `1 / N` apart, so that what falls due in
+//! the same instant is spread out instead of starting at once. The framework paces job starts
+//! with it (Asmon's `max_starts_per_sec`, `JOB_MAX_STARTS_PER_SECOND`, or the bot's own
+//! [`crate::Collector::max_starts_per_second`]; the wait shows in a run's `wait_cost`), and the
+//! ping engine its echo requests (`PING_MAX_RATE`, as fping's `-i`).
 
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Hands out start slots `1 / rate` seconds apart.
+/// How far the schedule may fall behind the clock and still be caught up. Tokio's timer wakes a
+/// waiter on its 1 ms tick, after its slot: without this, every wake would start the schedule
+/// again from "now", one slot per tick, 1,000 a second whatever the rate. An idle pacer still
+/// saves up no burst beyond it.
+const CATCH_UP: Duration = Duration::from_millis(2);
+
+/// Hands out slots `1 / rate` seconds apart.
 #[derive(Debug)]
 pub struct Pacer {
     gap: Duration,
@@ -14,26 +22,30 @@ pub struct Pacer {
 }
 
 impl Pacer {
-    /// A pacer for `starts_per_second` (at least 1).
-    pub fn new(starts_per_second: u32) -> Pacer {
+    /// A pacer for `per_second` slots a second (at least 1).
+    pub fn new(per_second: u32) -> Pacer {
         Pacer {
-            gap: Duration::from_secs(1) / starts_per_second.max(1),
+            gap: Duration::from_secs(1) / per_second.max(1),
             next: Mutex::new(None),
         }
     }
 
-    /// Waits for this caller's slot: the first free one at or after now.
+    /// Reserves this caller's slot and waits for it; a slot already reached is taken at once
+    /// (a timer, even an expired one, would wait for the next tick).
     pub async fn wait(&self) {
-        let now = Instant::now();
-        let slot = match self.next.lock() {
-            Ok(mut next) => {
-                let slot = next.map_or(now, |n| n.max(now));
-                *next = Some(slot + self.gap);
-                slot
-            }
-            Err(_) => now,
-        };
-        tokio::time::sleep_until(slot).await;
+        let slot = self.reserve(Instant::now());
+        if slot > Instant::now() {
+            tokio::time::sleep_until(slot).await;
+        }
+    }
+
+    fn reserve(&self, now: Instant) -> Instant {
+        // A poisoned lock only means a thread panicked between two plain assignments.
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let earliest = now.checked_sub(CATCH_UP).unwrap_or(now);
+        let slot = next.map_or(earliest, |scheduled| scheduled.max(earliest));
+        *next = Some(slot + self.gap);
+        slot
     }
 }
 
@@ -43,7 +55,7 @@ mod tests {
     use std::sync::Arc;
 
     #[tokio::test(start_paused = true)]
-    async fn starts_that_fall_due_together_are_spread_over_the_second() {
+    async fn what_falls_due_together_is_spread_over_the_second() {
         let pacer = Arc::new(Pacer::new(4));
         let begin = Instant::now();
         let mut tasks = Vec::new();
@@ -59,10 +71,38 @@ mod tests {
             started.push(task.await.unwrap().as_millis());
         }
         started.sort();
-        assert_eq!(started, [0, 250, 500, 750, 1000, 1250, 1500, 1750]);
+        assert_eq!(started, [0, 248, 498, 748, 998, 1248, 1498, 1748]);
         tokio::time::sleep(Duration::from_secs(5)).await;
         let idle = Instant::now();
         pacer.wait().await;
         assert_eq!(Instant::now(), idle, "an idle pacer does not delay");
+    }
+
+    #[test]
+    fn slots_are_one_gap_apart_and_an_idle_pacer_saves_no_burst() {
+        let pacer = Pacer::new(1000);
+        let now = Instant::now();
+        let slots: Vec<Instant> = (0..5).map(|_| pacer.reserve(now)).collect();
+        for pair in slots.windows(2) {
+            assert_eq!(pair[1] - pair[0], Duration::from_millis(1));
+        }
+        let later = now + Duration::from_secs(1);
+        let after_idle = pacer.reserve(later);
+        assert_eq!(after_idle, later - CATCH_UP);
+        assert_eq!(pacer.reserve(later) - after_idle, Duration::from_millis(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_waiter_after_another_keeps_the_rate_despite_the_timer_tick() {
+        let pacer = Pacer::new(100_000);
+        let begin = Instant::now();
+        for _ in 0..10_000 {
+            pacer.wait().await;
+        }
+        let took = Instant::now() - begin;
+        assert!(
+            took <= Duration::from_millis(101),
+            "10,000 slots took {took:?}"
+        );
     }
 }

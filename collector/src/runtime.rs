@@ -503,7 +503,11 @@ async fn schedule<C: Collector>(
         },
     )
     .with_notifier(services.notifier.clone())
-    .with_pacing(settings.job_max_starts_per_second);
+    .with_pacing(
+        settings
+            .job_max_starts_per_second
+            .or_else(|| bot.max_starts_per_second()),
+    );
     let (updates, mut updates_rx) = mpsc::channel::<JobUpdate<C::Params>>(2);
     if membership.is_clustered() {
         tracing::info!(

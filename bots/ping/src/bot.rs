@@ -196,6 +196,12 @@ impl Collector for PingBot {
         Some(DEFAULT_JOBS)
     }
 
+    /// A run's first request leaves at once only if the engine's rate allows it: runs that
+    /// fall due together start at that rate rather than all at the top of the second.
+    fn max_starts_per_second(&self) -> Option<u32> {
+        Some(self.pinger.max_rate())
+    }
+
     fn describe(&self, params: &PingParams) -> collector::Summary {
         crate::status::describe(params)
     }

@@ -27,12 +27,12 @@ use tokio::io::{Interest, Ready};
 use tokio::task::JoinHandle;
 
 use crate::icmp::inflight::{Arrival, InFlight, Key};
-use crate::icmp::pacer::Pacer;
 use crate::icmp::packet::{self, Incoming, ECHO_REQUEST_LEN};
 use crate::icmp::sequence::SequenceBook;
 pub use crate::icmp::socket::SocketKind;
 use crate::icmp::socket::{receive_queued_error, socket_address, Batch, IcmpSocket, BATCH};
 use crate::target::Destination;
+use collector::pacing::Pacer;
 
 pub use crate::icmp::packet::ECHO_PAYLOAD_LEN;
 /// The default socket receive buffer: room for a burst of ~50,000 replies (measured with
@@ -186,6 +186,7 @@ pub struct Pinger {
     shared: Arc<Shared>,
     sequences: Mutex<SequenceBook>,
     pacer: Pacer,
+    max_rate: u32,
 }
 
 impl Pinger {
@@ -210,7 +211,13 @@ impl Pinger {
             shared,
             sequences: Mutex::new(SequenceBook::default()),
             pacer: Pacer::new(config.max_rate),
+            max_rate: config.max_rate,
         })
+    }
+
+    /// Echo requests sent per second at most (`PING_MAX_RATE`).
+    pub fn max_rate(&self) -> u32 {
+        self.max_rate
     }
 
     /// The socket of each family, for the startup log.
@@ -270,7 +277,7 @@ impl Pinger {
                 return Attempt::SendFailed(message);
             }
         };
-        self.pacer.wait_turn().await;
+        self.pacer.wait().await;
         let registration = {
             let mut book = self.sequences.lock().unwrap_or_else(|p| p.into_inner());
             self.shared.in_flight.register(MAX_COLLISIONS, || {
