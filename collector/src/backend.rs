@@ -4,6 +4,7 @@
 use crate::entity::{AccountData, CredentialRecord, EntityRecord, SensorRecord};
 use crate::metrics::{label, Metrics};
 use crate::redact::scrub;
+use bytes::Bytes;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -153,7 +154,7 @@ impl BackendClient {
         &self,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<Bytes>,
         authenticated: bool,
     ) -> Result<Vec<u8>, BackendError> {
         let operation = format!("{method} {path}");
@@ -178,7 +179,7 @@ impl BackendClient {
         &self,
         request: reqwest::RequestBuilder,
         operation: String,
-        body: Option<Vec<u8>>,
+        body: Option<Bytes>,
     ) -> Result<Vec<u8>, BackendError> {
         let mut answer = Vec::new();
         self.exchange(request, operation, body, &mut |chunk| {
@@ -196,7 +197,7 @@ impl BackendClient {
         &self,
         mut request: reqwest::RequestBuilder,
         operation: String,
-        body: Option<Vec<u8>>,
+        body: Option<Bytes>,
         read: &mut (dyn FnMut(&[u8]) -> Result<(), String> + Send),
     ) -> Result<(), BackendError> {
         if let Some(body) = body {
@@ -402,8 +403,9 @@ impl BackendClient {
         Ok(ValuesUrl { url, operation })
     }
 
-    /// Stores values at the server's time (contract §4.8); `body` is a JSON list of `{p, v}`.
-    pub async fn post_values(&self, url: &ValuesUrl, body: Vec<u8>) -> Result<(), BackendError> {
+    /// Stores values at the server's time (contract §4.8); `body` is a JSON list of `{p, v}`,
+    /// shared (not copied) with the caller, which keeps it for a retry.
+    pub async fn post_values(&self, url: &ValuesUrl, body: Bytes) -> Result<(), BackendError> {
         let request = self.inner.http.post(url.url.clone());
         self.send_request(request, url.operation.clone(), Some(body))
             .await?;
@@ -498,6 +500,6 @@ fn transport_problem(error: &reqwest::Error, base: &str) -> String {
 
 /// Serializes a request body. Serializing plain data (maps, strings, finite or non-finite floats)
 /// cannot fail; an empty body would make the backend answer 500, which is reported as usual.
-fn json_body<T: Serialize + ?Sized>(body: &T) -> Vec<u8> {
-    serde_json::to_vec(body).unwrap_or_default()
+fn json_body<T: Serialize + ?Sized>(body: &T) -> Bytes {
+    serde_json::to_vec(body).unwrap_or_default().into()
 }

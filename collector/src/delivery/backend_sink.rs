@@ -101,6 +101,8 @@ impl BackendSink {
 
     /// POSTs a body, retrying connection errors and 5xx with backoff.
     async fn post(&self, url: &ValuesUrl, body: Vec<u8>, what: &str) -> Posted {
+        // Each attempt shares the one body: a POST of 10,000 values holds 450 KB, not twice that.
+        let body = bytes::Bytes::from(body);
         let mut backoff = self.first_backoff;
         let mut attempt = 1;
         loop {
