@@ -205,6 +205,7 @@ pub fn fixture(ports: &[u16], interval: u64) -> Fixture {
 ///
 /// Each process gets its own index cache under `dir`: by default they all index the same
 /// `.snmprec` into one shared directory at once, and with many processes some never came up.
+/// What each process says goes to [`simulator_log`].
 pub fn start_simulators(
     dir: &Path,
     ports: &[u16],
@@ -228,12 +229,19 @@ pub fn start_simulators(
             for port in chunk {
                 command.arg(format!("--agent-udpv4-endpoint=127.0.0.1:{port}"));
             }
-            command.stdout(Stdio::null()).stderr(Stdio::null());
+            let log = std::fs::File::create(simulator_log(dir, i)).expect("snmpsim log file");
+            let log_copy = log.try_clone().expect("snmpsim log file");
+            command.stdout(log).stderr(log_copy);
             Killed(
                 spawn_pinned(&mut command, core).expect("start snmpsimd (apt-get install snmpsim)"),
             )
         })
         .collect()
+}
+
+/// Where the `index`th snmpsimd process writes what it says.
+pub fn simulator_log(dir: &Path, index: usize) -> std::path::PathBuf {
+    dir.join(format!("simulator-{index}.log"))
 }
 
 /// snmpsimd drops to `nobody` before it writes its index.
@@ -243,8 +251,9 @@ fn open_to_everyone(dir: &Path) {
         .expect("open the snmpsim cache directory to nobody");
 }
 
-/// Waits until the simulator on `port` answers a GET (snmpsimd indexes its data first).
-pub fn wait_for_agent(port: u16) {
+/// Waits until the simulator on `port` answers a GET (snmpsimd indexes its data first). If it
+/// never does, the panic shows the end of the simulator's log (`log`).
+pub fn wait_for_agent(port: u16, log: &Path) {
     for _ in 0..120 {
         let ok = Command::new("snmpget")
             .args([
@@ -268,7 +277,14 @@ pub fn wait_for_agent(port: u16) {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    panic!("snmpsimd on port {port} never answered");
+    let said = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = said.lines().rev().take(20).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    panic!(
+        "snmpsimd on port {port} never answered; the end of its log ({}):\n{}",
+        log.display(),
+        tail.join("\n")
+    );
 }
 
 /// snmp_exporter's `if_mib` module over the same columns (Debian ships no generated
@@ -400,7 +416,10 @@ impl SideBySide {
             self.agent_max_varbinds,
             agent_core,
         );
-        ports.iter().for_each(|&port| wait_for_agent(port));
+        for (n, &port) in ports.iter().enumerate() {
+            let simulator = n / self.devices_per_simulator.max(1);
+            wait_for_agent(port, &simulator_log(scratch.path(), simulator));
+        }
         println!(
             "{} snmpsim devices (ifTable + ifXTable, {} interfaces, answers of at most {} varbinds) on core {agent_core}",
             self.devices, self.interfaces, self.agent_max_varbinds
