@@ -55,7 +55,6 @@ impl Outcome {
 /// Runs jobs for one bot.
 pub struct Executor<C: Collector> {
     shared: Arc<Shared<C>>,
-    timeout: Option<Duration>,
     tasks: TaskTracker,
 }
 
@@ -71,6 +70,8 @@ struct Shared<C: Collector> {
     records: TaskRecords,
     notifier: Option<Notifier>,
     pacer: Option<Pacer>,
+    /// `JOB_TIMEOUT`: overrides each run's default limit, the job's smallest interval.
+    timeout: Option<Duration>,
     /// `collector_runs_total{outcome}`, one counter per [`Outcome`] in [`Outcome::ALL`]'s
     /// order, looked up once rather than at every run.
     runs: [Counter; 5],
@@ -80,7 +81,7 @@ struct Shared<C: Collector> {
 /// pacer slot: 10,000 firings due in the same second then wait as queue entries of a few words
 /// each, not as 10,000 tasks, each holding its run's whole future (about 1.2 KB).
 struct Waiting<P> {
-    queue: VecDeque<(Due<P>, Duration)>,
+    queue: VecDeque<Due<P>>,
     /// Whether a [`Shared::dispatch`] task is starting them.
     dispatching: bool,
 }
@@ -127,9 +128,9 @@ impl<C: Collector> Executor<C> {
                 records,
                 notifier: None,
                 pacer: None,
+                timeout,
                 runs,
             }),
-            timeout,
             tasks: TaskTracker::new(),
         }
     }
@@ -159,10 +160,6 @@ impl<C: Collector> Executor<C> {
         if due.state.running.swap(true, Ordering::AcqRel) {
             return self.skip(due);
         }
-        let limit = self
-            .timeout
-            .or_else(|| due.spec.min_interval().map(Duration::from_secs))
-            .unwrap_or(Duration::from_secs(60));
         let mut waiting = self
             .shared
             .waiting
@@ -171,12 +168,11 @@ impl<C: Collector> Executor<C> {
         if waiting.queue.is_empty() && self.shared.pacer.is_none() {
             if let Ok(permit) = self.shared.permits.clone().try_acquire_owned() {
                 drop(waiting);
-                self.tasks
-                    .spawn(self.shared.clone().run(due, limit, permit));
+                self.tasks.spawn(self.shared.clone().run(due, permit));
                 return;
             }
         }
-        waiting.queue.push_back((due, limit));
+        waiting.queue.push_back(due);
         if !waiting.dispatching {
             waiting.dispatching = true;
             self.tasks
@@ -219,33 +215,32 @@ impl<C: Collector> Shared<C> {
             }
             let permit = self.permits.clone().acquire_owned().await;
             let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-            let Some((due, limit)) = waiting.queue.pop_front() else {
+            let Some(due) = waiting.queue.pop_front() else {
                 waiting.dispatching = false;
                 return;
             };
             drop(waiting);
             match permit {
                 Ok(permit) => {
-                    tasks.spawn(self.clone().run(due, limit, permit));
+                    tasks.spawn(self.clone().run(due, permit));
                 }
                 Err(_closed) => due.state.running.store(false, Ordering::Release),
             }
         }
     }
 
-    /// One run: the bot's work under `limit`, then [`Self::finish`]. `_permit` is its place
-    /// among the runs in progress.
-    async fn run(
-        self: Arc<Self>,
-        due: Due<C::Params>,
-        limit: Duration,
-        _permit: OwnedSemaphorePermit,
-    ) {
+    /// One run: the bot's work under its time limit, then [`Self::finish`]. `_permit` is its
+    /// place among the runs in progress.
+    async fn run(self: Arc<Self>, due: Due<C::Params>, _permit: OwnedSemaphorePermit) {
         let Due {
             spec,
             firing,
             state,
         } = due;
+        let limit = self
+            .timeout
+            .or_else(|| spec.min_interval().map(Duration::from_secs))
+            .unwrap_or(Duration::from_secs(60));
         let framework = &self.metrics.framework;
         let started = self.clock.now_unix();
         framework
