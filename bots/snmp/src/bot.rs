@@ -47,6 +47,12 @@ pub struct SnmpArgs {
     #[arg(long, env = "SNMP_MAX_VARBINDS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub snmp_max_varbinds: u64,
 
+    /// Variable bindings of one row-chain GETNEXT at most: after a table's first walked column,
+    /// its other columns are checked row by row against its rows, many rows a request. Lowered
+    /// per agent by itself when an agent answers tooBig.
+    #[arg(long, env = "SNMP_MAX_CHAIN_VARBINDS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub snmp_max_chain_varbinds: u64,
+
     /// Seconds between two interface syncs of a device (the original bot: 300).
     #[arg(long, env = "SNMP_INTERFACE_INTERVAL", default_value_t = INTERFACE_SYNC_INTERVAL, value_parser = clap::value_parser!(u64).range(1..))]
     pub snmp_interface_interval: u64,
@@ -73,6 +79,7 @@ impl SnmpArgs {
                 max_devices: self.snmp_max_devices as usize,
                 max_repetitions: self.snmp_max_repetitions,
                 max_varbinds: self.snmp_max_varbinds as usize,
+                max_chain_varbinds: self.snmp_max_chain_varbinds as usize,
                 max_walk_rows: self.snmp_max_walk_rows as usize,
             },
             interface_interval: self.snmp_interface_interval,

@@ -11,6 +11,7 @@
 use crate::session::{Session, SnmpError};
 use crate::walk::{index_text, SnmpValue, WalkRow};
 use async_snmp::{ErrorStatus, Oid, VarBind};
+use std::collections::hash_map::{Entry, HashMap};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -18,6 +19,23 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub struct Exchange<'s> {
     session: &'s Session,
     requests: AtomicU32,
+}
+
+/// How many OIDs a GET or GETNEXT request of [`Exchange::fixed_many`] holds.
+#[derive(Clone, Copy)]
+enum Sizing {
+    /// At most this many.
+    Fixed(usize),
+    /// As many as the agent's row-chain size says, learnt from each request.
+    Chain,
+}
+
+/// What one GET or GETNEXT request (split after `tooBig` answers) came to.
+struct Sent {
+    /// The range of OIDs that failed, the error index, and the error.
+    failure: Option<(Range<usize>, Option<u32>, SnmpError)>,
+    /// When the agent said `tooBig`: the most OIDs one of its answers held.
+    largest_after_split: Option<usize>,
 }
 
 /// What a GETNEXT or GET of one OID in a merged request came back with.
@@ -52,7 +70,8 @@ impl<'s> Exchange<'s> {
         oids: &[Oid],
     ) -> Result<Vec<Result<SnmpValue, SnmpError>>, SnmpError> {
         // Boxed for the same reason as `walk_many`.
-        let answers = Box::pin(self.fixed_many(oids, false)).await?;
+        let per_request = Sizing::Fixed(self.session.settings().max_varbinds);
+        let answers = Box::pin(self.fixed_many(oids, false, per_request)).await?;
         let target = self.session.target();
         Ok(answers
             .into_iter()
@@ -73,10 +92,15 @@ impl<'s> Exchange<'s> {
     }
 
     /// GET (or GETNEXT, `next`) of every OID, one answer per OID in order. Requests hold at
-    /// most `max_varbinds` OIDs; async-snmp splits a request the agent calls `tooBig`. An OID
+    /// as many OIDs as `sizing` says; async-snmp splits a request the agent calls `tooBig`. An OID
     /// the agent refuses by error index (SNMPv1's noSuchName) gets that error and the others
     /// are asked again without it.
-    async fn fixed_many(&self, oids: &[Oid], next: bool) -> Result<Vec<Answer>, SnmpError> {
+    async fn fixed_many(
+        &self,
+        oids: &[Oid],
+        next: bool,
+        sizing: Sizing,
+    ) -> Result<Vec<Answer>, SnmpError> {
         let mut answers: Vec<Option<Answer>> = oids.iter().map(|_| None).collect();
         loop {
             let open: Vec<usize> = (0..oids.len()).filter(|&i| answers[i].is_none()).collect();
@@ -84,7 +108,7 @@ impl<'s> Exchange<'s> {
                 break;
             }
             let asked: Vec<Oid> = open.iter().map(|&i| oids[i].clone()).collect();
-            let failure = self.fixed_round(&asked, next, |position, answer| {
+            let failure = self.fixed_round(&asked, next, sizing, |position, answer| {
                 answers[open[position]] = Some(answer);
             });
             let Some((range, index, classified)) = failure.await? else {
@@ -118,14 +142,75 @@ impl<'s> Exchange<'s> {
         Ok(answers.into_iter().flatten().collect())
     }
 
-    /// One pass of async-snmp's chunked GET/GETNEXT over `oids`: answers go to `deliver` by
-    /// position; a failure of one OID range ends the pass and is returned with its meaning.
+    /// One pass of GET/GETNEXT over `oids`, requests sized by `sizing`, each through
+    /// async-snmp's chunked request (which halves a request the agent calls `tooBig`): answers
+    /// go to `deliver` by position; a failure of one OID range ends the pass and is returned
+    /// with its meaning.
     async fn fixed_round(
         &self,
         oids: &[Oid],
         next: bool,
+        sizing: Sizing,
         mut deliver: impl FnMut(usize, Answer),
     ) -> Result<Option<(Range<usize>, Option<u32>, SnmpError)>, SnmpError> {
+        let chain_size = self.session.chain_size();
+        let mut offset = 0;
+        while offset < oids.len() {
+            let size = match sizing {
+                Sizing::Fixed(size) => size,
+                Sizing::Chain => chain_size.get(),
+            };
+            let slice = &oids[offset..(offset + size.max(1)).min(oids.len())];
+            let sent = self
+                .fixed_request(slice, next, |position, answer| {
+                    deliver(offset + position, answer)
+                })
+                .await;
+            let sent = match (sizing, sent) {
+                (
+                    Sizing::Chain,
+                    Err(SnmpError::Timeout {
+                        target,
+                        retries,
+                        timeout,
+                    }),
+                ) if slice.len() > 1 => {
+                    // An agent drops a request larger than it can take.
+                    chain_size.limit(slice.len() / 2);
+                    return Err(SnmpError::Timeout {
+                        target,
+                        retries,
+                        timeout,
+                    });
+                }
+                (_, sent) => sent?,
+            };
+            if let Sizing::Chain = sizing {
+                match sent.largest_after_split {
+                    Some(largest) => chain_size.limit(largest),
+                    None if sent.failure.is_none() => chain_size.answered(slice.len()),
+                    None => {}
+                }
+            }
+            if let Some((range, index, error)) = sent.failure {
+                return Ok(Some((
+                    offset + range.start..offset + range.end,
+                    index,
+                    error,
+                )));
+            }
+            offset += slice.len();
+        }
+        Ok(None)
+    }
+
+    /// One request of `oids` (several after `tooBig` answers), as [`Exchange::fixed_round`].
+    async fn fixed_request(
+        &self,
+        oids: &[Oid],
+        next: bool,
+        mut deliver: impl FnMut(usize, Answer),
+    ) -> Result<Sent, SnmpError> {
         let client = self.session.client();
         let chunks = if next {
             client.get_next_many_chunks(oids)
@@ -133,11 +218,12 @@ impl<'s> Exchange<'s> {
             client.get_many_chunks(oids)
         };
         let mut chunks = chunks.map_err(|e| self.session.classify(&e))?;
-        let per_request = self.session.settings().max_varbinds.max(1);
-        let mut leaves = vec![0u32; oids.len().div_ceil(per_request)];
+        let mut requests = 0u32;
+        let mut largest_answer = 0;
         let mut answered = 0;
         let mut failure = None;
         while answered < oids.len() {
+            requests += 1;
             self.count(1);
             let item = self
                 .session
@@ -154,8 +240,8 @@ impl<'s> Exchange<'s> {
                     break;
                 }
             };
-            leaves[chunk.request_range.start / per_request] += 1;
             answered += chunk.request_range.len();
+            largest_answer = largest_answer.max(chunk.request_range.len());
             let mut varbinds = chunk.response.varbinds.into_iter();
             for position in chunk.request_range {
                 let answer = match varbinds.next() {
@@ -168,12 +254,18 @@ impl<'s> Exchange<'s> {
                 deliver(position, answer);
             }
         }
-        // A range split n ways after `tooBig` answers took 2n - 1 requests, not n.
-        let split_retries: u32 = leaves.iter().map(|&n| n.saturating_sub(1)).sum();
+        // A request split n ways after `tooBig` answers took 2n - 1 requests, not n.
+        let leaves = requests - u32::from(failure.is_some());
+        let split_retries = leaves.saturating_sub(1);
         self.count(split_retries);
         self.session.count_requests(u64::from(split_retries));
+        let largest_after_split =
+            (split_retries > 0 && largest_answer > 0).then_some(largest_answer);
         let Some(failure) = failure else {
-            return Ok(None);
+            return Ok(Sent {
+                failure: None,
+                largest_after_split,
+            });
         };
         let source = failure.source.exchange_source();
         let classified = self.session.classify(source);
@@ -184,7 +276,10 @@ impl<'s> Exchange<'s> {
             async_snmp::Error::Snmp { index, .. } => Some(*index),
             _ => None,
         };
-        Ok(Some((failure.failed_request_range, index, classified)))
+        Ok(Sent {
+            failure: Some((failure.failed_request_range, index, classified)),
+            largest_after_split,
+        })
     }
 
     /// Walks the subtrees under `bases` side by side; each gets its rows in agent order or its
@@ -198,33 +293,137 @@ impl<'s> Exchange<'s> {
         Box::pin(self.walk_columns(bases)).await
     }
 
+    /// The walk of `bases`: one round of every column side by side (a small table ends
+    /// there); then the columns that lead their tables (the first under each parent OID) and
+    /// the columns alone under their parent, to their ends; then the other columns of each
+    /// table in row chains along their leader's rows; then whatever the chains left.
     async fn walk_columns(
         &self,
         bases: &[Oid],
     ) -> Result<Vec<Result<Vec<WalkRow>, SnmpError>>, SnmpError> {
         let mut columns: Vec<Column> = bases.iter().map(Column::new).collect();
+        let leaders = table_leaders(bases);
+        for leader in leaders.iter().flatten() {
+            columns[*leader].row_oids = Some(Vec::new());
+        }
         let limits = WalkLimits {
             max_rows: self.session.settings().max_walk_rows,
             target: self.session.target(),
         };
-        let v1 = self.session.credential().is_v1();
         let mut alone = false;
-        loop {
-            let active: Vec<usize> = (0..columns.len())
-                .filter(|&c| columns[c].is_active())
-                .collect();
-            if active.is_empty() {
-                break;
-            }
-            if v1 {
-                self.getnext_round(&mut columns, &active, &limits).await?;
-            } else {
-                alone = self
-                    .bulk_round(&mut columns, &active, &limits, alone)
-                    .await?;
-            }
+        let everyone: Vec<usize> = (0..columns.len()).collect();
+        self.walk_round(&mut columns, &everyone, &limits, &mut alone)
+            .await?;
+        for (column, leader) in columns.iter_mut().zip(&leaders) {
+            column.waits = leader.is_some() && column.is_active();
+        }
+        self.walk_rounds(&mut columns, &limits, &mut alone).await?;
+        if columns.iter().any(|column| column.waits) {
+            self.follow_row_chains(&mut columns, &leaders, &limits)
+                .await?;
+            self.walk_rounds(&mut columns, &limits, &mut alone).await?;
         }
         Ok(columns.into_iter().map(Column::finish).collect())
+    }
+
+    /// Advances every active column that does not wait for its leader until all have ended.
+    async fn walk_rounds(
+        &self,
+        columns: &mut [Column],
+        limits: &WalkLimits<'_>,
+        alone: &mut bool,
+    ) -> Result<(), SnmpError> {
+        loop {
+            let active: Vec<usize> = (0..columns.len())
+                .filter(|&c| columns[c].is_active() && !columns[c].waits)
+                .collect();
+            if active.is_empty() {
+                return Ok(());
+            }
+            self.walk_round(columns, &active, limits, alone).await?;
+        }
+    }
+
+    /// One step of the `active` columns: GETBULKs, or GETNEXTs on SNMPv1. `alone` is set once
+    /// an agent's error named no column.
+    async fn walk_round(
+        &self,
+        columns: &mut [Column],
+        active: &[usize],
+        limits: &WalkLimits<'_>,
+        alone: &mut bool,
+    ) -> Result<(), SnmpError> {
+        if self.session.credential().is_v1() {
+            self.getnext_round(columns, active, limits).await
+        } else {
+            *alone = self.bulk_round(columns, active, limits, *alone).await?;
+            Ok(())
+        }
+    }
+
+    /// Walks each waiting column along its leader's rows: one GETNEXT of where the column
+    /// stands and of each row the leader had after that, many a request. An answer counts only when the OID it
+    /// answers is where the column's walk stands (the answer is then exactly the walk's next
+    /// step), so rows the leader lacks or has in addition only stop the chain there; the
+    /// column's walk then goes on from where it stands.
+    async fn follow_row_chains(
+        &self,
+        columns: &mut [Column],
+        leaders: &[Option<usize>],
+        limits: &WalkLimits<'_>,
+    ) -> Result<(), SnmpError> {
+        let mut asked: Vec<Oid> = Vec::new();
+        let mut chains: Vec<(usize, usize)> = Vec::new();
+        for (column, leader) in leaders.iter().enumerate() {
+            if !std::mem::take(&mut columns[column].waits) {
+                continue;
+            }
+            let Some(leader) = *leader else { continue };
+            let Some(rows) = columns[leader].row_oids.as_deref() else {
+                continue;
+            };
+            if rows.is_empty() || !columns[column].is_active() {
+                continue;
+            }
+            let start = asked.len();
+            let base = &columns[column].base;
+            asked.push(base.clone());
+            let leader_len = columns[leader].base.len();
+            asked.extend(
+                rows.iter().map(|row| {
+                    Oid::new(base.arcs().iter().chain(&row.arcs()[leader_len..]).copied())
+                }),
+            );
+            chains.push((column, asked.len() - start));
+        }
+        if asked.is_empty() {
+            return Ok(());
+        }
+        let ceiling = self.session.chain_size().ceiling();
+        let answers = match self.fixed_many(&asked, true, Sizing::Chain).await {
+            Ok(answers) => answers,
+            Err(SnmpError::Timeout { .. }) if self.session.chain_size().ceiling() < ceiling => {
+                // The agent answered the leaders just now: the chain request was taken for
+                // one larger than the agent can take, and these columns are walked as before.
+                tracing::info!(
+                    target = self.session.target(),
+                    "no answer to a GETNEXT of many variable bindings; asking at most {} from now on",
+                    self.session.chain_size().get()
+                );
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
+        let mut links = asked.into_iter().zip(answers);
+        for (column, length) in chains {
+            let column = &mut columns[column];
+            for (oid, answer) in links.by_ref().take(length) {
+                if column.is_active() && oid == column.cursor {
+                    column.take(answer, limits);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// SNMPv1: one GETNEXT step of every active column (several varbinds a request). An
@@ -236,18 +435,14 @@ impl<'s> Exchange<'s> {
         limits: &WalkLimits<'_>,
     ) -> Result<(), SnmpError> {
         let cursors: Vec<Oid> = active.iter().map(|&c| columns[c].cursor.clone()).collect();
+        let per_request = Sizing::Fixed(self.session.settings().max_varbinds);
         for (position, answer) in self
-            .fixed_many(&cursors, true)
+            .fixed_many(&cursors, true, per_request)
             .await?
             .into_iter()
             .enumerate()
         {
-            let column = &mut columns[active[position]];
-            match answer {
-                Answer::Bound(varbind) => column.advance(varbind, limits),
-                Answer::Failed(SnmpError::NoSuchObject { .. }) => column.end(),
-                Answer::Failed(error) => column.fail(error),
-            }
+            columns[active[position]].take(answer, limits);
         }
         Ok(())
     }
@@ -354,6 +549,26 @@ impl<'s> Exchange<'s> {
     }
 }
 
+/// For each walked base, the first earlier base under the same parent OID (the column that
+/// leads its table), or `None` for a base that is the first under its parent.
+pub fn table_leaders(bases: &[Oid]) -> Vec<Option<usize>> {
+    let mut first: HashMap<&[u32], usize> = HashMap::new();
+    bases
+        .iter()
+        .enumerate()
+        .map(|(column, base)| {
+            let (_, parent) = base.arcs().split_last()?;
+            match first.entry(parent) {
+                Entry::Occupied(leader) => Some(*leader.get()),
+                Entry::Vacant(slot) => {
+                    slot.insert(column);
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
 /// How many columns one GETBULK carries: as few groups as fill at least 9/10 of the answer
 /// size (`capacity` varbinds, columns times repetitions), since more groups with more
 /// repetitions each read further past the ends of their columns.
@@ -385,6 +600,10 @@ struct Column {
     cursor: Oid,
     rows: Vec<WalkRow>,
     state: ColumnState,
+    /// The OIDs of the rows walked, kept while this column leads its table.
+    row_oids: Option<Vec<Oid>>,
+    /// Waits for its table's leader before it is walked (in row chains).
+    waits: bool,
 }
 
 enum ColumnState {
@@ -400,6 +619,8 @@ impl Column {
             cursor: base.clone(),
             rows: Vec::new(),
             state: ColumnState::Active,
+            row_oids: None,
+            waits: false,
         }
     }
 
@@ -413,6 +634,16 @@ impl Column {
 
     fn fail(&mut self, error: SnmpError) {
         self.state = ColumnState::Failed(error);
+    }
+
+    /// Takes the answer to a GETNEXT of this column's cursor. SNMPv1's noSuchName is the end
+    /// of the MIB.
+    fn take(&mut self, answer: Answer, limits: &WalkLimits<'_>) {
+        match answer {
+            Answer::Bound(varbind) => self.advance(varbind, limits),
+            Answer::Failed(SnmpError::NoSuchObject { .. }) => self.end(),
+            Answer::Failed(error) => self.fail(error),
+        }
     }
 
     /// Takes the next binding of this column, as a walk of the column alone would.
@@ -449,6 +680,9 @@ impl Column {
             value,
         });
         self.cursor = varbind.oid;
+        if let Some(row_oids) = &mut self.row_oids {
+            row_oids.push(self.cursor.clone());
+        }
     }
 
     fn finish(self) -> Result<Vec<WalkRow>, SnmpError> {

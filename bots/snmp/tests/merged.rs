@@ -1,7 +1,8 @@
 //! Merged GETs and side-by-side walks give exactly what each OID alone gives: on a real
 //! net-snmp snmpd (ifTable, ifXTable and a table with holes; snmpwalk as the reference for the
-//! rows), and on async-snmp's agent with the smallest message size SNMP allows, which answers
-//! large GETs with `tooBig` and truncates GETBULK answers.
+//! rows), on async-snmp's agent with the smallest message size SNMP allows, which answers
+//! large GETs with `tooBig`, truncates GETBULK answers and drops larger requests, and on a
+//! wide table whose columns follow their leader's rows or not (row chains).
 
 #[path = "support/snmpd.rs"]
 mod snmpd;
@@ -17,12 +18,17 @@ use snmpbot::session::{Credential, SnmpCounters, SnmpEngine, SnmpSettings};
 use snmpbot::walk::{get, parse_oid, walk, SnmpValue, WalkRow};
 use snmpd::{PassObject, Snmpd, COMMUNITY, PASS_BASE};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 async fn engine(max_varbinds: usize) -> Arc<SnmpEngine> {
-    let settings = SnmpSettings {
+    engine_with(SnmpSettings {
         max_varbinds,
         ..SnmpSettings::default()
-    };
+    })
+    .await
+}
+
+async fn engine_with(settings: SnmpSettings) -> Arc<SnmpEngine> {
     Arc::new(
         SnmpEngine::new(settings, None, SnmpCounters::default())
             .await
@@ -249,40 +255,65 @@ fn small_message_table() -> OidTable<Value> {
     table
 }
 
-async fn small_message_agent() -> (Agent, String) {
+/// async-snmp's agent serving `table` under `prefix`, with messages of at most `max_message`
+/// bytes, running until the returned agent is cancelled.
+async fn table_agent(
+    prefix: &str,
+    table: OidTable<Value>,
+    max_message: usize,
+) -> (Arc<Agent>, String, tokio::task::JoinHandle<()>) {
     let agent = Agent::builder()
         .bind("127.0.0.1:0")
         .community(COMMUNITY.as_bytes())
-        .max_message_size(484)
-        .handler(
-            oid("1.3.6.1.4.1.99998"),
-            Arc::new(Table(small_message_table())),
-        )
+        .max_message_size(max_message)
+        .handler(oid(prefix), Arc::new(Table(table)))
         .allow_all_access()
         .build()
         .await
         .expect("start async-snmp's agent");
     let address = agent.local_addr().to_string();
-    (agent, address)
+    let agent = Arc::new(agent);
+    let running = agent.clone();
+    let task = tokio::spawn(async move {
+        let _ = running.run().await;
+    });
+    (agent, address, task)
 }
 
 #[tokio::test]
 async fn an_agent_with_small_messages_gets_smaller_requests_and_the_same_results() {
-    let (agent, address) = small_message_agent().await;
-    let agent = Arc::new(agent);
-    let running = agent.clone();
-    let task = tokio::spawn(async move { running.run().await });
+    let (agent, address, task) = table_agent("1.3.6.1.4.1.99998", small_message_table(), 484).await;
     let columns: Vec<Oid> = ["1", "2", "3"]
         .map(|c| oid(&format!("{TABLE}.{c}")))
         .to_vec();
     let expected = small_message_table();
     for version in ["snmpv2c", "snmpv1"] {
         let credential = community(version);
-        let engine = engine(256).await;
+        // A short timeout: the agent drops the first row-chain request, which is too large.
+        let engine = engine_with(SnmpSettings {
+            max_varbinds: 256,
+            timeout: Duration::from_millis(300),
+            retries: 1,
+            ..SnmpSettings::default()
+        })
+        .await;
         let (alone, _) = walk_each(&engine, &address, &credential, &columns).await;
         let session = engine.session(&address, &credential).await.unwrap();
         let exchange = Exchange::new(&session);
         let merged = exchange.walk_many(&columns).await.unwrap();
+        // The next walks use the chain size learnt from the dropped request: no more timeouts.
+        for _ in 0..3 {
+            let started = Instant::now();
+            let again = exchange.walk_many(&columns).await.unwrap();
+            let again: Vec<_> = again.into_iter().map(|c| c.unwrap()).collect();
+            let first: Vec<_> = merged.iter().map(|c| c.clone().unwrap()).collect();
+            assert_eq!(again, first, "{version}");
+            assert!(
+                started.elapsed() < Duration::from_millis(300),
+                "{version}: a walk after the first took {:?}",
+                started.elapsed()
+            );
+        }
         for ((column, merged), alone) in columns.iter().zip(merged).zip(alone) {
             let merged = merged.unwrap();
             let listed: Vec<String> = merged
@@ -319,6 +350,97 @@ async fn an_agent_with_small_messages_gets_smaller_requests_and_the_same_results
                 expected.get(oid).is_some(),
                 "{version} {oid}: {value:?}"
             );
+        }
+    }
+    agent.cancel();
+    let _ = task.await;
+}
+
+const WIDE: &str = "1.3.6.1.4.1.99997";
+
+/// A wide table under `WIDE.1`: column 1 (the leader) and columns 2 to 12 with rows 1 to 50;
+/// then columns that do not follow the leader's rows: 13 with holes, 14 with rows the leader
+/// lacks (before, between and after its rows), 15 with two-arc indexes, 16 empty, 17 with
+/// three rows. A second table under `WIDE.2` has its own leader.
+fn wide_table() -> OidTable<Value> {
+    let mut table = OidTable::new();
+    let mut put = |text: String, value: Value| table.insert(oid(&text), value);
+    for row in 1..=50u32 {
+        put(
+            format!("{WIDE}.1.1.{row}"),
+            Value::OctetString(format!("port {row}").into_bytes().into()),
+        );
+        for column in 2..=12u32 {
+            put(
+                format!("{WIDE}.1.{column}.{row}"),
+                Value::Counter64(u64::from(row) * 1000 + u64::from(column)),
+            );
+        }
+        if row % 4 != 0 {
+            put(format!("{WIDE}.1.13.{row}"), Value::Gauge32(row));
+        }
+        put(format!("{WIDE}.1.14.{row}"), Value::Integer(row as i32));
+        if row <= 10 {
+            put(
+                format!("{WIDE}.1.15.{row}.1"),
+                Value::Integer(-(row as i32)),
+            );
+        }
+        if row <= 3 {
+            put(format!("{WIDE}.1.17.{row}"), Value::Integer(7));
+        }
+        put(format!("{WIDE}.2.1.{row}"), Value::TimeTicks(row));
+        put(format!("{WIDE}.2.2.{row}"), Value::TimeTicks(row + 1));
+    }
+    for extra in ["0", "25.5", "51", "60"] {
+        put(format!("{WIDE}.1.14.{extra}"), Value::Integer(-1));
+    }
+    table
+}
+
+#[tokio::test]
+async fn columns_that_follow_their_leaders_rows_take_few_requests_and_give_the_same_rows() {
+    let (agent, address, task) = table_agent(WIDE, wide_table(), 65_507).await;
+    let mut columns: Vec<Oid> = (1..=17).map(|c| oid(&format!("{WIDE}.1.{c}"))).collect();
+    columns.extend([1, 2].map(|c| oid(&format!("{WIDE}.2.{c}"))));
+    columns.push(oid(&format!("{WIDE}.1.2")));
+    let expected = wide_table();
+    for version in ["snmpv2c", "snmpv1"] {
+        let credential = community(version);
+        let engine = engine(64).await;
+        let (alone, alone_requests) = walk_each(&engine, &address, &credential, &columns).await;
+        let session = engine.session(&address, &credential).await.unwrap();
+        // The first round's chains start small and grow; the next use the size learnt.
+        let rounds = if version == "snmpv1" { 1 } else { 3 };
+        for round in 0..rounds {
+            let exchange = Exchange::new(&session);
+            let merged = exchange.walk_many(&columns).await.unwrap();
+            for ((column, merged), alone) in columns.iter().zip(merged).zip(&alone) {
+                let merged = merged.unwrap();
+                assert_eq!(&merged, alone, "{version} round {round}: {column}");
+                if version == "snmpv2c" {
+                    let listed = merged
+                        .iter()
+                        .map(|r| format!("{column}.{}", r.index))
+                        .collect::<Vec<_>>();
+                    let in_table = expected
+                        .iter()
+                        .map(|(o, _)| o.to_string())
+                        .filter(|o| o.starts_with(&format!("{column}.")))
+                        .collect::<Vec<_>>();
+                    assert_eq!(listed, in_table, "{version} round {round}: {column}");
+                }
+            }
+            let requests = u64::from(exchange.requests());
+            if version == "snmpv2c" {
+                // Each of the 20 columns alone: 3 GETBULKs of 25 for 50 rows. Merged: the two
+                // leaders side by side (3), the chains of the other columns, more requests for
+                // the columns that left their chains.
+                assert!(
+                    requests * 4 <= alone_requests,
+                    "{version} round {round}: {requests} merged requests against {alone_requests} walking each column alone"
+                );
+            }
         }
     }
     agent.cancel();

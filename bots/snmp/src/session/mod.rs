@@ -43,6 +43,10 @@ pub struct SnmpSettings {
     /// columns times repetitions). Lowered per agent when its answers come back truncated
     /// or `tooBig`.
     pub max_varbinds: usize,
+    /// Variable bindings of one row-chain GETNEXT at most: the GETNEXTs that check a walked
+    /// column's rows against the rows of its table's first column, many links a request
+    /// (`merged.rs`). Lowered per agent when it says `tooBig`.
+    pub max_chain_varbinds: usize,
     /// A walk returning more rows than this fails (a broken agent must not fill memory).
     pub max_walk_rows: usize,
 }
@@ -56,6 +60,7 @@ impl Default for SnmpSettings {
             max_devices: 1000,
             max_repetitions: 25,
             max_varbinds: 64,
+            max_chain_varbinds: 256,
             max_walk_rows: 100_000,
         }
     }
@@ -98,8 +103,8 @@ struct CachedSession {
 /// Sessions unused this long are dropped (their entity was removed or changed credential).
 const SESSION_IDLE_LIMIT: Duration = Duration::from_secs(3600);
 
-/// Receive capacity advertised to v3 agents: net-snmp answers large bulk requests with genErr
-/// when it thinks our datagrams may not exceed 1472 bytes.
+/// Receive capacity advertised to v3 agents (net-snmp answers large bulk requests with genErr
+/// when it thinks our datagrams may not exceed 1472 bytes), and the largest request we send.
 const RECEIVE_CAPACITY: usize = 65_507;
 /// Socket receive buffer: room for bursts of answers from many agents at once.
 const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
@@ -116,15 +121,27 @@ impl SnmpEngine {
         if settings.timeout.is_zero() {
             return Err("SNMP timeout must be above zero".to_string());
         }
-        if settings.max_in_flight == 0 || settings.max_devices == 0 || settings.max_varbinds == 0 {
+        if [
+            settings.max_in_flight,
+            settings.max_devices,
+            settings.max_varbinds,
+            settings.max_chain_varbinds,
+        ]
+        .contains(&0)
+        {
             return Err(
-                "SNMP max in flight, max devices and max varbinds must be at least 1".to_string(),
+                "SNMP max in flight, max devices, max varbinds and max chain varbinds must be at least 1"
+                    .to_string(),
             );
         }
         let bind = |address: &'static str| {
             UdpTransport::builder()
                 .bind(address)
                 .receive_capacity(RECEIVE_CAPACITY)
+                // async-snmp's default (1472) would split every row-chain request above one
+                // Ethernet frame; an agent that cannot take one says so with a timeout, which
+                // the chains learn from.
+                .send_capacity(RECEIVE_CAPACITY)
                 .recv_buffer_size(SOCKET_BUFFER)
                 .send_buffer_size(SOCKET_BUFFER)
                 .warn_on_source_mismatch(false)
@@ -212,7 +229,11 @@ impl SnmpEngine {
         let mut builder = Client::builder((host.as_str(), port), auth)
             .request_timeout(self.settings.timeout)
             .retry(retry)
-            .max_oids_per_request(self.settings.max_varbinds)
+            .max_oids_per_request(
+                self.settings
+                    .max_varbinds
+                    .max(self.settings.max_chain_varbinds),
+            )
             .engine_cache(self.engine_cache.clone());
         if credential.uses_des() {
             let state = self.des_salt.clone().ok_or_else(|| {
@@ -233,6 +254,7 @@ impl SnmpEngine {
             credential: credential.clone(),
             answered: AtomicBool::new(false),
             bulk_varbinds: AtomicUsize::new(self.settings.max_varbinds),
+            chain_size: ChainSize::new(self.settings.max_chain_varbinds),
         })
     }
 }
@@ -247,6 +269,55 @@ pub struct Session {
     /// Variable bindings a GETBULK answer of this agent holds at most: starts at
     /// `max_varbinds`, lowered when the agent truncates an answer or says `tooBig`.
     bulk_varbinds: AtomicUsize,
+    /// Variable bindings of a row-chain GETNEXT to this agent.
+    chain_size: ChainSize,
+}
+
+/// How many variable bindings a row-chain GETNEXT to one agent holds. It starts small enough
+/// for the 484-byte message every agent must take and doubles after each request answered
+/// whole, up to `max_chain_varbinds`: an agent drops a request larger than it can take, and
+/// each such request costs a timeout. A `tooBig` answer or a chain request that timed out
+/// lowers the ceiling for good.
+pub(crate) struct ChainSize {
+    current: AtomicUsize,
+    ceiling: AtomicUsize,
+}
+
+impl ChainSize {
+    /// Sixteen GETNEXTs of table cells (about 20 bytes each) fit in 484 bytes.
+    const START: usize = 16;
+
+    fn new(ceiling: usize) -> ChainSize {
+        ChainSize {
+            current: AtomicUsize::new(Self::START.min(ceiling).max(1)),
+            ceiling: AtomicUsize::new(ceiling.max(1)),
+        }
+    }
+
+    /// The size of the next chain request.
+    pub(crate) fn get(&self) -> usize {
+        self.current.load(Ordering::Relaxed)
+    }
+
+    /// The most the size may grow to.
+    pub(crate) fn ceiling(&self) -> usize {
+        self.ceiling.load(Ordering::Relaxed)
+    }
+
+    /// A request of `size` was answered whole: the next may be twice as large.
+    pub(crate) fn answered(&self, size: usize) {
+        let grown = size
+            .saturating_mul(2)
+            .min(self.ceiling.load(Ordering::Relaxed));
+        self.current.fetch_max(grown, Ordering::Relaxed);
+    }
+
+    /// The agent does not take requests above `limit` variable bindings.
+    pub(crate) fn limit(&self, limit: usize) {
+        let limit = limit.max(1);
+        self.ceiling.fetch_min(limit, Ordering::Relaxed);
+        self.current.fetch_min(limit, Ordering::Relaxed);
+    }
 }
 
 impl Session {
@@ -280,6 +351,11 @@ impl Session {
     pub(crate) fn limit_bulk_varbinds(&self, limit: usize) {
         self.bulk_varbinds
             .fetch_min(limit.max(1), Ordering::Relaxed);
+    }
+
+    /// The size of row-chain GETNEXTs to this agent, as learnt from it.
+    pub(crate) fn chain_size(&self) -> &ChainSize {
+        &self.chain_size
     }
 
     /// Counts requests sent that [`Session::request`] did not see (split `tooBig` retries).
