@@ -14,6 +14,15 @@ const ACCOUNT: Id = 1_409_000_031;
 const CREDENTIAL: Id = 731_000_031;
 const FIRST_SENSOR: Id = 842_000_100;
 const FIRST_DEVICE: Id = 1_348_000_000;
+/// GETBULK max-repetitions of the exporter's module, and of the baseline of request counts.
+const EXPORTER_MAX_REPETITIONS: u32 = 25;
+
+/// The GETBULKs that walking each column of the devices alone takes: a walk of `rows` rows
+/// with `EXPORTER_MAX_REPETITIONS` a request asks until an answer leaves the column.
+pub fn requests_walking_each_column_alone(rows: u32) -> u32 {
+    columns().len() as u32 * (rows / EXPORTER_MAX_REPETITIONS + 1)
+}
+
 /// The community of every simulated device (snmpsim serves `public.snmprec` under it).
 pub const COMMUNITY: &str = "public";
 const IF_TABLE: &str = "1.3.6.1.2.1.2.2.1";
@@ -313,7 +322,7 @@ pub fn exporter_config() -> String {
         );
         text.push_str(&format!("  - name: {name}\n    oid: {}.{}\n    type: {kind}\n    indexes:\n    - labelname: ifIndex\n      type: gauge\n{lookups}", column.table, column.number));
     }
-    text.push_str("  version: 2\n  max_repetitions: 25\n  retries: 3\n  timeout: 5s\n  auth:\n    community: public\n");
+    text.push_str(&format!("  version: 2\n  max_repetitions: {EXPORTER_MAX_REPETITIONS}\n  retries: 3\n  timeout: 5s\n  auth:\n    community: public\n"));
     text
 }
 
@@ -457,6 +466,13 @@ impl SideBySide {
             figures.cpu_per_poll() * 1000.0,
             figures.peak_rss_mb,
             end.values - begin.values,
+        );
+        let requests = (end.requests - begin.requests) / figures.polls.max(1.0);
+        let alone = requests_walking_each_column_alone(self.interfaces);
+        println!(
+            "SNMP requests per device-poll, snmpbot / walking each of the {} columns alone with max-repetitions {EXPORTER_MAX_REPETITIONS} ({alone}): {:.2}",
+            columns().len(),
+            requests / f64::from(alone),
         );
         println!(
             "test backend (this process) while snmpbot ran: {:.2} CPU s",

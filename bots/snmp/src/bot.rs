@@ -49,8 +49,8 @@ pub struct SnmpArgs {
 
     /// Variable bindings of one row-chain GETNEXT at most: after a table's first walked column,
     /// its other columns are checked row by row against its rows, many rows a request. Lowered
-    /// per agent by itself when an agent answers tooBig.
-    #[arg(long, env = "SNMP_MAX_CHAIN_VARBINDS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    /// per agent by itself when an agent answers tooBig. 0 turns row chains off.
+    #[arg(long, env = "SNMP_MAX_CHAIN_VARBINDS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub snmp_max_chain_varbinds: u64,
 
     /// Seconds between two interface syncs of a device (the original bot: 300).

@@ -161,6 +161,7 @@ impl<'s> Exchange<'s> {
                 Sizing::Chain => chain_size.get(),
             };
             let slice = &oids[offset..(offset + size.max(1)).min(oids.len())];
+            let started = std::time::Instant::now();
             let sent = self
                 .fixed_request(slice, next, |position, answer| {
                     deliver(offset + position, answer)
@@ -188,7 +189,11 @@ impl<'s> Exchange<'s> {
             if let Sizing::Chain = sizing {
                 match sent.largest_after_split {
                     Some(largest) => chain_size.limit(largest),
-                    None if sent.failure.is_none() => chain_size.answered(slice.len()),
+                    None if sent.failure.is_none() => chain_size.answered(
+                        slice.len(),
+                        started.elapsed(),
+                        self.session.settings().timeout,
+                    ),
                     None => {}
                 }
             }
@@ -302,7 +307,10 @@ impl<'s> Exchange<'s> {
         bases: &[Oid],
     ) -> Result<Vec<Result<Vec<WalkRow>, SnmpError>>, SnmpError> {
         let mut columns: Vec<Column> = bases.iter().map(Column::new).collect();
-        let leaders = table_leaders(bases);
+        let leaders = match self.session.settings().max_chain_varbinds {
+            0 => vec![None; bases.len()],
+            _ => table_leaders(bases),
+        };
         for leader in leaders.iter().flatten() {
             columns[*leader].row_oids = Some(Vec::new());
         }
@@ -362,68 +370,84 @@ impl<'s> Exchange<'s> {
     }
 
     /// Walks each waiting column along its leader's rows: one GETNEXT of where the column
-    /// stands and of each row the leader had after that, many a request. An answer counts only when the OID it
-    /// answers is where the column's walk stands (the answer is then exactly the walk's next
-    /// step), so rows the leader lacks or has in addition only stop the chain there; the
-    /// column's walk then goes on from where it stands.
+    /// stands and of each row the leader had after that, many a request. An answer counts
+    /// only when the OID it answers is where the column's walk stands (the answer is then
+    /// exactly the walk's next step), so rows the leader lacks or has in addition only stop
+    /// the chain there; the column's walk then goes on from where it stands. Links are made
+    /// and sent a request at a time, so a device holds one request's worth of them.
     async fn follow_row_chains(
         &self,
         columns: &mut [Column],
         leaders: &[Option<usize>],
         limits: &WalkLimits<'_>,
     ) -> Result<(), SnmpError> {
-        let mut asked: Vec<Oid> = Vec::new();
-        let mut chains: Vec<(usize, usize)> = Vec::new();
-        for (column, leader) in leaders.iter().enumerate() {
-            if !std::mem::take(&mut columns[column].waits) {
-                continue;
-            }
-            let Some(leader) = *leader else { continue };
-            let Some(rows) = columns[leader].row_oids.as_deref() else {
+        let followers: Vec<usize> = (0..columns.len())
+            .filter(|&c| std::mem::take(&mut columns[c].waits))
+            .collect();
+        let leader_rows: Vec<Option<Vec<Oid>>> =
+            columns.iter_mut().map(|c| c.row_oids.take()).collect();
+        let mut batch = ChainBatch::default();
+        for column in followers {
+            let Some(leader) = leaders[column] else {
                 continue;
             };
-            if rows.is_empty() || !columns[column].is_active() {
+            let Some(rows) = leader_rows[leader].as_deref() else {
                 continue;
-            }
-            let start = asked.len();
-            let base = &columns[column].base;
-            asked.push(base.clone());
+            };
             let leader_len = columns[leader].base.len();
-            asked.extend(
-                rows.iter().map(|row| {
-                    Oid::new(base.arcs().iter().chain(&row.arcs()[leader_len..]).copied())
-                }),
-            );
-            chains.push((column, asked.len() - start));
-        }
-        if asked.is_empty() {
-            return Ok(());
-        }
-        let ceiling = self.session.chain_size().ceiling();
-        let answers = match self.fixed_many(&asked, true, Sizing::Chain).await {
-            Ok(answers) => answers,
-            Err(SnmpError::Timeout { .. }) if self.session.chain_size().ceiling() < ceiling => {
-                // The agent answered the leaders just now: the chain request was taken for
-                // one larger than the agent can take, and these columns are walked as before.
-                tracing::info!(
-                    target = self.session.target(),
-                    "no answer to a GETNEXT of many variable bindings; asking at most {} from now on",
-                    self.session.chain_size().get()
-                );
-                return Ok(());
-            }
-            Err(error) => return Err(error),
-        };
-        let mut links = asked.into_iter().zip(answers);
-        for (column, length) in chains {
-            let column = &mut columns[column];
-            for (oid, answer) in links.by_ref().take(length) {
-                if column.is_active() && oid == column.cursor {
-                    column.take(answer, limits);
+            let (base, cursor) = (columns[column].base.clone(), columns[column].cursor.clone());
+            batch.push(column, cursor.clone());
+            for row in rows {
+                let link = Oid::new(base.arcs().iter().chain(&row.arcs()[leader_len..]).copied());
+                if link <= cursor {
+                    continue;
+                }
+                batch.push(column, link);
+                if batch.len() >= self.session.chain_size().get()
+                    && !self.send_chains(&mut batch, columns, limits).await?
+                {
+                    return Ok(());
                 }
             }
         }
+        if batch.len() > 0 {
+            self.send_chains(&mut batch, columns, limits).await?;
+        }
         Ok(())
+    }
+
+    /// Sends the links of `batch` and lets each column take the answers that are its walk's
+    /// next steps. Returns `false` when this agent's chains stop for this walk: a chain
+    /// request got no answer although the agent answered before, so it was taken for one
+    /// larger than the agent takes, and the columns are walked as before.
+    async fn send_chains(
+        &self,
+        batch: &mut ChainBatch,
+        columns: &mut [Column],
+        limits: &WalkLimits<'_>,
+    ) -> Result<bool, SnmpError> {
+        let chain_size = self.session.chain_size();
+        let ceiling = chain_size.ceiling();
+        let answers = match self.fixed_many(&batch.links, true, Sizing::Chain).await {
+            Ok(answers) => answers,
+            Err(SnmpError::Timeout { .. }) if chain_size.ceiling() < ceiling => {
+                tracing::info!(
+                    target = self.session.target(),
+                    "no answer to a GETNEXT of many variable bindings; asking at most {} from now on",
+                    chain_size.get()
+                );
+                return Ok(false);
+            }
+            Err(error) => return Err(error),
+        };
+        let links = batch.columns.drain(..).zip(batch.links.drain(..));
+        for ((column, link), answer) in links.zip(answers) {
+            let column = &mut columns[column];
+            if column.is_active() && link == column.cursor {
+                column.take(answer, limits);
+            }
+        }
+        Ok(true)
     }
 
     /// SNMPv1: one GETNEXT step of every active column (several varbinds a request). An
@@ -588,6 +612,24 @@ pub fn group_size(columns: usize, capacity: usize, max_repetitions: usize) -> us
     best.1
 }
 
+/// Row-chain links waiting to be sent: each GETNEXT's OID and the column it walks.
+#[derive(Default)]
+struct ChainBatch {
+    columns: Vec<usize>,
+    links: Vec<Oid>,
+}
+
+impl ChainBatch {
+    fn push(&mut self, column: usize, link: Oid) {
+        self.columns.push(column);
+        self.links.push(link);
+    }
+
+    fn len(&self) -> usize {
+        self.links.len()
+    }
+}
+
 /// Bounds every walked column is held to, and the agent named in their errors.
 struct WalkLimits<'a> {
     max_rows: usize,
@@ -695,7 +737,27 @@ impl Column {
 
 #[cfg(test)]
 mod tests {
-    use super::group_size;
+    use super::{group_size, table_leaders};
+    use async_snmp::Oid;
+
+    #[test]
+    fn each_table_is_led_by_its_first_column() {
+        let bases: Vec<Oid> = [
+            "1.3.6.1.2.1.2.2.1.2",
+            "1.3.6.1.2.1.31.1.1.1.6",
+            "1.3.6.1.2.1.2.2.1.10",
+            "1.3.6.1.2.1.2.2",
+            "1.3.6.1.2.1.31.1.1.1.10",
+            "1.3.6.1.2.1.2.2.1.2",
+        ]
+        .iter()
+        .map(|text| text.parse().unwrap())
+        .collect();
+        assert_eq!(
+            table_leaders(&bases),
+            [None, None, Some(0), None, Some(1), Some(0)]
+        );
+    }
 
     #[test]
     fn groups_fill_the_answer_with_few_groups() {

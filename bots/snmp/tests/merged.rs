@@ -405,6 +405,7 @@ async fn columns_that_follow_their_leaders_rows_take_few_requests_and_give_the_s
     columns.extend([1, 2].map(|c| oid(&format!("{WIDE}.2.{c}"))));
     columns.push(oid(&format!("{WIDE}.1.2")));
     let expected = wide_table();
+    let mut chained_requests = 0;
     for version in ["snmpv2c", "snmpv1"] {
         let credential = community(version);
         let engine = engine(64).await;
@@ -433,6 +434,7 @@ async fn columns_that_follow_their_leaders_rows_take_few_requests_and_give_the_s
             }
             let requests = u64::from(exchange.requests());
             if version == "snmpv2c" {
+                chained_requests = exchange.requests();
                 // Each of the 20 columns alone: 3 GETBULKs of 25 for 50 rows. Merged: the two
                 // leaders side by side (3), the chains of the other columns, more requests for
                 // the columns that left their chains.
@@ -443,6 +445,25 @@ async fn columns_that_follow_their_leaders_rows_take_few_requests_and_give_the_s
             }
         }
     }
+    // SNMP_MAX_CHAIN_VARBINDS=0: the same rows, walked side by side without chains.
+    let credential = community("snmpv2c");
+    let engine = engine_with(SnmpSettings {
+        max_chain_varbinds: 0,
+        ..SnmpSettings::default()
+    })
+    .await;
+    let (alone, _) = walk_each(&engine, &address, &credential, &columns).await;
+    let session = engine.session(&address, &credential).await.unwrap();
+    let exchange = Exchange::new(&session);
+    let merged = exchange.walk_many(&columns).await.unwrap();
+    for ((column, merged), alone) in columns.iter().zip(merged).zip(&alone) {
+        assert_eq!(&merged.unwrap(), alone, "without chains: {column}");
+    }
+    assert!(
+        exchange.requests() > chained_requests,
+        "without chains: {} requests, with: {chained_requests}",
+        exchange.requests()
+    );
     agent.cancel();
     let _ = task.await;
 }

@@ -45,7 +45,7 @@ pub struct SnmpSettings {
     pub max_varbinds: usize,
     /// Variable bindings of one row-chain GETNEXT at most: the GETNEXTs that check a walked
     /// column's rows against the rows of its table's first column, many links a request
-    /// (`merged.rs`). Lowered per agent when it says `tooBig`.
+    /// (`merged.rs`). Lowered per agent when it says `tooBig`. 0 turns row chains off.
     pub max_chain_varbinds: usize,
     /// A walk returning more rows than this fails (a broken agent must not fill memory).
     pub max_walk_rows: usize,
@@ -121,17 +121,9 @@ impl SnmpEngine {
         if settings.timeout.is_zero() {
             return Err("SNMP timeout must be above zero".to_string());
         }
-        if [
-            settings.max_in_flight,
-            settings.max_devices,
-            settings.max_varbinds,
-            settings.max_chain_varbinds,
-        ]
-        .contains(&0)
-        {
+        if settings.max_in_flight == 0 || settings.max_devices == 0 || settings.max_varbinds == 0 {
             return Err(
-                "SNMP max in flight, max devices, max varbinds and max chain varbinds must be at least 1"
-                    .to_string(),
+                "SNMP max in flight, max devices and max varbinds must be at least 1".to_string(),
             );
         }
         let bind = |address: &'static str| {
@@ -275,9 +267,9 @@ pub struct Session {
 
 /// How many variable bindings a row-chain GETNEXT to one agent holds. It starts small enough
 /// for the 484-byte message every agent must take and doubles after each request answered
-/// whole, up to `max_chain_varbinds`: an agent drops a request larger than it can take, and
-/// each such request costs a timeout. A `tooBig` answer or a chain request that timed out
-/// lowers the ceiling for good.
+/// whole and soon, up to `max_chain_varbinds`: an agent drops a request larger than it can
+/// take, and each such request costs a timeout. A slow answer halves it; a `tooBig` answer or
+/// a chain request that timed out lowers the ceiling for good.
 pub(crate) struct ChainSize {
     current: AtomicUsize,
     ceiling: AtomicUsize,
@@ -304,12 +296,19 @@ impl ChainSize {
         self.ceiling.load(Ordering::Relaxed)
     }
 
-    /// A request of `size` was answered whole: the next may be twice as large.
-    pub(crate) fn answered(&self, size: usize) {
-        let grown = size
-            .saturating_mul(2)
-            .min(self.ceiling.load(Ordering::Relaxed));
-        self.current.fetch_max(grown, Ordering::Relaxed);
+    /// A request of `size` was answered whole after `took`: the next may be twice as large,
+    /// unless the answer took more than a quarter of `timeout`. An agent takes longer for
+    /// larger requests, and one that is busy would soon miss the timeout: the next is then
+    /// half as large (not below the start).
+    pub(crate) fn answered(&self, size: usize, took: Duration, timeout: Duration) {
+        let ceiling = self.ceiling.load(Ordering::Relaxed);
+        if took > timeout / 4 {
+            let halved = (size / 2).max(Self::START.min(ceiling));
+            self.current.fetch_min(halved, Ordering::Relaxed);
+            return;
+        }
+        self.current
+            .fetch_max(size.saturating_mul(2).min(ceiling), Ordering::Relaxed);
     }
 
     /// The agent does not take requests above `limit` variable bindings.
@@ -486,6 +485,41 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chain_size_starts_small_doubles_and_keeps_what_the_agent_refused() {
+        let timeout = Duration::from_secs(1);
+        let soon = Duration::from_millis(10);
+        let slow = Duration::from_millis(400);
+        let size = ChainSize::new(256);
+        assert_eq!(size.get(), 16);
+        size.answered(16, soon, timeout);
+        size.answered(32, soon, timeout);
+        assert_eq!(size.get(), 64);
+        size.answered(200, soon, timeout);
+        assert_eq!(size.get(), 256);
+        size.answered(256, slow, timeout);
+        assert_eq!(
+            (size.get(), size.ceiling()),
+            (128, 256),
+            "a slow answer halves it"
+        );
+        for slow_size in [128, 64, 32] {
+            size.answered(slow_size, slow, timeout);
+        }
+        assert_eq!(size.get(), 16, "not below the start");
+        size.limit(20);
+        assert_eq!((size.get(), size.ceiling()), (16, 20));
+        size.answered(16, soon, timeout);
+        assert_eq!(size.get(), 20);
+        size.answered(7, soon, timeout);
+        assert_eq!(
+            size.get(),
+            20,
+            "a short last request does not shrink the size"
+        );
+        assert_eq!(ChainSize::new(4).get(), 4);
+    }
 
     #[tokio::test]
     async fn device_slots_are_bounded() {
