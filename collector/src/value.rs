@@ -22,7 +22,7 @@ impl Value {
 
 /// Why the backend would reject a path (contract §4.8), or `None` if it would accept it:
 /// dot-separated segments of `A-Z a-z 0-9 _ -` or the lowercase escapes `%2e` / `%3a`,
-/// not starting with `system.`.
+/// not starting with `system.`. One pass over the bytes: delivery checks every value.
 pub fn path_problem(path: &str) -> Option<&'static str> {
     if path.is_empty() {
         return Some("empty path");
@@ -30,23 +30,26 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
     if path.starts_with("system.") {
         return Some("path starts with 'system.'");
     }
-    for segment in path.split('.') {
-        if segment.is_empty() {
-            return Some("empty path segment");
-        }
-        let bytes = segment.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => i += 1,
-                b'%' if bytes[i + 1..].starts_with(b"2e") || bytes[i + 1..].starts_with(b"3a") => {
-                    i += 3
-                }
-                _ => return Some("character not allowed in a path"),
+    let bytes = path.as_bytes();
+    let mut segment_empty = true;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'.' if segment_empty => return Some("empty path segment"),
+            b'.' => {
+                segment_empty = true;
+                i += 1;
+                continue;
             }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => i += 1,
+            b'%' if bytes[i + 1..].starts_with(b"2e") || bytes[i + 1..].starts_with(b"3a") => {
+                i += 3
+            }
+            _ => return Some("character not allowed in a path"),
         }
+        segment_empty = false;
     }
-    None
+    segment_empty.then_some("empty path segment")
 }
 
 /// Encodes text for use inside one path segment the way the NetFlow bot does: `.` -> `%2e`,
@@ -58,6 +61,67 @@ pub fn escape_segment(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rule as the contract states it, segment by segment.
+    fn path_problem_by_segments(path: &str) -> Option<&'static str> {
+        if path.is_empty() {
+            return Some("empty path");
+        }
+        if path.starts_with("system.") {
+            return Some("path starts with 'system.'");
+        }
+        for segment in path.split('.') {
+            if segment.is_empty() {
+                return Some("empty path segment");
+            }
+            let bytes = segment.as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => i += 1,
+                    b'%' if bytes[i + 1..].starts_with(b"2e")
+                        || bytes[i + 1..].starts_with(b"3a") =>
+                    {
+                        i += 3
+                    }
+                    _ => return Some("character not allowed in a path"),
+                }
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn one_pass_rule_agrees_with_the_segment_rule_on_every_short_path() {
+        let alphabet = ['a', '.', '%', '2', 'e', '3', ':', ' ', '_', 'Z'];
+        let mut paths = vec![String::new()];
+        let mut checked = 0;
+        for _ in 0..5 {
+            let mut longer = Vec::new();
+            for path in &paths {
+                for c in alphabet {
+                    longer.push(format!("{path}{c}"));
+                }
+            }
+            for path in &longer {
+                assert_eq!(
+                    path_problem(path),
+                    path_problem_by_segments(path),
+                    "{path:?}"
+                );
+                checked += 1;
+            }
+            paths = longer;
+        }
+        for path in ["system.x", "system", "systemx.y", "a.system.b", ""] {
+            assert_eq!(
+                path_problem(path),
+                path_problem_by_segments(path),
+                "{path:?}"
+            );
+        }
+        assert_eq!(checked, 111_110);
+    }
 
     #[test]
     fn backend_path_rule() {
