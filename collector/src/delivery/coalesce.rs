@@ -87,6 +87,9 @@ impl Hasher for PassThrough {
 pub struct Coalescer {
     limits: Limits,
     open: HashMap<Option<u64>, Open>,
+    /// The path set of the last closed group, emptied, for the next one: a group of 10,000
+    /// firings would otherwise grow a new set through a dozen rehashes.
+    spare_paths: Option<HashSet<u64, PathHashes>>,
 }
 
 impl Coalescer {
@@ -94,6 +97,7 @@ impl Coalescer {
         Coalescer {
             limits,
             open: HashMap::new(),
+            spare_paths: None,
         }
     }
 
@@ -113,10 +117,11 @@ impl Coalescer {
             self.close(key, closed);
         }
         let max_delay = self.limits.max_delay;
+        let spare_paths = &mut self.spare_paths;
         let open = self.open.entry(key).or_insert_with(|| Open {
             firings: Vec::new(),
             values: 0,
-            paths: HashSet::default(),
+            paths: spare_paths.take().unwrap_or_default(),
             deadline: now + max_delay,
             last: now,
         });
@@ -160,8 +165,10 @@ impl Coalescer {
     }
 
     fn close(&mut self, key: Option<u64>, closed: &mut Vec<Vec<Batch>>) {
-        if let Some(open) = self.open.remove(&key) {
+        if let Some(mut open) = self.open.remove(&key) {
             closed.push(open.firings);
+            open.paths.clear();
+            self.spare_paths = Some(open.paths);
         }
     }
 }

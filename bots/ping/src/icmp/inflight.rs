@@ -2,7 +2,7 @@
 //! the receive task matched to the task that waits for it: a slot in one map holds the outcome
 //! and the waiter's `Waker`, so a reply costs no allocation and no channel.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::future::poll_fn;
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
@@ -33,7 +33,9 @@ struct Slot {
 /// The table of requests in flight, shared by the senders and the receive tasks.
 #[derive(Default)]
 pub struct InFlight {
-    slots: Mutex<HashMap<Key, Slot>>,
+    /// FxHash: SipHash of the four map operations of every ping was a visible part of the
+    /// bot's CPU, and keys are our own sequence numbers, not chosen by others.
+    slots: Mutex<FxHashMap<Key, Slot>>,
 }
 
 /// A request's place in the table; dropping it (reply, timeout or cancelled run) frees it.
@@ -43,7 +45,7 @@ pub struct Registration<'a> {
 }
 
 impl InFlight {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Slot>> {
+    fn lock(&self) -> MutexGuard<'_, FxHashMap<Key, Slot>> {
         // A poisoned lock only means a thread panicked between map operations; the map is whole.
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
