@@ -101,6 +101,8 @@ pub struct Firing {
     pub affecting: Intervals,
     /// Where the run reports checks and events (see [`Firing::check`], [`Firing::event`]).
     report: Report,
+    /// See [`Firing::good_checks_read`].
+    good_checks_read: bool,
 }
 
 impl PartialEq for Firing {
@@ -116,7 +118,21 @@ impl Firing {
             scheduled,
             affecting: affecting.into(),
             report: Report::default(),
+            good_checks_read: true,
         }
+    }
+
+    /// Whether a good check of this run would be read. It is not when the job has no alert
+    /// open or on its way and no sink takes every run (DataKit's task records): a run that
+    /// succeeded with only good checks is then passed over whole. A bot whose checks cost
+    /// something to build (labels, messages) may skip the good ones then; bad checks are
+    /// always read. `true` for a firing the framework did not hand out.
+    pub fn good_checks_read(&self) -> bool {
+        self.good_checks_read
+    }
+
+    pub(crate) fn set_good_checks_read(&mut self, read: bool) {
+        self.good_checks_read = read;
     }
 
     /// Reports the outcome of a named check; the framework keeps the alert state

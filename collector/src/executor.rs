@@ -234,9 +234,11 @@ impl<C: Collector> Shared<C> {
     async fn run(self: Arc<Self>, due: Due<C::Params>, _permit: OwnedSemaphorePermit) {
         let Due {
             spec,
-            firing,
+            mut firing,
             state,
         } = due;
+        let notifier = self.notifier.as_ref();
+        firing.set_good_checks_read(notifier.is_some_and(|n| n.reads_quiet_runs(&state)));
         let limit = self
             .timeout
             .or_else(|| spec.min_interval().map(Duration::from_secs))
@@ -400,9 +402,13 @@ mod tests {
         async fn perform(
             &self,
             job: &JobSpec<&'static str>,
-            _: &Firing,
+            firing: &Firing,
         ) -> Result<Vec<Value>, JobError> {
             match job.params {
+                "reads" => {
+                    let read = f64::from(u8::from(firing.good_checks_read()));
+                    return Ok(vec![Value::new("good_checks_read", read)]);
+                }
                 "slow" => tokio::time::sleep(Duration::from_secs(3600)).await,
                 "fail" => return Err(JobError::new("device said no")),
                 "panic" => panic!("bug in a bot"),
@@ -489,6 +495,24 @@ mod tests {
         drop((limited, paced));
         assert!(delivery.close(Duration::from_secs(5)).await);
         assert_eq!(capture.0.lock().unwrap().len(), 120);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_notifier_no_good_check_is_read() {
+        assert!(
+            Firing::new(0, vec![10]).good_checks_read(),
+            "outside the framework"
+        );
+        let metrics = Metrics::new();
+        let capture = Arc::new(Capture::default());
+        let delivery = Delivery::start(capture.clone(), metrics.clone(), 100, 4, Limits::none());
+        let executor = executor(1, &metrics, &delivery);
+        executor.fire(due("r", "reads", &Arc::new(JobState::default())));
+        assert!(executor.drain(Duration::from_secs(60)).await);
+        drop(executor);
+        assert!(delivery.close(Duration::from_secs(5)).await);
+        let batches = capture.0.lock().unwrap();
+        assert_eq!(batches[0].values, [Value::new("good_checks_read", 0.0)]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -284,9 +284,13 @@ impl Notifier {
     /// Whether a finished run must be reported: it failed, has a bad check or an event, its job
     /// has or may have alert state, or every run is uploaded (DataKit task records).
     pub fn needs_report(&self, outcome: Outcome, findings: &Findings, state: &JobState) -> bool {
-        self.upload.is_some()
-            || !quiet(outcome, findings)
-            || !state.alert_memo.quiet_run_needs_no_report()
+        !quiet(outcome, findings) || self.reads_quiet_runs(state)
+    }
+
+    /// Whether a run of this job that says nothing is still reported (and its good checks
+    /// read): the job has or may have alert state, or every run is uploaded.
+    pub fn reads_quiet_runs(&self, state: &JobState) -> bool {
+        self.upload.is_some() || !state.alert_memo.quiet_run_needs_no_report()
     }
 
     /// Tells the notifier which jobs exist now; alerts of removed jobs resolve.
