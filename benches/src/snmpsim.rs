@@ -354,6 +354,8 @@ struct Snapshot {
     polls: f64,
     requests: f64,
     values: u64,
+    /// Runs (polls and interface syncs) by unsuccessful outcome: failure, timeout, skip.
+    unsuccessful: [f64; 3],
 }
 
 /// What one side measured over its rounds.
@@ -399,6 +401,12 @@ impl RunningBot {
             polls: prometheus_value(&page, "snmp_requests_per_poll_count"),
             requests: prometheus_value(&page, "snmp_requests_per_poll_sum"),
             values: self.backend.values_written(),
+            unsuccessful: ["failure", "timeout", "skip"].map(|outcome| {
+                prometheus_value(
+                    &page,
+                    &format!("collector_runs_total{{outcome=\"{outcome}\"}}"),
+                )
+            }),
         }
     }
 }
@@ -473,6 +481,16 @@ impl SideBySide {
             "SNMP requests per device-poll, snmpbot / walking each of the {} columns alone with max-repetitions {EXPORTER_MAX_REPETITIONS} ({alone}): {:.2}",
             columns().len(),
             requests / f64::from(alone),
+        );
+        let [failed, timed_out, skipped] =
+            std::array::from_fn(|i| end.unsuccessful[i] - begin.unsuccessful[i]);
+        println!(
+            "snmpbot runs (polls and interface syncs) while measured: {failed} failed, {timed_out} timed out, {skipped} skipped{}",
+            if failed + timed_out + skipped > 0.0 {
+                " (the figures above include them: busy simulators? see the bot's log)"
+            } else {
+                ""
+            }
         );
         println!(
             "test backend (this process) while snmpbot ran: {:.2} CPU s",

@@ -93,6 +93,15 @@ fn snmpbench_snmpsim_measures_the_real_bot_beside_snmp_exporter() {
         out.contains("CPU per device-poll, snmpbot / snmp_exporter:"),
         "{out}"
     );
+    // 4 interfaces: each of the 41 columns alone takes one GETBULK of 25 repetitions.
+    assert!(
+        out.contains("walking each of the 41 columns alone with max-repetitions 25 (41): 0."),
+        "{out}"
+    );
+    assert!(
+        out.contains("while measured: 0 failed, 0 timed out, 0 skipped"),
+        "{out}"
+    );
 }
 
 #[test]
