@@ -14,7 +14,7 @@ use async_snmp::handler::{
 use async_snmp::{Oid, Value, VarBind};
 use serde_json::json;
 use snmpbot::merged::Exchange;
-use snmpbot::session::{Credential, SnmpCounters, SnmpEngine, SnmpSettings};
+use snmpbot::session::{Credential, Session, SnmpCounters, SnmpEngine, SnmpSettings};
 use snmpbot::walk::{get, parse_oid, walk, SnmpValue, WalkRow};
 use snmpd::{PassObject, Snmpd, COMMUNITY, PASS_BASE};
 use std::sync::Arc;
@@ -44,20 +44,22 @@ fn oid(text: &str) -> Oid {
     parse_oid(text).unwrap()
 }
 
-/// Each OID walked alone (the single-column path), and the number of requests that took.
+/// Each OID walked alone (the single-column path), the number of requests that took, and the
+/// session it used (for the merged walks to compare).
 async fn walk_each(
     engine: &Arc<SnmpEngine>,
     address: &str,
     credential: &Credential,
     bases: &[Oid],
-) -> (Vec<Vec<WalkRow>>, u64) {
+) -> (Vec<Vec<WalkRow>>, u64, Arc<Session>) {
     let session = engine.session(address, credential).await.unwrap();
     let before = engine.counters().requests.get();
     let mut walked = Vec::new();
     for base in bases {
         walked.push(walk(&session, base).await.unwrap());
     }
-    (walked, engine.counters().requests.get() - before)
+    let requests = engine.counters().requests.get() - before;
+    (walked, requests, session)
 }
 
 /// The OIDs under `base` as net-snmp's snmpwalk lists them.
@@ -136,9 +138,8 @@ async fn merged_walks_on_snmpd_equal_walking_each_column_alone() {
         let credential = community(version);
         // A small answer size, so that the columns advance over many GETBULKs.
         let engine = engine(40).await;
-        let (alone, alone_requests) =
+        let (alone, alone_requests, session) =
             walk_each(&engine, &agent.address(), &credential, &columns).await;
-        let session = engine.session(&agent.address(), &credential).await.unwrap();
         let exchange = Exchange::new(&session);
         let merged: Vec<Vec<WalkRow>> = exchange
             .walk_many(&columns)
@@ -297,8 +298,7 @@ async fn an_agent_with_small_messages_gets_smaller_requests_and_the_same_results
             ..SnmpSettings::default()
         })
         .await;
-        let (alone, _) = walk_each(&engine, &address, &credential, &columns).await;
-        let session = engine.session(&address, &credential).await.unwrap();
+        let (alone, _, session) = walk_each(&engine, &address, &credential, &columns).await;
         let exchange = Exchange::new(&session);
         let merged = exchange.walk_many(&columns).await.unwrap();
         // The next walks use the chain size learnt from the dropped request: no more timeouts.
@@ -409,8 +409,8 @@ async fn columns_that_follow_their_leaders_rows_take_few_requests_and_give_the_s
     for version in ["snmpv2c", "snmpv1"] {
         let credential = community(version);
         let engine = engine(64).await;
-        let (alone, alone_requests) = walk_each(&engine, &address, &credential, &columns).await;
-        let session = engine.session(&address, &credential).await.unwrap();
+        let (alone, alone_requests, session) =
+            walk_each(&engine, &address, &credential, &columns).await;
         // The first round's chains start small and grow; the next use the size learnt.
         let rounds = if version == "snmpv1" { 1 } else { 3 };
         for round in 0..rounds {
@@ -452,8 +452,7 @@ async fn columns_that_follow_their_leaders_rows_take_few_requests_and_give_the_s
         ..SnmpSettings::default()
     })
     .await;
-    let (alone, _) = walk_each(&engine, &address, &credential, &columns).await;
-    let session = engine.session(&address, &credential).await.unwrap();
+    let (alone, _, session) = walk_each(&engine, &address, &credential, &columns).await;
     let exchange = Exchange::new(&session);
     let merged = exchange.walk_many(&columns).await.unwrap();
     for ((column, merged), alone) in columns.iter().zip(merged).zip(&alone) {
