@@ -17,6 +17,7 @@ const CATCH_UP: Duration = Duration::from_millis(2);
 /// Hands out slots `1 / rate` seconds apart.
 #[derive(Debug)]
 pub struct Pacer {
+    per_second: u32,
     gap: Duration,
     next: Mutex<Option<Instant>>,
 }
@@ -24,10 +25,17 @@ pub struct Pacer {
 impl Pacer {
     /// A pacer for `per_second` slots a second (at least 1).
     pub fn new(per_second: u32) -> Pacer {
+        let per_second = per_second.max(1);
         Pacer {
-            gap: Duration::from_secs(1) / per_second.max(1),
+            per_second,
+            gap: Duration::from_secs(1) / per_second,
             next: Mutex::new(None),
         }
+    }
+
+    /// Slots a second.
+    pub fn per_second(&self) -> u32 {
+        self.per_second
     }
 
     /// Reserves this caller's slot and waits for it; a slot already reached is taken at once

@@ -186,7 +186,6 @@ pub struct Pinger {
     shared: Arc<Shared>,
     sequences: Mutex<SequenceBook>,
     pacer: Pacer,
-    max_rate: u32,
 }
 
 impl Pinger {
@@ -211,13 +210,12 @@ impl Pinger {
             shared,
             sequences: Mutex::new(SequenceBook::default()),
             pacer: Pacer::new(config.max_rate),
-            max_rate: config.max_rate,
         })
     }
 
     /// Echo requests sent per second at most (`PING_MAX_RATE`).
     pub fn max_rate(&self) -> u32 {
-        self.max_rate
+        self.pacer.per_second()
     }
 
     /// The socket of each family, for the startup log.
