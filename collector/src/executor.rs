@@ -450,6 +450,14 @@ mod tests {
         }
     }
 
+    /// Metrics, and a delivery whose sink keeps what it is given.
+    fn delivered() -> (Metrics, Arc<Capture>, Delivery) {
+        let metrics = Metrics::new();
+        let capture = Arc::new(Capture::default());
+        let delivery = Delivery::start(capture.clone(), metrics.clone(), 100, 4, Limits::none());
+        (metrics, capture, delivery)
+    }
+
     fn executor(concurrency: usize, metrics: &Metrics, delivery: &Delivery) -> Executor<Scripted> {
         Executor::new(
             Arc::new(Scripted),
@@ -464,9 +472,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn firings_that_cannot_start_yet_wait_as_queue_entries_not_tasks() {
-        let metrics = Metrics::new();
-        let capture = Arc::new(Capture::default());
-        let delivery = Delivery::start(capture.clone(), metrics.clone(), 100, 4, Limits::none());
+        let (metrics, capture, delivery) = delivered();
         let limited = executor(2, &metrics, &delivery);
         for i in 0..100 {
             limited.fire(due(&format!("j{i}"), "ok", &Arc::new(JobState::default())));
@@ -503,9 +509,7 @@ mod tests {
             Firing::new(0, vec![10]).good_checks_read(),
             "outside the framework"
         );
-        let metrics = Metrics::new();
-        let capture = Arc::new(Capture::default());
-        let delivery = Delivery::start(capture.clone(), metrics.clone(), 100, 4, Limits::none());
+        let (metrics, capture, delivery) = delivered();
         let executor = executor(1, &metrics, &delivery);
         executor.fire(due("r", "reads", &Arc::new(JobState::default())));
         assert!(executor.drain(Duration::from_secs(60)).await);
@@ -517,9 +521,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn overlap_timeout_failure_and_panic_stay_with_their_job() {
-        let metrics = Metrics::new();
-        let capture = Arc::new(Capture::default());
-        let delivery = Delivery::start(capture.clone(), metrics.clone(), 100, 4, Limits::none());
+        let (metrics, capture, delivery) = delivered();
         let executor = executor(8, &metrics, &delivery);
         let slow = Arc::new(JobState::default());
         executor.fire(due("slow", "slow", &slow));
