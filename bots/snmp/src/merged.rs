@@ -168,21 +168,10 @@ impl<'s> Exchange<'s> {
                 })
                 .await;
             let sent = match (sizing, sent) {
-                (
-                    Sizing::Chain,
-                    Err(SnmpError::Timeout {
-                        target,
-                        retries,
-                        timeout,
-                    }),
-                ) if slice.len() > 1 => {
+                (Sizing::Chain, Err(timeout @ SnmpError::Timeout { .. })) if slice.len() > 1 => {
                     // An agent drops a request larger than it can take.
                     chain_size.limit(slice.len() / 2);
-                    return Err(SnmpError::Timeout {
-                        target,
-                        retries,
-                        timeout,
-                    });
+                    return Err(timeout);
                 }
                 (_, sent) => sent?,
             };
