@@ -4,7 +4,6 @@
 
 use collector::Value;
 use futures::stream::{FuturesUnordered, StreamExt};
-use std::fmt::{self, Write};
 use std::time::Duration;
 
 use crate::credential::ProbeSettings;
@@ -176,35 +175,39 @@ impl ProbeReport {
     /// answered, `p{i}.rtt` (seconds); `success` (answered / sent); and beyond the original,
     /// `rtt.min|avg|max|stddev` (seconds, only when a round trip was measured) and `loss` (0..1).
     pub fn values(&self, entity_id: u64) -> Vec<Value> {
-        let mut prefix = String::with_capacity(32);
-        let _ = write!(prefix, "entity.{entity_id}.ping.");
-        // Each path in one allocation of its exact size (`format!` grew most of them twice).
-        let path = |suffix: fmt::Arguments<'_>| {
-            let mut path = String::with_capacity(prefix.len() + 12);
-            path.push_str(&prefix);
-            let _ = path.write_fmt(suffix);
+        let mut ids = itoa::Buffer::new();
+        let entity = ids.format(entity_id);
+        let prefix = ["entity.", entity, ".ping."];
+        let prefix_len: usize = prefix.iter().map(|part| part.len()).sum();
+        // Each path in one allocation of its exact size, without the formatting machinery: a
+        // run of one packet makes eight of them.
+        let path = |parts: &[&str]| {
+            let len = prefix_len + parts.iter().map(|part| part.len()).sum::<usize>();
+            let mut path = String::with_capacity(len);
+            for part in prefix.iter().chain(parts) {
+                path.push_str(part);
+            }
             path
         };
         let mut values = Vec::with_capacity(self.packets.len() * 2 + 6);
+        let mut indexes = itoa::Buffer::new();
         for (i, packet) in self.packets.iter().enumerate() {
+            let index = indexes.format(i);
             let ok = if packet.answered { 1.0 } else { 0.0 };
-            values.push(Value::new(path(format_args!("p{i}.ok")), ok));
+            values.push(Value::new(path(&["p", index, ".ok"]), ok));
             if let Some(rtt) = packet.rtt {
-                values.push(Value::new(
-                    path(format_args!("p{i}.rtt")),
-                    rtt.as_secs_f64(),
-                ));
+                values.push(Value::new(path(&["p", index, ".rtt"]), rtt.as_secs_f64()));
             }
         }
         let success = self.success();
-        values.push(Value::new(path(format_args!("success")), success));
+        values.push(Value::new(path(&["success"]), success));
         if let Some(stats) = self.rtt_stats() {
-            values.push(Value::new(path(format_args!("rtt.min")), stats.min));
-            values.push(Value::new(path(format_args!("rtt.avg")), stats.avg));
-            values.push(Value::new(path(format_args!("rtt.max")), stats.max));
-            values.push(Value::new(path(format_args!("rtt.stddev")), stats.stddev));
+            values.push(Value::new(path(&["rtt.min"]), stats.min));
+            values.push(Value::new(path(&["rtt.avg"]), stats.avg));
+            values.push(Value::new(path(&["rtt.max"]), stats.max));
+            values.push(Value::new(path(&["rtt.stddev"]), stats.stddev));
         }
-        values.push(Value::new(path(format_args!("loss")), 1.0 - success));
+        values.push(Value::new(path(&["loss"]), 1.0 - success));
         values
     }
 }

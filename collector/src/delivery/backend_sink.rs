@@ -293,11 +293,7 @@ fn json_values<'a>(values: impl Iterator<Item = &'a Value>, count: usize) -> Vec
             out.push(b',');
         }
         out.extend_from_slice(b"{\"p\":");
-        let plain = value
-            .path
-            .bytes()
-            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\');
-        if plain {
+        if !needs_escape(&value.path) {
             out.push(b'"');
             out.extend_from_slice(value.path.as_bytes());
             out.push(b'"');
@@ -317,6 +313,14 @@ fn json_values<'a>(values: impl Iterator<Item = &'a Value>, count: usize) -> Vec
     out
 }
 
+/// Whether JSON needs escapes for `text`: a control character, a quote or a backslash.
+/// Checked without stopping at the first one, which lets the compiler test many bytes at once.
+fn needs_escape(text: &str) -> bool {
+    text.bytes().fold(false, |escape, b| {
+        escape | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::json_values;
@@ -329,6 +333,8 @@ mod tests {
             "a",
             "odd \"path\" \\ \u{1}",
             "caf\u{e9}.x",
+            "tab\there",
+            "del \u{7f} and \u{2028}",
         ];
         let numbers = [
             0.0,
