@@ -236,12 +236,13 @@ impl<C: Collector> Shared<C> {
             spec,
             mut firing,
             state,
+            smallest_interval,
         } = due;
         let notifier = self.notifier.as_ref();
         firing.set_good_checks_read(notifier.is_some_and(|n| n.reads_quiet_runs(&state)));
         let limit = self
             .timeout
-            .or_else(|| spec.min_interval().map(Duration::from_secs))
+            .or_else(|| smallest_interval.map(Duration::from_secs))
             .unwrap_or(Duration::from_secs(60));
         let framework = &self.metrics.framework;
         let started = self.clock.now_unix();
@@ -431,8 +432,10 @@ mod tests {
     }
 
     fn due(id: &str, behaviour: &'static str, state: &Arc<JobState>) -> Due<&'static str> {
+        let spec = JobSpec::new(id, vec![10], behaviour).account(1);
         Due {
-            spec: Arc::new(JobSpec::new(id, vec![10], behaviour).account(1)),
+            smallest_interval: spec.min_interval(),
+            spec: Arc::new(spec),
             firing: Firing::new(0, vec![10]),
             state: state.clone(),
         }

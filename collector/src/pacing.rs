@@ -41,8 +41,9 @@ impl Pacer {
     /// Reserves this caller's slot and waits for it; a slot already reached is taken at once
     /// (a timer, even an expired one, would wait for the next tick).
     pub async fn wait(&self) {
-        let slot = self.reserve(Instant::now());
-        if slot > Instant::now() {
+        let now = Instant::now();
+        let slot = self.reserve(now);
+        if slot > now {
             tokio::time::sleep_until(slot).await;
         }
     }

@@ -59,7 +59,7 @@ where
         }
     };
     crate::heap::limit_arenas();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match build_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             say(format_args!("error: cannot start the async runtime: {e}"));
@@ -67,6 +67,20 @@ where
         }
     };
     runtime.block_on(run_async(settings, mode, membership, make))
+}
+
+/// The async runtime: one thread per CPU the process may use, or, when that is one (a container
+/// limited to one CPU, a bot pinned with `taskset`), a single-threaded runtime, which does the
+/// same work without the multi-threaded scheduler's cross-thread bookkeeping at every task.
+fn build_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    }
 }
 
 /// `--health-check`: one GET of /health at the telemetry address.

@@ -60,13 +60,17 @@ impl Clock {
 
 /// What the executor needs to know about a job between firings: whether a run is in flight.
 /// Kept across a change of the job's data, so a job never overlaps itself.
+///
+/// `repr(C)` keeps the fields every run touches (`running`, `alert_memo`) first, in the cache
+/// line of the `Arc`'s counts, which the scheduler warms before the job falls due.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub struct JobState {
     pub running: AtomicBool,
-    /// The last firings' outcomes, for the status page.
-    pub runs: crate::status::RunCell,
     /// Whether the notifier needs this job's quiet runs.
     pub alert_memo: crate::notify::memo::AlertMemo,
+    /// The last firings' outcomes, for the status page.
+    pub runs: crate::status::RunCell,
 }
 
 /// A job that fell due.
@@ -74,6 +78,9 @@ pub struct Due<P> {
     pub spec: Arc<JobSpec<P>>,
     pub firing: Firing,
     pub state: Arc<JobState>,
+    /// The job's smallest interval, the default limit of a run: from the scheduler's own copy
+    /// of the intervals, so that starting a run does not read the spec's (a cache miss a run).
+    pub smallest_interval: Option<u64>,
 }
 
 /// How a refresh changed the schedule.
@@ -220,6 +227,7 @@ struct Prepared<P> {
     spec: Arc<JobSpec<P>>,
     state: Arc<JobState>,
     affecting: Intervals,
+    smallest_interval: Option<u64>,
     ticket: Ticket,
 }
 
@@ -440,6 +448,8 @@ impl<P: PartialEq> Scheduler<P> {
                 spec: entry.spec.clone(),
                 state: entry.state.clone(),
                 affecting,
+                // Normalized: ascending, without zeros.
+                smallest_interval: entry.intervals.first().copied(),
                 ticket,
             });
             self.file(next, ticket);
@@ -481,6 +491,7 @@ impl<P: PartialEq> Scheduler<P> {
                 spec: prepared.spec,
                 firing: Firing::new(self.ready_second, prepared.affecting),
                 state: prepared.state,
+                smallest_interval: prepared.smallest_interval,
             });
         }
         None

@@ -2,7 +2,8 @@
 //! (job id `"{entity_id}"`, contract §5.5 and §5.10), run on the shared ICMP engine.
 
 use collector::{
-    Check, Collector, Context, EntityConfig, Firing, JobError, JobSpec, StartError, Value,
+    Check, Collector, Context, EntityConfig, Firing, Intervals, JobError, JobSpec, StartError,
+    Value,
 };
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -31,8 +32,9 @@ pub struct PingArgs {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PingParams {
     pub entity_id: u64,
-    /// The sensors' resolved intervals; a firing probes when one of them is due.
-    pub intervals: Vec<u64>,
+    /// The sensors' resolved intervals; a firing probes when one of them is due. Kept inline
+    /// (no allocation of their own) because every run reads them.
+    pub intervals: Intervals,
     /// Where and how to ping, or why this entity cannot be pinged (reported at every firing).
     pub plan: Result<(Target, ProbeSettings), String>,
 }
@@ -138,7 +140,7 @@ pub fn job_of(entity: &EntityConfig) -> Option<JobSpec<PingParams>> {
     }
     let params = PingParams {
         entity_id: entity.entity_id,
-        intervals: intervals.clone(),
+        intervals: Intervals::from_slice(&intervals),
         plan,
     };
     Some(
@@ -302,7 +304,7 @@ mod tests {
         assert_eq!(job.intervals, vec![10, 60]);
         assert_eq!(job.account_id, Some(77));
         assert_eq!(job.entity_id, Some(5));
-        assert_eq!(job.params.intervals, vec![10, 60]);
+        assert_eq!(job.params.intervals.as_slice(), [10, 60]);
         let (target, settings) = job.params.plan.as_ref().unwrap();
         assert_eq!(target, &Target::parse("127.0.0.1").unwrap());
         assert_eq!(settings, &ProbeSettings::default());

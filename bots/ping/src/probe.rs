@@ -175,39 +175,44 @@ impl ProbeReport {
     /// answered, `p{i}.rtt` (seconds); `success` (answered / sent); and beyond the original,
     /// `rtt.min|avg|max|stddev` (seconds, only when a round trip was measured) and `loss` (0..1).
     pub fn values(&self, entity_id: u64) -> Vec<Value> {
-        let mut ids = itoa::Buffer::new();
-        let entity = ids.format(entity_id);
-        let prefix = ["entity.", entity, ".ping."];
-        let prefix_len: usize = prefix.iter().map(|part| part.len()).sum();
+        let mut prefix = String::with_capacity(40);
+        prefix.push_str("entity.");
+        prefix.push_str(itoa::Buffer::new().format(entity_id));
+        prefix.push_str(".ping.");
         // Each path in one allocation of its exact size, without the formatting machinery: a
         // run of one packet makes eight of them.
-        let path = |parts: &[&str]| {
-            let len = prefix_len + parts.iter().map(|part| part.len()).sum::<usize>();
-            let mut path = String::with_capacity(len);
-            for part in prefix.iter().chain(parts) {
-                path.push_str(part);
-            }
+        let path = |suffix: &str| {
+            let mut path = String::with_capacity(prefix.len() + suffix.len());
+            path.push_str(&prefix);
+            path.push_str(suffix);
             path
         };
         let mut values = Vec::with_capacity(self.packets.len() * 2 + 6);
-        let mut indexes = itoa::Buffer::new();
+        let mut index = itoa::Buffer::new();
+        let mut packet_suffix = String::with_capacity(12);
         for (i, packet) in self.packets.iter().enumerate() {
-            let index = indexes.format(i);
+            packet_suffix.clear();
+            packet_suffix.push('p');
+            packet_suffix.push_str(index.format(i));
+            let stem = packet_suffix.len();
+            packet_suffix.push_str(".ok");
             let ok = if packet.answered { 1.0 } else { 0.0 };
-            values.push(Value::new(path(&["p", index, ".ok"]), ok));
+            values.push(Value::new(path(&packet_suffix), ok));
             if let Some(rtt) = packet.rtt {
-                values.push(Value::new(path(&["p", index, ".rtt"]), rtt.as_secs_f64()));
+                packet_suffix.truncate(stem);
+                packet_suffix.push_str(".rtt");
+                values.push(Value::new(path(&packet_suffix), rtt.as_secs_f64()));
             }
         }
         let success = self.success();
-        values.push(Value::new(path(&["success"]), success));
+        values.push(Value::new(path("success"), success));
         if let Some(stats) = self.rtt_stats() {
-            values.push(Value::new(path(&["rtt.min"]), stats.min));
-            values.push(Value::new(path(&["rtt.avg"]), stats.avg));
-            values.push(Value::new(path(&["rtt.max"]), stats.max));
-            values.push(Value::new(path(&["rtt.stddev"]), stats.stddev));
+            values.push(Value::new(path("rtt.min"), stats.min));
+            values.push(Value::new(path("rtt.avg"), stats.avg));
+            values.push(Value::new(path("rtt.max"), stats.max));
+            values.push(Value::new(path("rtt.stddev"), stats.stddev));
         }
-        values.push(Value::new(path(&["loss"]), 1.0 - success));
+        values.push(Value::new(path("loss"), 1.0 - success));
         values
     }
 }

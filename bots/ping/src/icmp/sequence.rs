@@ -2,7 +2,7 @@
 //! the sequence number is what tells two requests to the same host apart; a counter per host
 //! that only moves forward from a random start keeps a late reply from matching a newer request.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,8 @@ const SEQUENCE_CLOCK_EVERY: u64 = 4096;
 /// reply that arrives after its request was given up cannot match a later request to the same
 /// host unless 65,536 requests to that host were sent in between.
 pub struct SequenceBook {
-    hosts: HashMap<IpAddr, HostSequence>,
+    /// FxHash: a lookup a request, and SipHash of the address was most of it.
+    hosts: FxHashMap<IpAddr, HostSequence>,
     allocations: u64,
     /// Incremented at every sweep; entries remember the generation of their last use.
     generation: u64,
@@ -32,7 +33,7 @@ struct HostSequence {
 impl Default for SequenceBook {
     fn default() -> Self {
         SequenceBook {
-            hosts: HashMap::new(),
+            hosts: FxHashMap::default(),
             allocations: 0,
             generation: 0,
             last_sweep: Instant::now(),
