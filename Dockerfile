@@ -16,8 +16,12 @@ COPY . .
 # The three bots in one cargo run, a layer the three images share. A context that already holds
 # `prebuilt/<bot>` (deploy/images.sh --binaries) skips cargo; BUILDER is then the base image
 # with binutils and libcap2-bin.
+# The ping bot's allocator (jemalloc) is built from its C sources, with make.
 RUN if [ ! -d prebuilt ]; then \
-      cargo build --release --locked -p pingbot -p snmpbot -p netflowbot \
+      { command -v make >/dev/null \
+        || { apt-get update && apt-get install -y --no-install-recommends make \
+             && rm -rf /var/lib/apt/lists/*; }; } \
+      && cargo build --release --locked -p pingbot -p snmpbot -p netflowbot \
       && mkdir prebuilt \
       && cp target/release/pingbot target/release/snmpbot target/release/netflowbot prebuilt/; \
     fi

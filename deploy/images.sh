@@ -11,7 +11,7 @@
 # only), --remove (remove the bots' images afterwards; the base images and the build cache stay).
 # Uses docker when a docker daemon answers, podman otherwise. Images are grafolean-<bot>:TAG.
 # When debian:bookworm-slim (or rust:1-slim-bookworm) cannot be pulled, it is made here: the base
-# with debootstrap (Debian package `debootstrap`), the builder from the base, gcc and this
+# with debootstrap (Debian package `debootstrap`), the builder from the base, gcc, make and this
 # machine's Rust toolchain.
 set -euo pipefail
 
@@ -178,7 +178,7 @@ else
         builder=localhost/rust:1-slim-bookworm-local
         if ! have_image "$builder"; then
             step "making $builder from $base and $(rustc --version)"
-            derive_image "$base" "$builder" "ca-certificates gcc libc6-dev $binary_tools" toolchain
+            derive_image "$base" "$builder" "ca-certificates gcc libc6-dev make $binary_tools" toolchain
         fi
     fi
 fi
