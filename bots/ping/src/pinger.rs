@@ -5,8 +5,10 @@
 //! process's group, else a raw socket (root or CAP_NET_RAW) with the kernel's ICMP type filter,
 //! so that only echo replies and the errors that can quote a request wake the receive task.
 //! Datagram sockets replace our identifier with their own: a reply is matched by (source
-//! address, sequence number) and the engine's cookie in the payload, plus our identifier on raw
-//! sockets; an ICMP error by the target and sequence of the request it quotes.
+//! address, sequence number) and the request's own token in the payload, plus our identifier on
+//! raw sockets; an ICMP error by the target and sequence of the request it quotes, and its token
+//! when the quote holds it. Sequence numbers come from one counter of the engine; the token, which
+//! no other request carries, is what keeps a late reply from answering a later request.
 //!
 //! Round trip: the kernel's receive timestamp of the reply (`SO_TIMESTAMPNS`, `CLOCK_REALTIME`)
 //! minus `CLOCK_REALTIME` read immediately before `sendto`. Neither the waiter's nor the
@@ -20,15 +22,15 @@ use std::fmt;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
 use tokio::task::JoinHandle;
 
-use crate::icmp::inflight::{Arrival, InFlight, Key};
+use crate::icmp::inflight::{Arrival, Identified, InFlight};
 use crate::icmp::packet::{self, Incoming, ECHO_REQUEST_LEN};
-use crate::icmp::sequence::SequenceBook;
 pub use crate::icmp::socket::SocketKind;
 use crate::icmp::socket::{receive_queued_error, socket_address, Batch, IcmpSocket, BATCH};
 use crate::target::Destination;
@@ -162,8 +164,11 @@ struct Shared {
     in_flight: InFlight,
     /// Our ICMP identifier on raw sockets (datagram sockets use their own).
     identifier: u16,
-    /// The first payload bytes of every request: a reply without them is not ours.
+    /// Where the requests' tokens start, different in every process: a request's token is
+    /// `cookie + n` for the engine's n-th request.
     cookie: u64,
+    /// Requests made so far; the low 16 bits of the count are a request's sequence number.
+    requests: AtomicU64,
     counters: PingCounters,
 }
 
@@ -184,7 +189,6 @@ pub struct Pinger {
     v4: Result<Family, String>,
     v6: Result<Family, String>,
     shared: Arc<Shared>,
-    sequences: Mutex<SequenceBook>,
     pacer: Pacer,
 }
 
@@ -197,6 +201,7 @@ impl Pinger {
             in_flight: InFlight::default(),
             identifier: rand::random(),
             cookie: rand::random(),
+            requests: AtomicU64::new(rand::random::<u16>().into()),
             counters,
         });
         let v4 = Family::open(false, config, &shared);
@@ -208,7 +213,6 @@ impl Pinger {
             v4,
             v6,
             shared,
-            sequences: Mutex::new(SequenceBook::default()),
             pacer: Pacer::new(config.max_rate),
         })
     }
@@ -276,12 +280,13 @@ impl Pinger {
             }
         };
         self.pacer.wait().await;
-        let registration = {
-            let mut book = self.sequences.lock().unwrap_or_else(|p| p.into_inner());
-            self.shared.in_flight.register(MAX_COLLISIONS, || {
-                (destination.ip, book.allocate(destination.ip))
-            })
-        };
+        let registration = self.shared.in_flight.register(MAX_COLLISIONS, || {
+            let n = self.shared.requests.fetch_add(1, Ordering::Relaxed);
+            (
+                (destination.ip, n as u16),
+                self.shared.cookie.wrapping_add(n),
+            )
+        });
         let Some(registration) = registration else {
             self.counters().errors.inc();
             return Attempt::SendFailed(format!(
@@ -289,7 +294,7 @@ impl Pinger {
             ));
         };
         let (_, sequence) = registration.key;
-        let sent = match self.send_now(family, destination, sequence, wait) {
+        let sent = match self.send_now(family, destination, sequence, registration.token, wait) {
             Ok(sent) => sent,
             Err(retrying) => retrying.await,
         };
@@ -318,6 +323,7 @@ impl Pinger {
         family: &'a Family,
         destination: Destination,
         sequence: u16,
+        token: u64,
         wait: Duration,
     ) -> Result<io::Result<i64>, BoxFuture<'a, io::Result<i64>>> {
         let mut request = [0u8; ECHO_REQUEST_LEN];
@@ -326,7 +332,7 @@ impl Pinger {
             destination.ip.is_ipv6(),
             self.shared.identifier,
             sequence,
-            self.shared.cookie,
+            token,
         );
         let to = socket_address(destination.ip, destination.scope_id);
         match family.socket.get_ref().timed_send(&request, &to) {
@@ -507,9 +513,11 @@ impl Shared {
                         icmp_type: queued.icmp_type,
                         code: queued.code,
                     };
-                    let (_, unmatched) = self
-                        .in_flight
-                        .deliver([((queued.target, queued.sequence), arrival)]);
+                    let (_, unmatched) = self.in_flight.deliver([(
+                        (queued.target, queued.sequence),
+                        queued.token,
+                        arrival,
+                    )]);
                     self.counters.unmatched.inc_by(unmatched);
                 }
                 Ok(Some(None)) => {
@@ -526,7 +534,7 @@ impl Shared {
 
     /// Matches the packets of a batch to requests in flight, under one lock.
     fn take(&self, socket: &IcmpSocket, batch: &Batch, count: usize) {
-        let mut arrivals: [Option<(Key, Arrival)>; BATCH] = [None; BATCH];
+        let mut arrivals: [Option<Identified>; BATCH] = [None; BATCH];
         for (i, arrival) in arrivals.iter_mut().enumerate().take(count) {
             *arrival = self.identify(socket, batch, i);
         }
@@ -543,7 +551,7 @@ impl Shared {
     }
 
     /// The request a received packet is about, if it is one of ours.
-    fn identify(&self, socket: &IcmpSocket, batch: &Batch, i: usize) -> Option<(Key, Arrival)> {
+    fn identify(&self, socket: &IcmpSocket, batch: &Batch, i: usize) -> Option<Identified> {
         let packet = batch.packet(i);
         let from = packet.from?;
         if packet.truncated {
@@ -557,9 +565,10 @@ impl Shared {
             Some(Incoming::Reply {
                 identifier,
                 sequence,
-                cookie,
-            }) if ours(identifier) && cookie == self.cookie => Some((
+                token,
+            }) if ours(identifier) => Some((
                 (from, sequence),
+                Some(token),
                 Arrival::Reply {
                     kernel_time_ns: packet.kernel_time_ns,
                 },
@@ -570,8 +579,10 @@ impl Shared {
                 target,
                 identifier,
                 sequence,
+                token,
             }) if ours(identifier) => Some((
                 (target, sequence),
+                token,
                 Arrival::Error {
                     from,
                     icmp_type,
@@ -792,7 +803,7 @@ mod tests {
     }
 
     #[test]
-    fn replies_from_another_address_or_with_another_sequence_do_not_count() {
+    fn replies_from_another_address_or_with_another_sequence_or_token_do_not_count() {
         in_private_netns(|| {
             silence_kernel_echo();
             runtime().block_on(async {
@@ -805,13 +816,16 @@ mod tests {
                     Responder::start("127.0.0.7".parse().unwrap(), Behaviour::WrongSequence);
                 let wrong_sequence_v6 =
                     Responder::start("::1".parse().unwrap(), Behaviour::WrongSequence);
+                let wrong_token =
+                    Responder::start("127.0.0.8".parse().unwrap(), Behaviour::WrongToken);
                 let wait = Duration::from_millis(300);
-                for ip in ["127.0.0.5", "127.0.0.7", "::1"] {
+                for ip in ["127.0.0.5", "127.0.0.7", "::1", "127.0.0.8"] {
                     assert_eq!(pinger.echo(dest(ip), wait).await, Attempt::NoReply, "{ip}");
                 }
                 assert_eq!(wrong_source.requests(), 1);
                 assert_eq!(wrong_sequence.requests(), 1);
                 assert_eq!(wrong_sequence_v6.requests(), 1);
+                assert_eq!(wrong_token.requests(), 1);
                 assert_eq!(pinger.counters().replies.get(), 0);
             })
         });

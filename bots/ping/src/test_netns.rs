@@ -1,5 +1,5 @@
 //! Test support: a private network namespace for one test thread, and an ICMP echo responder
-//! whose misbehaviour the test chooses (late, lossy, wrong sequence, wrong source, unreachable).
+//! whose misbehaviour the test chooses (late, lossy, wrong sequence or token, wrong source, unreachable).
 //!
 //! Network namespaces and capabilities belong to a thread on Linux, and threads and processes
 //! started from it inherit them; so a test runs its body on a fresh thread that first moves into
@@ -112,6 +112,8 @@ pub enum Behaviour {
     Silent,
     /// Answers with the sequence number plus one.
     WrongSequence,
+    /// Answers with the request's token (the first payload bytes) changed.
+    WrongToken,
     /// Answers correctly, but from this other local address.
     FromAddress(IpAddr),
     /// Answers with ICMP "host unreachable" quoting the request.
@@ -155,8 +157,9 @@ impl Responder {
                         Behaviour::Silent => continue,
                         Behaviour::AnswerEvery(k) if n % k != 0 => continue,
                         Behaviour::Unreachable => unreachable_for(&buf[..len], address),
-                        Behaviour::WrongSequence => echo_reply(request, address, 1),
-                        _ => echo_reply(request, address, 0),
+                        Behaviour::WrongSequence => echo_reply(request, address, 1, 0),
+                        Behaviour::WrongToken => echo_reply(request, address, 0, 0xff),
+                        _ => echo_reply(request, address, 0, 0),
                     };
                     let due = match behaviour {
                         Behaviour::Delay(delay) => Instant::now() + delay,
@@ -211,11 +214,16 @@ fn echo_request(packet: &[u8], address: IpAddr) -> Option<&[u8]> {
     }
 }
 
-fn echo_reply(request: &[u8], address: IpAddr, sequence_offset: u16) -> Vec<u8> {
+/// The echo reply to `request`, its sequence number moved by `sequence_offset` and its first
+/// payload byte xor-ed with `token_change`.
+fn echo_reply(request: &[u8], address: IpAddr, sequence_offset: u16, token_change: u8) -> Vec<u8> {
     let mut reply = request.to_vec();
     reply[0] = if address.is_ipv4() { 0 } else { 129 };
     let seq = u16::from_be_bytes([reply[6], reply[7]]).wrapping_add(sequence_offset);
     reply[6..8].copy_from_slice(&seq.to_be_bytes());
+    if let Some(first) = reply.get_mut(8) {
+        *first ^= token_change;
+    }
     finish_checksum(&mut reply, address);
     reply
 }

@@ -1,6 +1,10 @@
 //! Requests in flight, keyed by (target address, sequence number), and the hand-over of what
 //! the receive task matched to the task that waits for it: a slot in one map holds the outcome
 //! and the waiter's `Waker`, so a reply costs no allocation and no channel.
+//!
+//! Each request also carries a token of its own at the start of its payload, which the reply
+//! echoes: a reply is taken only by the request whose token it carries, so a late reply never
+//! answers a later request that happens to have the same address and sequence number.
 
 use rustc_hash::FxHashMap;
 use std::future::poll_fn;
@@ -24,11 +28,16 @@ pub enum Arrival {
 /// A request's identity: where it went and its sequence number.
 pub type Key = (IpAddr, u16);
 
-#[derive(Default)]
 struct Slot {
+    /// What the request's payload starts with, and its reply's.
+    token: u64,
     arrival: Option<Arrival>,
     waker: Option<Waker>,
 }
+
+/// Something received about a request: its key, the token it carries when it carries one (an
+/// ICMP error may quote too little of the request), and what it says.
+pub type Identified = (Key, Option<u64>, Arrival);
 
 /// The table of requests in flight, shared by the senders and the receive tasks.
 #[derive(Default)]
@@ -42,6 +51,7 @@ pub struct InFlight {
 pub struct Registration<'a> {
     table: &'a InFlight,
     pub key: Key,
+    pub token: u64,
 }
 
 impl InFlight {
@@ -50,32 +60,43 @@ impl InFlight {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a request under the first free key that `next_key` gives, trying at most
-    /// `tries` keys; `None` when all were taken.
+    /// Registers a request under the first free key that `next` gives (with the request's
+    /// token), trying at most `tries` keys; `None` when all were taken.
     pub fn register(
         &self,
         tries: u32,
-        mut next_key: impl FnMut() -> Key,
+        mut next: impl FnMut() -> (Key, u64),
     ) -> Option<Registration<'_>> {
         let mut slots = self.lock();
         for _ in 0..tries {
-            let key = next_key();
+            let (key, token) = next();
             if let std::collections::hash_map::Entry::Vacant(entry) = slots.entry(key) {
-                entry.insert(Slot::default());
-                return Some(Registration { table: self, key });
+                entry.insert(Slot {
+                    token,
+                    arrival: None,
+                    waker: None,
+                });
+                return Some(Registration {
+                    table: self,
+                    key,
+                    token,
+                });
             }
         }
         None
     }
 
-    /// Takes a batch of arrivals under one lock. Returns how many matched a request in flight
-    /// that had no arrival yet; the others are late, duplicate or not ours.
-    pub fn deliver(&self, arrivals: impl IntoIterator<Item = (Key, Arrival)>) -> (u64, u64) {
+    /// Hands each arrival to its request, if one is in flight under its key, carries the same
+    /// token and has nothing yet. Returns how many were matched and how many were not (late,
+    /// duplicate, or not ours).
+    pub fn deliver(&self, arrivals: impl IntoIterator<Item = Identified>) -> (u64, u64) {
         let (mut matched, mut unmatched) = (0, 0);
         let mut slots = self.lock();
-        for (key, arrival) in arrivals {
+        for (key, token, arrival) in arrivals {
             match slots.get_mut(&key) {
-                Some(slot) if slot.arrival.is_none() => {
+                Some(slot)
+                    if slot.arrival.is_none() && token.is_none_or(|token| token == slot.token) =>
+                {
                     slot.arrival = Some(arrival);
                     if let Some(waker) = slot.waker.take() {
                         waker.wake();
@@ -88,7 +109,6 @@ impl InFlight {
         (matched, unmatched)
     }
 
-    /// Requests in flight now.
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -138,23 +158,23 @@ mod tests {
         let table = InFlight::default();
         let host: IpAddr = "192.0.2.1".parse().unwrap();
         let mut next = 10u16;
-        let first = table.register(4, || (host, 10)).expect("free");
+        let first = table.register(4, || ((host, 10), 100)).expect("free");
         let second = table
             .register(4, || {
                 next += 1;
-                (host, next - 1)
+                ((host, next - 1), 200)
             })
             .expect("skips the taken key");
-        assert_eq!(second.key, (host, 11));
-        assert!(table.register(1, || (host, 10)).is_none());
+        assert_eq!((second.key, second.token), ((host, 11), 200));
+        assert!(table.register(1, || ((host, 10), 300)).is_none());
         let reply = Arrival::Reply {
             kernel_time_ns: Some(5),
         };
         assert_eq!(
             table.deliver([
-                ((host, 11), reply),
-                ((host, 11), reply),
-                ((host, 12), reply)
+                ((host, 11), Some(200), reply),
+                ((host, 11), Some(200), reply),
+                ((host, 12), Some(200), reply)
             ]),
             (1, 2)
         );
@@ -162,5 +182,24 @@ mod tests {
         drop(second);
         drop(first);
         assert!(table.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reply_with_another_token_is_not_taken_but_an_error_without_one_is() {
+        let table = InFlight::default();
+        let host: IpAddr = "192.0.2.1".parse().unwrap();
+        let request = table.register(1, || ((host, 7), 42)).expect("free");
+        let late = Arrival::Reply {
+            kernel_time_ns: Some(1),
+        };
+        // The reply to an earlier request given up under the same key: not this one's.
+        assert_eq!(table.deliver([((host, 7), Some(41), late)]), (0, 1));
+        let error = Arrival::Error {
+            from: "198.51.100.1".parse().unwrap(),
+            icmp_type: 3,
+            code: 1,
+        };
+        assert_eq!(table.deliver([((host, 7), None, error)]), (1, 0));
+        assert_eq!(request.arrival().await, error);
     }
 }

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// Bytes of an ICMP echo header: type, code, checksum, identifier, sequence.
 pub const ECHO_HEADER_LEN: usize = 8;
 /// Bytes after the ICMP header, as `ping` and `fping` send by default. The first 8 carry the
-/// engine's cookie.
+/// request's token (see `icmp::inflight`).
 pub const ECHO_PAYLOAD_LEN: usize = 56;
 /// A whole echo request as we send it.
 pub const ECHO_REQUEST_LEN: usize = ECHO_HEADER_LEN + ECHO_PAYLOAD_LEN;
@@ -44,7 +44,7 @@ pub fn write_echo_request(
     v6: bool,
     identifier: u16,
     sequence: u16,
-    cookie: u64,
+    token: u64,
 ) {
     buf.fill(0);
     buf[0] = if v6 {
@@ -54,7 +54,7 @@ pub fn write_echo_request(
     };
     buf[4..6].copy_from_slice(&identifier.to_be_bytes());
     buf[6..8].copy_from_slice(&sequence.to_be_bytes());
-    buf[8..16].copy_from_slice(&cookie.to_be_bytes());
+    buf[8..16].copy_from_slice(&token.to_be_bytes());
     if !v6 {
         let checksum = internet_checksum(buf);
         buf[2..4].copy_from_slice(&checksum.to_be_bytes());
@@ -68,15 +68,17 @@ pub enum Incoming {
     Reply {
         identifier: u16,
         sequence: u16,
-        cookie: u64,
+        token: u64,
     },
-    /// An error message quoting an echo request that was sent to `target`.
+    /// An error message quoting an echo request that was sent to `target`; with the request's
+    /// token when the quote goes that far (RFC 792 asks only for the first 8 bytes).
     Error {
         icmp_type: u8,
         code: u8,
         target: IpAddr,
         identifier: u16,
         sequence: u16,
+        token: Option<u64>,
     },
 }
 
@@ -94,11 +96,10 @@ pub fn parse(packet: &[u8], v6: bool, with_ip_header: bool) -> Option<Incoming> 
     match (v6, icmp_type) {
         (false, ICMPV4_ECHO_REPLY) | (true, ICMPV6_ECHO_REPLY) => {
             let (identifier, sequence) = echo_ids(icmp)?;
-            let cookie = u64::from_be_bytes(icmp.get(8..16)?.try_into().ok()?);
             Some(Incoming::Reply {
                 identifier,
                 sequence,
-                cookie,
+                token: token_of(icmp)?,
             })
         }
         (false, 3 | 11 | 12) => {
@@ -153,7 +154,13 @@ fn quoted_echo(
         target,
         identifier,
         sequence,
+        token: token_of(request),
     })
+}
+
+/// The token at the start of an echo message's payload.
+fn token_of(icmp: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(icmp.get(8..16)?.try_into().ok()?))
 }
 
 fn echo_ids(icmp: &[u8]) -> Option<(u16, u16)> {
@@ -214,7 +221,7 @@ mod tests {
     }
 
     #[test]
-    fn a_request_turned_into_a_reply_parses_with_its_ids_and_cookie() {
+    fn a_request_turned_into_a_reply_parses_with_its_ids_and_token() {
         for v6 in [false, true] {
             let mut packet = [0u8; ECHO_REQUEST_LEN];
             write_echo_request(&mut packet, v6, 7, 65535, 0xdead_beef_0102_0304);
@@ -228,7 +235,7 @@ mod tests {
                 Some(Incoming::Reply {
                     identifier: 7,
                     sequence: 65535,
-                    cookie: 0xdead_beef_0102_0304
+                    token: 0xdead_beef_0102_0304
                 })
             );
             // Our own request (raw sockets on loopback see it) is not a reply.
@@ -266,7 +273,7 @@ mod tests {
             9,
         ];
         let mut request = [0u8; ECHO_REQUEST_LEN];
-        write_echo_request(&mut request, false, 5, 6, 1);
+        write_echo_request(&mut request, false, 5, 6, 0x0102_0304_0506_0708);
         ip.extend_from_slice(&request[..8]);
         let mut error = vec![3, 1, 0, 0, 0, 0, 0, 0];
         error.extend_from_slice(&ip);
@@ -299,9 +306,16 @@ mod tests {
             target: "192.0.2.9".parse().unwrap(),
             identifier: 5,
             sequence: 6,
+            token: None,
         });
         assert_eq!(parse(&outer, false, true), expected);
         assert_eq!(parse(&error, false, false), expected);
+        // A quote that goes on into the payload (Linux quotes up to 576 bytes) gives the token.
+        error.extend_from_slice(&request[8..16]);
+        let Some(Incoming::Error { token, .. }) = parse(&error, false, false) else {
+            panic!("not parsed as an error");
+        };
+        assert_eq!(token, Some(0x0102_0304_0506_0708));
     }
 
     #[test]
@@ -336,6 +350,7 @@ mod tests {
                 target: target.into(),
                 identifier: 9,
                 sequence: 0x0102,
+                token: None,
             })
         );
     }

@@ -202,6 +202,8 @@ pub struct QueuedError {
     pub target: IpAddr,
     /// The request's sequence number.
     pub sequence: u16,
+    /// The request's token (the first payload bytes), when the kernel returned that much of it.
+    pub token: Option<u64>,
     /// Who sent the error, when the kernel says.
     pub from: Option<IpAddr>,
     pub icmp_type: u8,
@@ -241,10 +243,15 @@ pub fn receive_queued_error(fd: RawFd) -> io::Result<Option<Option<QueuedError>>
     let sequence = request
         .get(6..8)
         .map(|bytes| u16::from_be_bytes([bytes[0], bytes[1]]));
+    let token = request
+        .get(8..16)
+        .and_then(|bytes| bytes.try_into().ok())
+        .map(u64::from_be_bytes);
     let queued = match (source_address(&name), sequence, extended_error(&header)) {
         (Some(target), Some(sequence), Some((icmp_type, code, from))) => Some(QueuedError {
             target,
             sequence,
+            token,
             from,
             icmp_type,
             code,
