@@ -250,8 +250,8 @@ impl<C: Collector> Shared<C> {
             .wait_seconds
             .observe((started - firing.scheduled as f64).max(0.0));
         // The bot's future goes in a box of its own: inline it made the run's task over 1 KB,
-        // and glibc serves that size from its sorted bins after merging every freed small chunk
-        // (`malloc_consolidate`), at each spawn. Two small allocations cost less.
+        // and glibc's malloc (the SNMP and NetFlow bots') serves that size from its sorted bins
+        // after merging every freed small chunk, at each spawn. Two small allocations cost less.
         let run = AssertUnwindSafe(Box::pin(self.bot.perform(&spec, &firing))).catch_unwind();
         let result = tokio::time::timeout(limit, run).await;
         let finished = self.clock.now_unix();
