@@ -783,6 +783,26 @@ mod tests {
     }
 
     #[test]
+    fn ipv4_requests_go_out_with_ip_id_0_not_a_drawn_one() {
+        in_private_netns(|| {
+            silence_kernel_echo();
+            runtime().block_on(async {
+                let pinger = open();
+                let responder = Responder::start(
+                    "127.0.0.3".parse().unwrap(),
+                    Behaviour::Delay(Duration::ZERO),
+                );
+                for _ in 0..3 {
+                    let attempt = pinger.echo(dest("127.0.0.3"), WAIT).await;
+                    assert!(matches!(attempt, Attempt::Reply(_)), "{attempt:?}");
+                }
+                assert_eq!(responder.requests(), 3);
+                assert_eq!(responder.zero_ip_id_requests(), 3);
+            })
+        });
+    }
+
+    #[test]
     fn a_silent_host_gives_no_reply_after_the_wait() {
         in_private_netns(|| {
             silence_kernel_echo();

@@ -123,6 +123,8 @@ pub enum Behaviour {
 /// A user-space ICMP echo peer on one local address of the namespace. Stops when dropped.
 pub struct Responder {
     requests: Arc<AtomicU32>,
+    /// IPv4 requests with IP ID 0 (what the kernel gives a datagram sent with `IP_PMTUDISC_DO`).
+    zero_ip_id: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -137,11 +139,13 @@ impl Responder {
         };
         set_receive_timeout(&listener, Duration::from_millis(20));
         let requests = Arc::new(AtomicU32::new(0));
+        let zero_ip_id = Arc::new(AtomicU32::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (to_sender, replies) = mpsc::channel::<(Instant, Vec<u8>, IpAddr)>();
 
         let listen = {
             let requests = requests.clone();
+            let zero_ip_id = zero_ip_id.clone();
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 2048];
@@ -152,6 +156,9 @@ impl Responder {
                     let Some(request) = echo_request(&buf[..len], address) else {
                         continue;
                     };
+                    if address.is_ipv4() && buf[4..6] == [0, 0] {
+                        zero_ip_id.fetch_add(1, Ordering::SeqCst);
+                    }
                     let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
                     let reply = match behaviour {
                         Behaviour::Silent => continue,
@@ -179,6 +186,7 @@ impl Responder {
         });
         Responder {
             requests,
+            zero_ip_id,
             stop,
             threads: vec![listen, send],
         }
@@ -187,6 +195,11 @@ impl Responder {
     /// Echo requests that reached this responder so far.
     pub fn requests(&self) -> u32 {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Of those, IPv4 requests with IP ID 0.
+    pub fn zero_ip_id_requests(&self) -> u32 {
+        self.zero_ip_id.load(Ordering::SeqCst)
     }
 }
 

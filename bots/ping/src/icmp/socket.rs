@@ -335,10 +335,11 @@ fn install_icmpv6_filter(fd: RawFd) -> io::Result<()> {
     setsockopt(fd, libc::IPPROTO_ICMPV6, ICMP6_FILTER, &blocked)
 }
 
-/// Sets Don't Fragment on IPv4 echo requests. They are never larger than 100 bytes, so no link
-/// fragments them anyway; with DF the kernel gives them IP ID 0 (an atomic datagram, RFC 6864)
-/// instead of drawing one from its hashed ID generator, a few percent of the bot's CPU per
-/// packet. Without it the requests go out as before, so a refusal is only logged.
+/// Sends IPv4 echo requests with Don't Fragment enforced (`IP_PMTUDISC_DO`). Raw sockets already
+/// set DF by default (`IP_PMTUDISC_WANT`) but let the kernel fragment anyway, so it draws each
+/// datagram an ID from its hashed ID generator (a few percent of the bot's CPU). Enforced, a
+/// request is an atomic datagram with ID 0 (RFC 6864); at 84 bytes no link has to fragment it.
+/// Without it the requests go out as before, so a refusal is only logged.
 fn dont_fragment(fd: RawFd) {
     if let Err(err) = setsockopt(
         fd,
