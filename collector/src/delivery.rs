@@ -83,7 +83,7 @@ pub fn clean(batch: &mut Batch, metrics: &Metrics) {
             .get_or_create(&label("reason", reason))
             .inc();
     };
-    // A ping's nine values fit inline: no allocation for most firings.
+    // A ping run's eight values fit inline: no allocation for most firings.
     let mut keep: smallvec::SmallVec<[bool; 32]> =
         smallvec::SmallVec::with_capacity(batch.values.len());
     let mut seen = SeenPaths::for_values(batch.values.len());

@@ -165,8 +165,8 @@ struct Shared {
     /// Our ICMP identifier on raw sockets (datagram sockets use their own).
     identifier: u16,
     /// Where the requests' tokens start, different in every process: a request's token is
-    /// `cookie + n` for the engine's n-th request.
-    cookie: u64,
+    /// `token_base + n` for the engine's n-th request.
+    token_base: u64,
     /// Requests made so far; the low 16 bits of the count are a request's sequence number.
     requests: AtomicU64,
     counters: PingCounters,
@@ -200,7 +200,7 @@ impl Pinger {
         let shared = Arc::new(Shared {
             in_flight: InFlight::default(),
             identifier: rand::random(),
-            cookie: rand::random(),
+            token_base: rand::random(),
             requests: AtomicU64::new(rand::random::<u16>().into()),
             counters,
         });
@@ -284,7 +284,7 @@ impl Pinger {
             let n = self.shared.requests.fetch_add(1, Ordering::Relaxed);
             (
                 (destination.ip, n as u16),
-                self.shared.cookie.wrapping_add(n),
+                self.shared.token_base.wrapping_add(n),
             )
         });
         let Some(registration) = registration else {

@@ -158,8 +158,8 @@ fn quoted_echo(
     })
 }
 
-/// The token at the start of an echo message's payload.
-fn token_of(icmp: &[u8]) -> Option<u64> {
+/// The token at the start of an echo message's payload (ours, or the reply's copy of it).
+pub fn token_of(icmp: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(icmp.get(8..16)?.try_into().ok()?))
 }
 

@@ -243,10 +243,7 @@ pub fn receive_queued_error(fd: RawFd) -> io::Result<Option<Option<QueuedError>>
     let sequence = request
         .get(6..8)
         .map(|bytes| u16::from_be_bytes([bytes[0], bytes[1]]));
-    let token = request
-        .get(8..16)
-        .and_then(|bytes| bytes.try_into().ok())
-        .map(u64::from_be_bytes);
+    let token = super::packet::token_of(request);
     let queued = match (source_address(&name), sequence, extended_error(&header)) {
         (Some(target), Some(sequence), Some((icmp_type, code, from))) => Some(QueuedError {
             target,
