@@ -59,21 +59,41 @@ fn path_problem_by_segments(path: &str) -> Option<&'static str> {
 }
 
 /// Whether `path` is dot-separated words of `A-Z a-z 0-9 _ -` only, not starting with
-/// `system.`: what nearly every path is. Checked without a branch per byte, so the compiler tests
-/// many bytes at once; a path with an escape or any problem goes to the segment rule.
+/// `system.`: what nearly every path is. Read a window of 32 bytes at a time, each byte tested
+/// the same way with no branch, so the compiler tests 16 bytes per instruction; a path with an
+/// escape or any problem goes to the segment rule.
 fn is_plain_path(path: &str) -> bool {
     let bytes = path.as_bytes();
     let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
         return false;
     };
-    let allowed = bytes.iter().fold(true, |ok, &b| {
-        ok & (b.is_ascii_alphanumeric() | (b == b'_') | (b == b'-') | (b == b'.'))
-    });
-    let double_dot = bytes
-        .iter()
-        .zip(&bytes[1..])
-        .fold(false, |found, (&a, &b)| found | ((a == b'.') & (b == b'.')));
-    allowed && !double_dot && first != b'.' && last != b'.' && !path.starts_with("system.")
+    let mut plain = true;
+    for start in (0..bytes.len()).step_by(WINDOW) {
+        // The window and the byte after it (for a dot at its end), padded with a letter.
+        let taken = &bytes[start..bytes.len().min(start + WINDOW + 1)];
+        let mut window = [b'a'; WINDOW + 1];
+        window[..taken.len()].copy_from_slice(taken);
+        plain &= window_is_plain(&window);
+    }
+    plain && first != b'.' && last != b'.' && !path.starts_with("system.")
+}
+
+/// The bytes [`is_plain_path`] reads at once.
+const WINDOW: usize = 32;
+
+/// Whether none of the first [`WINDOW`] bytes is out of `A-Z a-z 0-9 _ - .` or a dot
+/// followed by a dot.
+fn window_is_plain(window: &[u8; WINDOW + 1]) -> bool {
+    let mut bad = [0u8; WINDOW];
+    for (at, flag) in bad.iter_mut().enumerate() {
+        let byte = window[at];
+        let letter = (byte | 0x20).wrapping_sub(b'a') < 26;
+        let digit = byte.wrapping_sub(b'0') < 10;
+        let dot = byte == b'.';
+        let allowed = letter | digit | dot | (byte == b'_') | (byte == b'-');
+        *flag = u8::from(!allowed | (dot & (window[at + 1] == b'.')));
+    }
+    bad == [0u8; WINDOW]
 }
 
 /// Encodes text for use inside one path segment the way the NetFlow bot does: `.` -> `%2e`,
@@ -116,6 +136,37 @@ mod tests {
             );
         }
         assert_eq!(checked, 111_110);
+    }
+
+    #[test]
+    fn quick_check_agrees_with_the_segment_rule_across_its_windows() {
+        let alphabet = ['a', '.', '%', '2', 'e', ' ', '_', '\u{e9}'];
+        let mut pieces = vec![String::new()];
+        let mut longest = pieces.clone();
+        for _ in 0..3 {
+            longest = longest
+                .iter()
+                .flat_map(|piece| alphabet.iter().map(move |c| format!("{piece}{c}")))
+                .collect();
+            pieces.extend(longest.iter().cloned());
+        }
+        // Every piece of up to three characters at every place around the first and the
+        // second window's edges, in paths of every length about them.
+        let mut checked = 0;
+        for piece in &pieces {
+            for before in (WINDOW - 4..=WINDOW + 1).chain(2 * WINDOW - 3..=2 * WINDOW) {
+                for after in [0, 1, 2, 5] {
+                    let path = format!("{}{piece}{}", "a".repeat(before), "b".repeat(after));
+                    assert_eq!(
+                        path_problem(&path),
+                        path_problem_by_segments(&path),
+                        "{path:?}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 585 * 10 * 4);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use super::Batch;
 use smallvec::SmallVec;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -32,6 +32,7 @@ impl Limits {
 
 /// The group of one account that is still taking firings.
 struct Open {
+    account: Option<u64>,
     firings: Vec<Batch>,
     values: usize,
     /// Hashes of the paths in the group. The backend stores POSTed values at its receive time,
@@ -86,7 +87,9 @@ impl Hasher for PassThrough {
 /// Groups cleaned firings by account.
 pub struct Coalescer {
     limits: Limits,
-    open: HashMap<Option<u64>, Open>,
+    /// The open groups, one per account: a bot serves one account or a few, so a search of a
+    /// short list costs less than hashing the account twice per firing.
+    open: Vec<Open>,
     /// The path set of the last closed group, emptied, for the next one: a group of 10,000
     /// firings would otherwise grow a new set through a dozen rehashes.
     spare_paths: Option<HashSet<u64, PathHashes>>,
@@ -96,7 +99,7 @@ impl Coalescer {
     pub fn new(limits: Limits) -> Coalescer {
         Coalescer {
             limits,
-            open: HashMap::new(),
+            open: Vec::new(),
             spare_paths: None,
         }
     }
@@ -109,35 +112,38 @@ impl Coalescer {
             .iter()
             .map(|v| xxhash_rust::xxh3::xxh3_64(v.path.as_bytes()))
             .collect();
-        let repeats = self
-            .open
-            .get(&key)
-            .is_some_and(|open| hashes.iter().any(|h| open.paths.contains(h)));
-        if repeats {
-            self.close(key, closed);
+        let mut at = self.open.iter().position(|open| open.account == key);
+        if let Some(index) = at {
+            if hashes.iter().any(|h| self.open[index].paths.contains(h)) {
+                self.close(index, closed);
+                at = None;
+            }
         }
-        let max_delay = self.limits.max_delay;
-        let spare_paths = &mut self.spare_paths;
-        let open = self.open.entry(key).or_insert_with(|| Open {
-            firings: Vec::new(),
-            values: 0,
-            paths: spare_paths.take().unwrap_or_default(),
-            deadline: now + max_delay,
-            last: now,
+        let index = at.unwrap_or_else(|| {
+            self.open.push(Open {
+                account: key,
+                firings: Vec::new(),
+                values: 0,
+                paths: self.spare_paths.take().unwrap_or_default(),
+                deadline: now + self.limits.max_delay,
+                last: now,
+            });
+            self.open.len() - 1
         });
+        let open = &mut self.open[index];
         open.last = now;
         open.values += batch.values.len();
         open.paths.extend(hashes);
         open.firings.push(batch);
         if open.values >= self.limits.max_values || open.deadline <= now {
-            self.close(key, closed);
+            self.close(index, closed);
         }
     }
 
     /// When the next group must close, if any is open.
     pub fn next_deadline(&self) -> Option<Instant> {
         let quiet = self.quiet();
-        self.open.values().map(|open| open.closes_at(quiet)).min()
+        self.open.iter().map(|open| open.closes_at(quiet)).min()
     }
 
     /// How long a group stays open without a new firing.
@@ -148,28 +154,27 @@ impl Coalescer {
     /// Closes the groups whose time is up.
     pub fn close_due(&mut self, now: Instant, closed: &mut Vec<Vec<Batch>>) {
         let quiet = self.quiet();
-        let due: Vec<Option<u64>> = self
-            .open
-            .iter()
-            .filter(|(_, open)| open.closes_at(quiet) <= now)
-            .map(|(key, _)| *key)
-            .collect();
-        for key in due {
-            self.close(key, closed);
+        let mut index = 0;
+        while index < self.open.len() {
+            if self.open[index].closes_at(quiet) <= now {
+                self.close(index, closed);
+            } else {
+                index += 1;
+            }
         }
     }
 
     /// Closes every group (shutdown).
     pub fn close_all(&mut self, closed: &mut Vec<Vec<Batch>>) {
-        closed.extend(self.open.drain().map(|(_, open)| open.firings));
+        closed.extend(self.open.drain(..).map(|open| open.firings));
     }
 
-    fn close(&mut self, key: Option<u64>, closed: &mut Vec<Vec<Batch>>) {
-        if let Some(mut open) = self.open.remove(&key) {
-            closed.push(open.firings);
-            open.paths.clear();
-            self.spare_paths = Some(open.paths);
-        }
+    /// Closes the group at `index` of [`Coalescer::open`] (the last group takes its place).
+    fn close(&mut self, index: usize, closed: &mut Vec<Vec<Batch>>) {
+        let mut open = self.open.swap_remove(index);
+        closed.push(open.firings);
+        open.paths.clear();
+        self.spare_paths = Some(open.paths);
     }
 }
 
