@@ -222,6 +222,7 @@ impl<C: Collector> Shared<C> {
             drop(waiting);
             match permit {
                 Ok(permit) => {
+                    due.prefetch();
                     tasks.spawn(self.clone().run(due, permit));
                 }
                 Err(_closed) => due.state.running.store(false, Ordering::Release),

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod notify;
 pub(crate) mod output;
 pub mod pacing;
+mod prefetch;
 pub mod redact;
 pub(crate) mod report;
 pub mod runtime;

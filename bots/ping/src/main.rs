@@ -29,10 +29,15 @@ struct Cli {
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's settings, read at its start (`_RJEM_MALLOC_CONF` in the environment overrides them):
-/// one arena, as the framework sets for glibc, and freed pages returned within a second.
+/// one arena, as the framework sets for glibc; freed pages returned within a second; and thread
+/// caches of up to 2,048 chunks of a size (16 times a slab's, from 200). A second's values are
+/// freed in bursts of thousands when their POST is done, and the default cache spilled every 100
+/// frees: half the chunks of a size moved to the arena and back each time (4 % fewer
+/// instructions a ping, and less resident memory, measured).
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8] = b"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+pub static malloc_conf: &[u8] =
+    b"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0,tcache_nslots_small_max:2048,lg_tcache_nslots_mul:4\0";
 
 fn main() -> ExitCode {
     let cli: Cli = collector::cli::parse();
