@@ -2,6 +2,7 @@
 //! overlapping itself, and a panic in one job contained to that job.
 
 use crate::bot::Collector;
+use crate::deadlines::Deadlines;
 use crate::delivery::{Batch, DeliveryHandle, Receipt};
 use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
@@ -56,6 +57,8 @@ impl Outcome {
 pub struct Executor<C: Collector> {
     shared: Arc<Shared<C>>,
     tasks: TaskTracker,
+    /// Keeps the runs' time limits (see [`Deadlines::expire`]).
+    expiry: tokio::task::JoinHandle<()>,
 }
 
 /// What every run needs, behind one `Arc` so that a firing clones one pointer.
@@ -72,6 +75,8 @@ struct Shared<C: Collector> {
     pacer: Option<Pacer>,
     /// `JOB_TIMEOUT`: overrides each run's default limit, the job's smallest interval.
     timeout: Option<Duration>,
+    /// The runs' time limits, kept by one task rather than a tokio timer per run.
+    deadlines: Arc<Deadlines>,
     /// `collector_runs_total{outcome}`, one counter per [`Outcome`] in [`Outcome::ALL`]'s
     /// order, looked up once rather than at every run.
     runs: [Counter; 5],
@@ -100,7 +105,8 @@ struct Ended<'a, P> {
 }
 
 impl<C: Collector> Executor<C> {
-    /// `timeout` overrides the default per-run limit (the job's smallest interval).
+    /// `timeout` overrides the default per-run limit (the job's smallest interval). Must be
+    /// called inside a Tokio runtime: it starts the task that keeps the runs' time limits.
     pub fn new(
         bot: Arc<C>,
         concurrency: usize,
@@ -113,6 +119,11 @@ impl<C: Collector> Executor<C> {
         let runs = Outcome::ALL.map(|outcome| {
             let series = label("outcome", outcome.as_str());
             metrics.framework.runs.get_or_create(&series).clone()
+        });
+        let deadlines = Arc::new(Deadlines::default());
+        let expiry = tokio::spawn({
+            let deadlines = deadlines.clone();
+            async move { deadlines.expire().await }
         });
         Executor {
             shared: Arc::new(Shared {
@@ -129,9 +140,11 @@ impl<C: Collector> Executor<C> {
                 notifier: None,
                 pacer: None,
                 timeout,
+                deadlines,
                 runs,
             }),
             tasks: TaskTracker::new(),
+            expiry,
         }
     }
 
@@ -205,6 +218,12 @@ impl<C: Collector> Executor<C> {
     }
 }
 
+impl<C: Collector> Drop for Executor<C> {
+    fn drop(&mut self) {
+        self.expiry.abort();
+    }
+}
+
 impl<C: Collector> Shared<C> {
     /// Starts the waiting firings one by one, each at its pacer slot and with a permit, until
     /// none is left.
@@ -254,7 +273,7 @@ impl<C: Collector> Shared<C> {
         // and glibc's malloc (the SNMP and NetFlow bots') serves that size from its sorted bins
         // after merging every freed small chunk, at each spawn. Two small allocations cost less.
         let run = AssertUnwindSafe(Box::pin(self.bot.perform(&spec, &firing))).catch_unwind();
-        let result = tokio::time::timeout(limit, run).await;
+        let result = self.deadlines.limit(limit, run).await;
         let finished = self.clock.now_unix();
         framework.run_seconds.observe(finished - started);
         framework

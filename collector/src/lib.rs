@@ -7,6 +7,7 @@ pub mod backend;
 pub mod bot;
 pub mod cli;
 pub mod cluster;
+pub mod deadlines;
 pub(crate) mod delivery;
 pub mod details;
 pub mod entity;

@@ -34,6 +34,7 @@ use crate::icmp::packet::{self, Incoming, ECHO_REQUEST_LEN};
 pub use crate::icmp::socket::SocketKind;
 use crate::icmp::socket::{receive_queued_error, socket_address, Batch, IcmpSocket, BATCH};
 use crate::target::Destination;
+use collector::deadlines::Deadlines;
 use collector::pacing::Pacer;
 
 pub use crate::icmp::packet::ECHO_PAYLOAD_LEN;
@@ -190,6 +191,10 @@ pub struct Pinger {
     v6: Result<Family, String>,
     shared: Arc<Shared>,
     pacer: Pacer,
+    /// How long each request waits for its reply, kept by one task ([`Deadlines::expire`])
+    /// rather than a tokio timer per request.
+    deadlines: Arc<Deadlines>,
+    expiry: JoinHandle<()>,
 }
 
 impl Pinger {
@@ -209,11 +214,18 @@ impl Pinger {
         if let (Err(v4_err), Err(v6_err)) = (&v4, &v6) {
             return Err(OpenError(permission_advice(v4_err, v6_err)));
         }
+        let deadlines = Arc::new(Deadlines::default());
+        let expiry = tokio::spawn({
+            let deadlines = deadlines.clone();
+            async move { deadlines.expire().await }
+        });
         Ok(Pinger {
             v4,
             v6,
             shared,
             pacer: Pacer::new(config.max_rate),
+            deadlines,
+            expiry,
         })
     }
 
@@ -306,8 +318,7 @@ impl Pinger {
             }
         };
         self.counters().sent.inc();
-        let deadline = tokio::time::Instant::now() + wait;
-        match tokio::time::timeout_at(deadline, registration.arrival()).await {
+        match self.deadlines.limit(wait, registration.arrival()).await {
             Err(_) => Attempt::NoReply,
             Ok(arrival) => self.outcome(destination, sequence, sent_ns, arrival),
         }
@@ -417,6 +428,7 @@ impl Drop for Pinger {
         for family in [&self.v4, &self.v6].into_iter().flatten() {
             family.receiver.abort();
         }
+        self.expiry.abort();
     }
 }
 

@@ -120,7 +120,7 @@ impl InFlight {
 }
 
 impl Registration<'_> {
-    /// Waits for what arrives for this request (bound it with a timeout).
+    /// Waits for what arrives for this request (bound it with a deadline).
     pub async fn arrival(&self) -> Arrival {
         poll_fn(|cx| {
             let mut slots = self.table.lock();
