@@ -56,15 +56,45 @@ pub fn own_usage(who: Who) -> (CpuTime, u64) {
     (cpu, usage.ru_maxrss.max(0) as u64)
 }
 
-/// CPU time of another running process so far, from `/proc/<pid>/stat` (zero if it is gone).
+/// CPU time of another running process so far (zero if it is gone). The total is the
+/// scheduler's own count, in nanoseconds, summed over the process's threads
+/// (`/proc/<pid>/task/*/schedstat`); `/proc/<pid>/stat` counts in clock ticks of 10 ms, coarser
+/// than a bot's whole CPU time over a short run. A thread that ended is no longer counted there
+/// (the bots' threads live as long as they do). The user part is from `stat`, in ticks.
 pub fn process_cpu(pid: u32) -> CpuTime {
-    cpu_of_stat(&format!("/proc/{pid}/stat"))
+    let ticks = cpu_of_stat(&format!("/proc/{pid}/stat"));
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|thread| runtime_of_schedstat(&thread.path().join("schedstat")));
+    match threads.reduce(|a, b| a + b) {
+        Some(total) => CpuTime {
+            user: ticks.user,
+            total,
+        },
+        None => ticks,
+    }
 }
 
-/// CPU time of one thread of this process (`gettid`): `/proc/<tid>/stat` of a thread that is
-/// not the main one counts the whole process.
+/// CPU time of one thread of this process (`gettid`), the total from its `schedstat` as in
+/// [`process_cpu`].
 pub fn thread_cpu(tid: u32) -> CpuTime {
-    cpu_of_stat(&format!("/proc/self/task/{tid}/stat"))
+    let ticks = cpu_of_stat(&format!("/proc/self/task/{tid}/stat"));
+    match runtime_of_schedstat(Path::new(&format!("/proc/self/task/{tid}/schedstat"))) {
+        Some(total) => CpuTime {
+            user: ticks.user,
+            total,
+        },
+        None => ticks,
+    }
+}
+
+/// The first field of a thread's `schedstat`: nanoseconds it ran on a CPU.
+fn runtime_of_schedstat(path: &Path) -> Option<Duration> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let nanos = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
 }
 
 /// utime and stime of a `stat` file of procfs.
@@ -206,10 +236,22 @@ mod tests {
     #[test]
     fn reads_own_cpu_and_memory_from_proc() {
         let pid = std::process::id();
-        // /proc counts in clock ticks: spin until one is on the books (at most 5 s of wall time).
+        // stat counts in clock ticks: spin until one is on the books (at most 5 s of wall time).
         let give_up = std::time::Instant::now() + Duration::from_secs(5);
-        while process_cpu(pid).total == Duration::ZERO && std::time::Instant::now() < give_up {}
-        assert!(process_cpu(pid).total > Duration::ZERO);
+        while process_cpu(pid).user == Duration::ZERO && std::time::Instant::now() < give_up {}
+        let cpu = process_cpu(pid);
+        assert!(cpu.user > Duration::ZERO);
+        // The scheduler's count is exact and never below what the ticks sampled, give or take
+        // one tick.
+        let ticks = cpu_of_stat(&format!("/proc/{pid}/stat"));
+        assert!(
+            cpu.total + Duration::from_millis(20) >= ticks.total,
+            "{cpu:?} {ticks:?}"
+        );
+        assert!(
+            cpu.total <= ticks.total + Duration::from_millis(200),
+            "{cpu:?} {ticks:?}"
+        );
         assert!(process_memory_kib(pid, "VmHWM:") > 0);
         assert_eq!(process_memory_kib(u32::MAX, "VmHWM:"), 0);
     }

@@ -25,7 +25,8 @@ pub(crate) fn counts_of<T>(data: *const T) -> *const u8 {
         .wrapping_sub(2 * std::mem::size_of::<usize>())
 }
 
-/// Prefetches an `Arc`'s reference counts and the first `max_lines` cache lines of its data.
+/// Prefetches an `Arc`'s allocation from its reference counts on, at most `max_lines` cache
+/// lines of it.
 #[inline(always)]
 pub(crate) fn arc<T>(arc: &Arc<T>, max_lines: usize) {
     let start = counts_of(Arc::as_ptr(arc));
