@@ -297,7 +297,13 @@ fn json_values<'a>(values: impl Iterator<Item = &'a Value>, count: usize) -> Vec
         out.extend_from_slice(b"{\"p\":\"");
         out.extend_from_slice(value.path.as_bytes());
         out.extend_from_slice(b"\",\"v\":");
-        if value.value.is_finite() {
+        // Half of a ping run's values are 1 or 0 (answered, success, loss): written as serde
+        // writes them, without the float formatter.
+        if value.value == 1.0 {
+            out.extend_from_slice(b"1.0");
+        } else if value.value == 0.0 && value.value.is_sign_positive() {
+            out.extend_from_slice(b"0.0");
+        } else if value.value.is_finite() {
             let _ = CompactFormatter.write_f64(&mut out, value.value);
         } else {
             out.extend_from_slice(b"null");
