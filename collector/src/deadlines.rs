@@ -4,7 +4,8 @@
 //! A tokio `timeout` registers a timer in the runtime's wheel at its first poll and removes it
 //! when dropped, each time under the driver's lock; at 10,000 runs a second that was about 2 % of
 //! the ping bot's CPU. Here a wait is an entry pushed on a queue and marked when it ends, under
-//! one short lock, and a single task ([`Deadlines::expire`]) sleeps until the earliest deadline.
+//! one short lock, and a single task ([`Deadlines::start_keeping`]) sleeps until the earliest
+//! deadline.
 //!
 //! The waits of one length are started in time order, so each length's queue is sorted by
 //! deadline as it grows: the earliest deadline of a queue is near its front, and entries leave it
@@ -12,10 +13,11 @@
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 /// The waits in progress and the expiry task's wake-up.
 #[derive(Default)]
@@ -62,6 +64,12 @@ pub struct Wait<'a> {
     deadlines: &'a Deadlines,
     queue: usize,
     number: u64,
+}
+
+/// The task that keeps a set of deadlines (see [`Deadlines::start_keeping`]); dropping it ends
+/// the task.
+pub struct Expiry {
+    _task: AbortOnDropHandle<()>,
 }
 
 /// The error of [`Deadlines::limit`]: the deadline passed first.
@@ -131,41 +139,48 @@ impl Deadlines {
         .await
     }
 
-    /// Ends the waits whose deadline passed, for as long as the waits' owner runs: the body of
-    /// the one task that keeps these deadlines (abort it when the owner goes).
-    pub async fn expire(&self) {
+    /// Makes a set of deadlines and starts the one task that keeps them; the task ends when the
+    /// returned [`Expiry`] is dropped. Must be called inside a Tokio runtime.
+    pub fn start_keeping() -> (Arc<Deadlines>, Expiry) {
+        let deadlines = Arc::new(Deadlines::default());
+        let task = tokio::spawn({
+            let deadlines = deadlines.clone();
+            async move { deadlines.expire().await }
+        });
+        (
+            deadlines,
+            Expiry {
+                _task: AbortOnDropHandle::new(task),
+            },
+        )
+    }
+
+    /// Ends the waits whose deadline passed, for as long as it runs: the body of the task of
+    /// [`Deadlines::start_keeping`].
+    async fn expire(&self) {
         let mut timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
         loop {
             let next = self.expire_due(Instant::now());
-            match next {
-                Some(at) => {
-                    timer.as_mut().reset(at);
-                    poll_fn(|cx| {
-                        if timer.as_mut().poll(cx).is_ready() {
-                            return Poll::Ready(());
-                        }
-                        // An earlier deadline started since: `start` wakes this task.
-                        let mut state = self.lock();
-                        if state.armed.is_some_and(|armed| armed < at) {
-                            return Poll::Ready(());
-                        }
-                        state.expiry = Some(cx.waker().clone());
-                        Poll::Pending
-                    })
-                    .await
-                }
-                None => {
-                    poll_fn(|cx| {
-                        let mut state = self.lock();
-                        if state.armed.is_some() {
-                            return Poll::Ready(());
-                        }
-                        state.expiry = Some(cx.waker().clone());
-                        Poll::Pending
-                    })
-                    .await
-                }
+            if let Some(at) = next {
+                timer.as_mut().reset(at);
             }
+            poll_fn(|cx| {
+                if next.is_some() && timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+                // A deadline earlier than the one slept for started since: `start` wakes this
+                // task, and this check covers a start between `expire_due` and here.
+                let mut state = self.lock();
+                if state
+                    .armed
+                    .is_some_and(|armed| next.is_none_or(|at| armed < at))
+                {
+                    return Poll::Ready(());
+                }
+                state.expiry = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .await
         }
     }
 
@@ -262,7 +277,6 @@ impl Drop for Wait<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     /// `future`, or a failed test if it is not done within a minute (of paused time): a wait
     /// that nothing wakes must fail the test, not hang it.
@@ -272,18 +286,9 @@ mod tests {
             .expect("not done within a minute")
     }
 
-    fn started() -> (Arc<Deadlines>, tokio::task::JoinHandle<()>) {
-        let deadlines = Arc::new(Deadlines::default());
-        let expiry = tokio::spawn({
-            let deadlines = deadlines.clone();
-            async move { deadlines.expire().await }
-        });
-        (deadlines, expiry)
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_wait_expires_at_its_deadline_and_one_that_ends_first_leaves_nothing() {
-        let (deadlines, expiry) = started();
+        let (deadlines, _expiry) = Deadlines::start_keeping();
         let begin = Instant::now();
         let slow = deadlines.limit(Duration::from_millis(300), std::future::pending::<()>());
         assert_eq!(within_a_minute(slow).await, Err(Elapsed));
@@ -295,12 +300,11 @@ mod tests {
         });
         assert_eq!(within_a_minute(quick).await, Ok(7));
         assert_eq!(deadlines.kept(), 0, "ended waits leave the queue");
-        expiry.abort();
     }
 
     #[tokio::test(start_paused = true)]
     async fn waits_of_several_lengths_expire_in_deadline_order() {
-        let (deadlines, expiry) = started();
+        let (deadlines, _expiry) = Deadlines::start_keeping();
         let begin = Instant::now();
         let ends = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
@@ -325,12 +329,11 @@ mod tests {
         );
         assert_eq!(deadlines.in_progress(), 0);
         assert_eq!(deadlines.kept(), 0);
-        expiry.abort();
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_early_wait_that_goes_on_does_not_keep_later_ones_from_expiring() {
-        let (deadlines, expiry) = started();
+        let (deadlines, _expiry) = Deadlines::start_keeping();
         let long = deadlines.start(Duration::from_secs(1));
         let ended = deadlines.start(Duration::from_secs(1));
         drop(ended);
@@ -343,6 +346,5 @@ mod tests {
         drop(long);
         drop(later);
         assert_eq!(deadlines.kept(), 0);
-        expiry.abort();
     }
 }

@@ -2,7 +2,7 @@
 //! overlapping itself, and a panic in one job contained to that job.
 
 use crate::bot::Collector;
-use crate::deadlines::Deadlines;
+use crate::deadlines::{Deadlines, Expiry};
 use crate::delivery::{Batch, DeliveryHandle, Receipt};
 use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
@@ -57,8 +57,8 @@ impl Outcome {
 pub struct Executor<C: Collector> {
     shared: Arc<Shared<C>>,
     tasks: TaskTracker,
-    /// Keeps the runs' time limits (see [`Deadlines::expire`]).
-    expiry: tokio::task::JoinHandle<()>,
+    /// The task that keeps the runs' time limits; it ends with the executor.
+    _expiry: Expiry,
 }
 
 /// What every run needs, behind one `Arc` so that a firing clones one pointer.
@@ -120,11 +120,7 @@ impl<C: Collector> Executor<C> {
             let series = label("outcome", outcome.as_str());
             metrics.framework.runs.get_or_create(&series).clone()
         });
-        let deadlines = Arc::new(Deadlines::default());
-        let expiry = tokio::spawn({
-            let deadlines = deadlines.clone();
-            async move { deadlines.expire().await }
-        });
+        let (deadlines, expiry) = Deadlines::start_keeping();
         Executor {
             shared: Arc::new(Shared {
                 bot,
@@ -144,7 +140,7 @@ impl<C: Collector> Executor<C> {
                 runs,
             }),
             tasks: TaskTracker::new(),
-            expiry,
+            _expiry: expiry,
         }
     }
 
@@ -215,12 +211,6 @@ impl<C: Collector> Executor<C> {
     pub async fn drain(&self, grace: Duration) -> bool {
         self.tasks.close();
         tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
-    }
-}
-
-impl<C: Collector> Drop for Executor<C> {
-    fn drop(&mut self) {
-        self.expiry.abort();
     }
 }
 

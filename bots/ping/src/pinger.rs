@@ -34,7 +34,7 @@ use crate::icmp::packet::{self, Incoming, ECHO_REQUEST_LEN};
 pub use crate::icmp::socket::SocketKind;
 use crate::icmp::socket::{receive_queued_error, socket_address, Batch, IcmpSocket, BATCH};
 use crate::target::Destination;
-use collector::deadlines::Deadlines;
+use collector::deadlines::{Deadlines, Expiry};
 use collector::pacing::Pacer;
 
 pub use crate::icmp::packet::ECHO_PAYLOAD_LEN;
@@ -191,10 +191,10 @@ pub struct Pinger {
     v6: Result<Family, String>,
     shared: Arc<Shared>,
     pacer: Pacer,
-    /// How long each request waits for its reply, kept by one task ([`Deadlines::expire`])
-    /// rather than a tokio timer per request.
+    /// How long each request waits for its reply, kept by one task rather than a tokio timer
+    /// per request; the task ends with the engine.
     deadlines: Arc<Deadlines>,
-    expiry: JoinHandle<()>,
+    _expiry: Expiry,
 }
 
 impl Pinger {
@@ -214,18 +214,14 @@ impl Pinger {
         if let (Err(v4_err), Err(v6_err)) = (&v4, &v6) {
             return Err(OpenError(permission_advice(v4_err, v6_err)));
         }
-        let deadlines = Arc::new(Deadlines::default());
-        let expiry = tokio::spawn({
-            let deadlines = deadlines.clone();
-            async move { deadlines.expire().await }
-        });
+        let (deadlines, expiry) = Deadlines::start_keeping();
         Ok(Pinger {
             v4,
             v6,
             shared,
             pacer: Pacer::new(config.max_rate),
             deadlines,
-            expiry,
+            _expiry: expiry,
         })
     }
 
@@ -428,7 +424,6 @@ impl Drop for Pinger {
         for family in [&self.v4, &self.v6].into_iter().flatten() {
             family.receiver.abort();
         }
-        self.expiry.abort();
     }
 }
 
