@@ -62,32 +62,32 @@ pub fn own_usage(who: Who) -> (CpuTime, u64) {
 /// than a bot's whole CPU time over a short run. A thread that ended is no longer counted there
 /// (the bots' threads live as long as they do). The user part is from `stat`, in ticks.
 pub fn process_cpu(pid: u32) -> CpuTime {
-    let ticks = cpu_of_stat(&format!("/proc/{pid}/stat"));
     let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|thread| runtime_of_schedstat(&thread.path().join("schedstat")));
-    match threads.reduce(|a, b| a + b) {
-        Some(total) => CpuTime {
-            user: ticks.user,
-            total,
-        },
-        None => ticks,
-    }
+    exact_total(
+        cpu_of_stat(&format!("/proc/{pid}/stat")),
+        threads.reduce(|a, b| a + b),
+    )
 }
 
 /// CPU time of one thread of this process (`gettid`), the total from its `schedstat` as in
 /// [`process_cpu`].
 pub fn thread_cpu(tid: u32) -> CpuTime {
-    let ticks = cpu_of_stat(&format!("/proc/self/task/{tid}/stat"));
-    match runtime_of_schedstat(Path::new(&format!("/proc/self/task/{tid}/schedstat"))) {
-        Some(total) => CpuTime {
-            user: ticks.user,
-            total,
-        },
-        None => ticks,
-    }
+    exact_total(
+        cpu_of_stat(&format!("/proc/self/task/{tid}/stat")),
+        runtime_of_schedstat(Path::new(&format!("/proc/self/task/{tid}/schedstat"))),
+    )
+}
+
+/// `ticks` with its total replaced by the scheduler's exact one, when there is one.
+fn exact_total(ticks: CpuTime, exact: Option<Duration>) -> CpuTime {
+    exact.map_or(ticks, |total| CpuTime {
+        user: ticks.user,
+        total,
+    })
 }
 
 /// The first field of a thread's `schedstat`: nanoseconds it ran on a CPU.
