@@ -84,6 +84,12 @@ impl Deadlines {
 
     /// Starts a wait that expires `length` from now.
     pub fn start(&self, length: Duration) -> Wait<'_> {
+        self.start_waking(length, None)
+    }
+
+    /// [`Deadlines::start`], with the waker to wake at the deadline given at once: one turn of
+    /// the lock instead of two.
+    fn start_waking(&self, length: Duration, waker: Option<&Waker>) -> Wait<'_> {
         let mut state = self.lock();
         let now = Instant::now();
         // A length too long to add is as good as thirty years, as with tokio's timers.
@@ -106,7 +112,7 @@ impl Deadlines {
         let number = q.first + q.entries.len() as u64;
         q.entries.push_back(Entry {
             at,
-            stage: Stage::Waiting(None),
+            stage: Stage::Waiting(waker.cloned()),
         });
         if state.armed.is_none_or(|armed| at < armed) {
             state.armed = Some(at);
@@ -128,11 +134,18 @@ impl Deadlines {
         length: Duration,
         future: F,
     ) -> Result<F::Output, Elapsed> {
-        let wait = self.start(length);
         let mut future = std::pin::pin!(future);
+        let mut wait = None;
         poll_fn(|cx| {
+            // The first poll starts the wait with this task's waker, which the deadline wakes:
+            // nothing to check after the future's first poll.
+            let started = wait.is_none();
+            let wait = wait.get_or_insert_with(|| self.start_waking(length, Some(cx.waker())));
             if let Poll::Ready(output) = future.as_mut().poll(cx) {
                 return Poll::Ready(Ok(output));
+            }
+            if started {
+                return Poll::Pending;
             }
             wait.poll_expired(cx).map(|()| Err(Elapsed))
         })

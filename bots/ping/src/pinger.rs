@@ -19,11 +19,13 @@ use futures::future::BoxFuture;
 use prometheus_client::metrics::counter::Counter;
 use socket2::SockAddr;
 use std::fmt;
+use std::future::poll_fn;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
@@ -288,13 +290,21 @@ impl Pinger {
             }
         };
         self.pacer.wait().await;
-        let registration = self.shared.in_flight.register(MAX_COLLISIONS, || {
-            let n = self.shared.requests.fetch_add(1, Ordering::Relaxed);
-            (
-                (destination.ip, n as u16),
-                self.shared.token_base.wrapping_add(n),
-            )
-        });
+        // Registered with this task's waker, which the reply wakes.
+        let registration = poll_fn(|cx| {
+            Poll::Ready(self.shared.in_flight.register(
+                MAX_COLLISIONS,
+                || {
+                    let n = self.shared.requests.fetch_add(1, Ordering::Relaxed);
+                    (
+                        (destination.ip, n as u16),
+                        self.shared.token_base.wrapping_add(n),
+                    )
+                },
+                cx.waker(),
+            ))
+        })
+        .await;
         let Some(registration) = registration else {
             self.counters().errors.inc();
             return Attempt::SendFailed(format!(

@@ -9,6 +9,7 @@
 use rustc_hash::FxHashMap;
 use std::future::poll_fn;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 
@@ -52,6 +53,19 @@ pub struct Registration<'a> {
     table: &'a InFlight,
     pub key: Key,
     pub token: u64,
+    /// The waker given at registration, as [`Waker::will_wake`] compares it (data and vtable
+    /// addresses): a first wait from that task needs no turn of the lock.
+    registered_waker: (usize, usize),
+    /// The slot was taken with its arrival, so dropping has nothing to free.
+    taken: AtomicBool,
+}
+
+/// What [`Waker::will_wake`] compares, as plain numbers.
+fn waker_identity(waker: &Waker) -> (usize, usize) {
+    (
+        waker.data() as usize,
+        std::ptr::from_ref(waker.vtable()) as usize,
+    )
 }
 
 impl InFlight {
@@ -61,11 +75,13 @@ impl InFlight {
     }
 
     /// Registers a request under the first free key that `next` gives (with the request's
-    /// token), trying at most `tries` keys; `None` when all were taken.
+    /// token), trying at most `tries` keys; `None` when all were taken. `waker` is woken when
+    /// something arrives for it: the task that will wait with [`Registration::arrival`].
     pub fn register(
         &self,
         tries: u32,
         mut next: impl FnMut() -> (Key, u64),
+        waker: &Waker,
     ) -> Option<Registration<'_>> {
         let mut slots = self.lock();
         for _ in 0..tries {
@@ -74,12 +90,14 @@ impl InFlight {
                 entry.insert(Slot {
                     token,
                     arrival: None,
-                    waker: None,
+                    waker: Some(waker.clone()),
                 });
                 return Some(Registration {
                     table: self,
                     key,
                     token,
+                    registered_waker: waker_identity(waker),
+                    taken: AtomicBool::new(false),
                 });
             }
         }
@@ -120,16 +138,27 @@ impl InFlight {
 }
 
 impl Registration<'_> {
-    /// Waits for what arrives for this request (bound it with a deadline).
+    /// Waits for what arrives for this request (bound it with a deadline); what arrived frees
+    /// the slot.
     pub async fn arrival(&self) -> Arrival {
+        let mut first = true;
         poll_fn(|cx| {
+            // The slot wakes the registering task when something arrives, even before this
+            // first poll: that task need not look yet.
+            if std::mem::take(&mut first) && waker_identity(cx.waker()) == self.registered_waker {
+                return Poll::Pending;
+            }
             let mut slots = self.table.lock();
             let Some(slot) = slots.get_mut(&self.key) else {
                 // Unreachable while the registration lives; wait for the timeout rather than panic.
                 return Poll::Pending;
             };
             match slot.arrival {
-                Some(arrival) => Poll::Ready(arrival),
+                Some(arrival) => {
+                    slots.remove(&self.key);
+                    self.taken.store(true, Ordering::Relaxed);
+                    Poll::Ready(arrival)
+                }
                 None => {
                     match &slot.waker {
                         Some(waker) if waker.will_wake(cx.waker()) => {}
@@ -145,7 +174,9 @@ impl Registration<'_> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        self.table.lock().remove(&self.key);
+        if !self.taken.load(Ordering::Relaxed) {
+            self.table.lock().remove(&self.key);
+        }
     }
 }
 
@@ -158,15 +189,23 @@ mod tests {
         let table = InFlight::default();
         let host: IpAddr = "192.0.2.1".parse().unwrap();
         let mut next = 10u16;
-        let first = table.register(4, || ((host, 10), 100)).expect("free");
+        let first = table
+            .register(4, || ((host, 10), 100), Waker::noop())
+            .expect("free");
         let second = table
-            .register(4, || {
-                next += 1;
-                ((host, next - 1), 200)
-            })
+            .register(
+                4,
+                || {
+                    next += 1;
+                    ((host, next - 1), 200)
+                },
+                Waker::noop(),
+            )
             .expect("skips the taken key");
         assert_eq!((second.key, second.token), ((host, 11), 200));
-        assert!(table.register(1, || ((host, 10), 300)).is_none());
+        assert!(table
+            .register(1, || ((host, 10), 300), Waker::noop())
+            .is_none());
         let reply = Arrival::Reply {
             kernel_time_ns: Some(5),
         };
@@ -185,10 +224,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn what_arrives_before_the_registering_task_first_waits_wakes_it_and_frees_the_slot() {
+        let table = InFlight::default();
+        let host: IpAddr = "192.0.2.1".parse().unwrap();
+        let request =
+            poll_fn(|cx| Poll::Ready(table.register(1, || ((host, 3), 9), cx.waker()))).await;
+        let request = request.expect("free");
+        let reply = Arrival::Reply {
+            kernel_time_ns: Some(2),
+        };
+        assert_eq!(table.deliver([((host, 3), Some(9), reply)]), (1, 0));
+        // Not `timeout`, which would poll the arrival again when it gives up.
+        let arrived = tokio::select! {
+            biased;
+            () = tokio::time::sleep(std::time::Duration::from_secs(2)) => None,
+            arrival = request.arrival() => Some(arrival),
+        };
+        assert_eq!(arrived, Some(reply), "the arrival woke its task");
+        assert!(table.is_empty(), "taking the arrival freed the slot");
+        drop(request);
+        assert!(table.is_empty());
+    }
+
+    #[tokio::test]
     async fn a_reply_with_another_token_is_not_taken_but_an_error_without_one_is() {
         let table = InFlight::default();
         let host: IpAddr = "192.0.2.1".parse().unwrap();
-        let request = table.register(1, || ((host, 7), 42)).expect("free");
+        let request = table
+            .register(1, || ((host, 7), 42), Waker::noop())
+            .expect("free");
         let late = Arrival::Reply {
             kernel_time_ns: Some(1),
         };
