@@ -48,6 +48,26 @@ pub fn own_usage(who: Who) -> (CpuTime, u64) {
     // `who` values.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(who, &mut usage) };
+    usage_figures(&usage)
+}
+
+/// Waits for `child` to end; returns its raw wait status, its CPU time and its peak RSS (KiB),
+/// its own alone: `getrusage(RUSAGE_CHILDREN)` keeps the largest peak of every child waited for
+/// so far, a bot's of an earlier round included. Read the child's pipes before.
+pub fn wait_with_usage(child: &Child) -> std::io::Result<(i32, CpuTime, u64)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills; the pid is our own unwaited child's.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    if waited < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let (cpu, max_rss_kib) = usage_figures(&usage);
+    Ok((status, cpu, max_rss_kib))
+}
+
+/// CPU time and peak RSS (KiB) of a `rusage`.
+fn usage_figures(usage: &libc::rusage) -> (CpuTime, u64) {
     let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     let cpu = CpuTime {
         user: time(usage.ru_utime),

@@ -47,7 +47,15 @@ fn pingbench_grafolean_measures_the_real_bot_beside_fping() {
     let bench = build("benches", "--bin", "pingbench");
     let out = run(
         &bench,
-        &["--targets", "200", "--seconds", "2", "--grafolean"],
+        &[
+            "--targets",
+            "200",
+            "--seconds",
+            "2",
+            "--grafolean",
+            "--repeat",
+            "2",
+        ],
     );
     assert!(
         out.contains("pingbot  sent") && out.contains("fping    sent"),
@@ -56,6 +64,13 @@ fn pingbench_grafolean_measures_the_real_bot_beside_fping() {
     assert!(number_after(&out, "to the account,") > 0.0, "values: {out}");
     assert_eq!(number_after(&out, "refused POSTs"), 0.0, "{out}");
     assert!(number_after(&out, "fping cpu per ping =") > 0.0, "{out}");
+    // Two rounds, then their summary with the ratio of the medians.
+    assert!(out.contains("round    2 of 2"), "{out}");
+    assert!(out.contains("summary  2 rounds"), "{out}");
+    assert!(
+        number_after(&out, "median ours / median fping =") > 0.0,
+        "{out}"
+    );
 }
 
 #[test]

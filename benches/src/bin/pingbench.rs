@@ -13,7 +13,8 @@ use benches::counting_backend::{
     lateness_percentile, AccountConfigs, CountingBackend, Counts, BOT_ID, TOKEN,
 };
 use benches::measure::{
-    own_usage, process_cpu, process_memory_kib, spawn_pinned, thread_cpu, CpuTime, ScratchDir, Who,
+    own_usage, process_cpu, process_memory_kib, spawn_pinned, thread_cpu, wait_with_usage, CpuTime,
+    ScratchDir, Who,
 };
 use clap::Parser;
 use pingbot::credential::ProbeSettings;
@@ -21,8 +22,9 @@ use pingbot::pinger::{PingCounters, Pinger, PingerConfig};
 use pingbot::probe::probe;
 use pingbot::target::Destination;
 use serde_json::json;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,6 +59,11 @@ struct Args {
     /// what users run.
     #[arg(long)]
     grafolean: bool,
+    /// Runs the whole comparison this many times, one round after the other, and ends with the
+    /// median and range of each figure and of the ratio: a short fping burst is easily
+    /// disturbed on a shared host, and one round can mislead.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
 }
 
 fn targets(n: u32) -> Vec<Ipv4Addr> {
@@ -186,7 +193,6 @@ fn run_fping(addresses: &[Ipv4Addr]) -> Result<Figures, String> {
             writeln!(file, "{address}").map_err(|e| e.to_string())?;
         }
     }
-    let (before, _) = own_usage(Who::Children);
     let started = Instant::now();
     let mut command = Command::new("fping");
     command
@@ -195,14 +201,19 @@ fn run_fping(addresses: &[Ipv4Addr]) -> Result<Figures, String> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     // On CPU 0, where the bot runs too.
-    let output = spawn_pinned(&mut command, 0)
-        .and_then(|child| child.wait_with_output())
+    let mut child = spawn_pinned(&mut command, 0)
         .map_err(|e| format!("cannot run fping (apt-get install fping): {e}"))?;
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut stderr)
+            .map_err(|e| format!("reading fping's output: {e}"))?;
+    }
+    let (status, cpu, max_rss_kib) =
+        wait_with_usage(&child).map_err(|e| format!("waiting for fping: {e}"))?;
     let wall = started.elapsed();
-    let (after, max_rss_kib) = own_usage(Who::Children);
     // "127.10.0.1 : xmt/rcv/%loss = 3/3/0%, min/avg/max = 0.01/0.02/0.03"
     let (mut sent, mut replies) = (0u64, 0u64);
-    for line in String::from_utf8_lossy(&output.stderr).lines() {
+    for line in stderr.lines() {
         let Some(counts) = line.split("xmt/rcv/%loss = ").nth(1) else {
             continue;
         };
@@ -219,12 +230,8 @@ fn run_fping(addresses: &[Ipv4Addr]) -> Result<Figures, String> {
     if sent == 0 {
         return Err(format!(
             "fping reported nothing ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-                .lines()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" | ")
+            std::process::ExitStatus::from_raw(status),
+            stderr.lines().take(3).collect::<Vec<_>>().join(" | ")
         ));
     }
     Ok(Figures {
@@ -232,7 +239,7 @@ fn run_fping(addresses: &[Ipv4Addr]) -> Result<Figures, String> {
         sent,
         replies,
         wall,
-        cpu: after - before,
+        cpu,
         max_rss_kib,
     })
 }
@@ -480,12 +487,36 @@ fn main() {
          single-threaded runtime",
         args.targets, args.seconds, args.timeout
     );
+    let mut rounds = Vec::new();
+    for number in 1..=args.repeat {
+        if args.repeat > 1 {
+            println!("round    {number} of {}", args.repeat);
+        }
+        rounds.push(round(&args, &addresses));
+    }
+    if rounds.len() > 1 {
+        summary(&rounds);
+    }
+}
+
+/// One round's figures, for the summary of `--repeat`.
+struct Round {
+    /// CPU seconds per 1000 pings of what the ratio compares: the bot in Grafolean mode with
+    /// `--grafolean`, else the engine.
+    ours: f64,
+    fping: Option<f64>,
+    peak_rss_mib: f64,
+    lateness_p99_ms: Option<f64>,
+}
+
+/// One comparison: fping, then ours; prints each side and the ratio.
+fn round(args: &Args, addresses: &[Ipv4Addr]) -> Round {
     // fping runs first, while this process is still small: a spawned child's peak RSS as the
     // kernel reports it includes the parent's at the time of the spawn.
     let fping = if args.no_fping {
         None
     } else {
-        match run_fping(&addresses) {
+        match run_fping(addresses) {
             Ok(figures) => Some(figures),
             Err(err) => {
                 eprintln!("pingbench: fping comparison failed: {err}");
@@ -494,9 +525,9 @@ fn main() {
         }
     };
     if args.grafolean {
-        return grafolean_report(&args, &addresses, fping);
+        return grafolean_report(args, addresses, fping);
     }
-    let ours = match run_pingbot(&args, &addresses) {
+    let ours = match run_pingbot(args, addresses) {
         Ok(figures) => figures,
         Err(err) => {
             eprintln!("pingbench: {err}");
@@ -506,7 +537,7 @@ fn main() {
     ours.print("pingbot");
     let whole = args
         .whole_bot
-        .then(|| match run_whole_bot(&args, &addresses) {
+        .then(|| match run_whole_bot(args, addresses) {
             Ok(figures) => figures,
             Err(err) => {
                 eprintln!("pingbench: whole bot: {err}");
@@ -521,7 +552,7 @@ fn main() {
             u64::from(args.targets) * args.seconds
         );
     }
-    if let Some(fping) = fping {
+    if let Some(fping) = &fping {
         fping.print("fping");
         println!(
             "ratio    pingbot cpu per ping / fping cpu per ping = {:.2}",
@@ -534,10 +565,87 @@ fn main() {
             );
         }
     }
+    Round {
+        ours: ours.cpu_per_1000(),
+        fping: fping.as_ref().map(Figures::cpu_per_1000),
+        peak_rss_mib: ours.max_rss_kib as f64 / 1024.0,
+        lateness_p99_ms: None,
+    }
+}
+
+/// The median and the range of `figures` (not empty), as "median (min-max)".
+fn spread(figures: impl Iterator<Item = f64>, decimals: usize) -> String {
+    let mut sorted: Vec<f64> = figures.collect();
+    sorted.sort_by(f64::total_cmp);
+    let (Some(min), Some(max)) = (sorted.first(), sorted.last()) else {
+        return "none".to_string();
+    };
+    format!(
+        "{:.decimals$} ({min:.decimals$}-{max:.decimals$})",
+        median(&sorted)
+    )
+}
+
+/// The median of sorted figures (the mean of the middle two for an even count).
+fn median(sorted: &[f64]) -> f64 {
+    let middle = sorted.len() / 2;
+    if sorted.len() % 2 == 0 && middle > 0 {
+        (sorted[middle - 1] + sorted[middle]) / 2.0
+    } else {
+        sorted.get(middle).copied().unwrap_or(f64::NAN)
+    }
+}
+
+/// After `--repeat`: each figure's median and range over the rounds, the ratio per round, and
+/// the ratio of the medians.
+fn summary(rounds: &[Round]) {
+    println!("summary  {} rounds, median (min-max):", rounds.len());
+    let lateness = rounds
+        .iter()
+        .filter_map(|r| r.lateness_p99_ms)
+        .collect::<Vec<_>>();
+    println!(
+        "  ours   {} cpu-s/1000 pings, peak RSS {} MiB{}",
+        spread(rounds.iter().map(|r| r.ours), 4),
+        spread(rounds.iter().map(|r| r.peak_rss_mib), 1),
+        if lateness.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", values p99 {} ms after the due second",
+                spread(lateness.into_iter(), 0)
+            )
+        }
+    );
+    let paired: Vec<(f64, f64)> = rounds
+        .iter()
+        .filter_map(|r| r.fping.map(|fping| (r.ours, fping)))
+        .collect();
+    if paired.is_empty() {
+        return;
+    }
+    println!(
+        "  fping  {} cpu-s/1000 pings",
+        spread(paired.iter().map(|&(_, fping)| fping), 4)
+    );
+    let ratios: Vec<f64> = paired.iter().map(|&(ours, fping)| ours / fping).collect();
+    let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    let mut ours_sorted: Vec<f64> = paired.iter().map(|&(ours, _)| ours).collect();
+    let mut fping_sorted: Vec<f64> = paired.iter().map(|&(_, fping)| fping).collect();
+    ours_sorted.sort_by(f64::total_cmp);
+    fping_sorted.sort_by(f64::total_cmp);
+    println!(
+        "  ratio  per round {}; {}; at or below 1.00 in {} of {}; median ours / median fping = {:.2}",
+        listed.join(" "),
+        spread(ratios.iter().copied(), 2),
+        ratios.iter().filter(|&&r| r <= 1.0).count(),
+        ratios.len(),
+        median(&ours_sorted) / median(&fping_sorted)
+    );
 }
 
 /// `--grafolean`: the real bot in Grafolean mode beside fping, printed with the ratio.
-fn grafolean_report(args: &Args, addresses: &[Ipv4Addr], fping: Option<Figures>) {
+fn grafolean_report(args: &Args, addresses: &[Ipv4Addr], fping: Option<Figures>) -> Round {
     let (bot, delivered) = match run_grafolean_bot(args, addresses) {
         Ok(figures) => figures,
         Err(err) => {
@@ -564,11 +672,29 @@ fn grafolean_report(args: &Args, addresses: &[Ipv4Addr], fping: Option<Figures>)
         "backend  the counting backend (CPU 1) used {:.1}% of one core",
         100.0 * delivered.backend_cpu_share
     );
-    if let Some(fping) = fping {
+    if let Some(fping) = &fping {
         fping.print("fping");
         println!(
             "ratio    pingbot (Grafolean mode) cpu per ping / fping cpu per ping = {:.2}",
             bot.cpu_per_1000() / fping.cpu_per_1000()
         );
+    }
+    Round {
+        ours: bot.cpu_per_1000(),
+        fping: fping.as_ref().map(Figures::cpu_per_1000),
+        peak_rss_mib: bot.max_rss_kib as f64 / 1024.0,
+        lateness_p99_ms: Some(delivered.lateness_p99_ms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{median, spread};
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(&[1.0, 2.0, 3.0, 10.0]), 2.5);
+        assert_eq!(median(&[1.0, 2.0, 30.0]), 2.0);
+        assert_eq!(spread([0.9, 1.2, 0.8, 1.0].into_iter(), 2), "0.95 (0.80-1.20)");
     }
 }
