@@ -479,11 +479,6 @@ impl<P: PartialEq> Scheduler<P> {
 
     /// The next prepared job that is still scheduled as it was prepared.
     fn hand_out(&mut self) -> Option<Due<P>> {
-        // The executor's first step with a firing is to mark its state running: a cache miss
-        // per firing unless the line is asked for a few firings ahead.
-        if let Some(ahead) = self.ready.get(PREFETCH_AHEAD) {
-            prefetch::line(prefetch::counts_of(Arc::as_ptr(&ahead.state)));
-        }
         while let Some(prepared) = self.ready.pop_front() {
             let (slot, generation) = prepared.ticket;
             if self.updated_since_prepared

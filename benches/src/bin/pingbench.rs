@@ -695,6 +695,9 @@ mod tests {
     fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
         assert_eq!(median(&[1.0, 2.0, 3.0, 10.0]), 2.5);
         assert_eq!(median(&[1.0, 2.0, 30.0]), 2.0);
-        assert_eq!(spread([0.9, 1.2, 0.8, 1.0].into_iter(), 2), "0.95 (0.80-1.20)");
+        assert_eq!(
+            spread([0.9, 1.2, 0.8, 1.0].into_iter(), 2),
+            "0.95 (0.80-1.20)"
+        );
     }
 }
