@@ -151,6 +151,11 @@ impl Firing {
         self.report.take()
     }
 
+    /// [`Firing::findings`] once the run is over, when nothing can report any more.
+    pub(crate) fn take_findings(&mut self) -> Findings {
+        self.report.take_mut()
+    }
+
     /// Whether a sensor with this resolved interval runs at this firing.
     pub fn runs(&self, interval: Option<u64>) -> bool {
         interval.is_some_and(|i| self.affecting.contains(&i))

@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -72,6 +73,40 @@ pub struct Expiry {
     _task: AbortOnDropHandle<()>,
 }
 
+pin_project_lite::pin_project! {
+    /// The future of [`Deadlines::limit`]. A type of its own rather than an `async fn`'s, which
+    /// would keep its arguments twice: it lives inside every run's task, and the task is moved
+    /// whole as it is spawned and as it ends.
+    pub struct Limited<'a, F> {
+        deadlines: &'a Deadlines,
+        length: Duration,
+        wait: Option<Wait<'a>>,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for Limited<'_, F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // The first poll starts the wait with this task's waker, which the deadline wakes:
+        // nothing to check after the future's first poll.
+        let started = this.wait.is_none();
+        let wait = this
+            .wait
+            .get_or_insert_with(|| this.deadlines.start_waking(*this.length, Some(cx.waker())));
+        if let Poll::Ready(output) = this.future.poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        if started {
+            return Poll::Pending;
+        }
+        wait.poll_expired(cx).map(|()| Err(Elapsed))
+    }
+}
+
 /// The error of [`Deadlines::limit`]: the deadline passed first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Elapsed;
@@ -128,28 +163,15 @@ impl Deadlines {
     }
 
     /// Runs `future` for at most `length`: `Err(Elapsed)` (and `future` dropped) if the
-    /// deadline passes first, as `tokio::time::timeout` does.
-    pub async fn limit<F: Future>(
-        &self,
-        length: Duration,
-        future: F,
-    ) -> Result<F::Output, Elapsed> {
-        let mut future = std::pin::pin!(future);
-        let mut wait = None;
-        poll_fn(|cx| {
-            // The first poll starts the wait with this task's waker, which the deadline wakes:
-            // nothing to check after the future's first poll.
-            let started = wait.is_none();
-            let wait = wait.get_or_insert_with(|| self.start_waking(length, Some(cx.waker())));
-            if let Poll::Ready(output) = future.as_mut().poll(cx) {
-                return Poll::Ready(Ok(output));
-            }
-            if started {
-                return Poll::Pending;
-            }
-            wait.poll_expired(cx).map(|()| Err(Elapsed))
-        })
-        .await
+    /// deadline passes first, as `tokio::time::timeout` does. The deadline counts from the
+    /// first poll.
+    pub fn limit<F: Future>(&self, length: Duration, future: F) -> Limited<'_, F> {
+        Limited {
+            deadlines: self,
+            length,
+            wait: None,
+            future,
+        }
     }
 
     /// Makes a set of deadlines and starts the one task that keeps them; the task ends when the

@@ -1,8 +1,8 @@
 //! The executor: runs fired jobs with bounded concurrency, a timeout per run, no job
 //! overlapping itself, and a panic in one job contained to that job.
 
-use crate::bot::Collector;
-use crate::deadlines::{Deadlines, Expiry};
+use crate::bot::{Collector, JobError};
+use crate::deadlines::{Deadlines, Elapsed, Expiry};
 use crate::delivery::{Batch, DeliveryHandle, Receipt};
 use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
@@ -16,6 +16,7 @@ use crate::value::Value;
 use futures::FutureExt;
 use prometheus_client::metrics::counter::Counter;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -239,69 +240,57 @@ impl<C: Collector> Shared<C> {
         }
     }
 
-    /// One run: the bot's work under its time limit, then [`Self::finish`]. `_permit` is its
-    /// place among the runs in progress.
-    async fn run(self: Arc<Self>, due: Due<C::Params>, _permit: OwnedSemaphorePermit) {
-        let Due {
-            spec,
-            mut firing,
-            state,
-            smallest_interval,
-        } = due;
-        let notifier = self.notifier.as_ref();
-        firing.set_good_checks_read(notifier.is_some_and(|n| n.reads_quiet_runs(&state)));
-        let limit = self
-            .timeout
-            .or_else(|| smallest_interval.map(Duration::from_secs))
-            .unwrap_or(Duration::from_secs(60));
-        let framework = &self.metrics.framework;
-        let started = self.clock.now_unix();
-        framework
-            .wait_seconds
-            .observe((started - firing.scheduled as f64).max(0.0));
-        // The bot's future goes in a box of its own: inline it made the run's task over 1 KB,
-        // and glibc's malloc (the SNMP and NetFlow bots') serves that size from its sorted bins
-        // after merging every freed small chunk, at each spawn. Two small allocations cost less.
-        let run = AssertUnwindSafe(Box::pin(self.bot.perform(&spec, &firing))).catch_unwind();
-        let result = self.deadlines.limit(limit, run).await;
-        let finished = self.clock.now_unix();
-        framework.run_seconds.observe(finished - started);
-        framework
-            .total_seconds
-            .observe((finished - firing.scheduled as f64).max(0.0));
-        state.running.store(false, Ordering::Release);
-        let (outcome, values, error) = match result {
-            Ok(Ok(Ok(values))) => (Outcome::Success, values, None),
-            Ok(Ok(Err(e))) => {
-                tracing::error!(job = %spec.id, entity = spec.entity_id, "job failed: {e}");
-                (Outcome::Failure, Vec::new(), Some(e.to_string()))
-            }
-            Ok(Err(panic)) => {
-                tracing::error!(job = %spec.id, entity = spec.entity_id, "job panicked; other jobs go on");
-                (
-                    Outcome::Panic,
-                    Vec::new(),
-                    Some(panic_message(panic.as_ref())),
-                )
-            }
-            Err(_) => {
-                tracing::error!(job = %spec.id, entity = spec.entity_id,
-                    "job timed out after {limit:?} and was cancelled");
-                let error = format!("timed out after {limit:?} and was cancelled");
-                (Outcome::Timeout, Vec::new(), Some(error))
-            }
-        };
-        self.finish(Ended {
-            spec: &spec,
-            state: &state,
-            scheduled: firing.scheduled,
-            started,
-            finished,
-            outcome,
-            values,
-            error,
-            findings: firing.findings(),
-        });
+    /// One run: the bot's work under its time limit, then [`Self::finish`]. `permit` is its
+    /// place among the runs in progress, given back when the run is over.
+    ///
+    /// An `async` block, not an `async fn`: an `async fn` keeps its arguments twice in its
+    /// future (as passed, and moved into its body), and this future is a run's task, moved whole
+    /// as it is spawned and as it ends: 10,000 times a second in the ping bot.
+    #[allow(clippy::manual_async_fn)]
+    fn run(
+        self: Arc<Self>,
+        mut due: Due<C::Params>,
+        permit: OwnedSemaphorePermit,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            let notifier = self.notifier.as_ref();
+            let reads_quiet_runs = notifier.is_some_and(|n| n.reads_quiet_runs(&due.state));
+            due.firing.set_good_checks_read(reads_quiet_runs);
+            let limit = self
+                .timeout
+                .or_else(|| due.smallest_interval.map(Duration::from_secs))
+                .unwrap_or(Duration::from_secs(60));
+            let framework = &self.metrics.framework;
+            let started = self.clock.now_unix();
+            framework
+                .wait_seconds
+                .observe((started - due.firing.scheduled as f64).max(0.0));
+            // The bot's future goes in a box of its own: inline it made the run's task over
+            // 1 KB, and glibc's malloc (the SNMP and NetFlow bots') serves that size from its
+            // sorted bins after merging every freed small chunk, at each spawn. Two small
+            // allocations cost less.
+            let run = AssertUnwindSafe(Box::pin(self.bot.perform(&due.spec, &due.firing)));
+            let result = self.deadlines.limit(limit, run.catch_unwind()).await;
+            let finished = self.clock.now_unix();
+            framework.run_seconds.observe(finished - started);
+            framework
+                .total_seconds
+                .observe((finished - due.firing.scheduled as f64).max(0.0));
+            due.state.running.store(false, Ordering::Release);
+            let (outcome, values, error) = outcome_of(result, &due.spec, limit);
+            self.finish(Ended {
+                spec: &due.spec,
+                state: &due.state,
+                scheduled: due.firing.scheduled,
+                started,
+                finished,
+                outcome,
+                values,
+                error,
+                findings: due.firing.take_findings(),
+            });
+            drop(permit);
+        }
     }
 
     /// Records a firing's end (status page, task record, notifier, counter) and hands its values
@@ -357,6 +346,35 @@ impl<C: Collector> Shared<C> {
 }
 
 /// What a panic said, for the status page.
+/// What a run's result means: its outcome, values and error, logged as the job's.
+fn outcome_of<P>(
+    result: Result<std::thread::Result<Result<Vec<Value>, JobError>>, Elapsed>,
+    spec: &JobSpec<P>,
+    limit: Duration,
+) -> (Outcome, Vec<Value>, Option<String>) {
+    match result {
+        Ok(Ok(Ok(values))) => (Outcome::Success, values, None),
+        Ok(Ok(Err(e))) => {
+            tracing::error!(job = %spec.id, entity = spec.entity_id, "job failed: {e}");
+            (Outcome::Failure, Vec::new(), Some(e.to_string()))
+        }
+        Ok(Err(panic)) => {
+            tracing::error!(job = %spec.id, entity = spec.entity_id, "job panicked; other jobs go on");
+            (
+                Outcome::Panic,
+                Vec::new(),
+                Some(panic_message(panic.as_ref())),
+            )
+        }
+        Err(Elapsed) => {
+            tracing::error!(job = %spec.id, entity = spec.entity_id,
+                "job timed out after {limit:?} and was cancelled");
+            let error = format!("timed out after {limit:?} and was cancelled");
+            (Outcome::Timeout, Vec::new(), Some(error))
+        }
+    }
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     let text = payload
         .downcast_ref::<&str>()

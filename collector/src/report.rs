@@ -145,22 +145,23 @@ impl Findings {
 
 /// The place a run's checks and events are written to (a run may report from several futures
 /// at once, so it is behind a lock held only for a push). It lives inside the [`Firing`] the
-/// futures borrow, so no firing pays for a shared allocation.
+/// futures borrow, so no firing pays for a shared allocation; what is reported is boxed, as few
+/// runs report anything and the firing is part of every run's task.
 ///
 /// [`Firing`]: crate::Firing
 #[derive(Debug, Default)]
-pub struct Report(Mutex<Findings>);
+pub struct Report(Mutex<Option<Box<Findings>>>);
 
 impl Report {
     pub fn check(&self, check: Check) {
         if let Ok(mut findings) = self.0.lock() {
-            findings.checks.push(check);
+            findings.get_or_insert_default().checks.push(check);
         }
     }
 
     pub fn event(&self, event: Event) {
         if let Ok(mut findings) = self.0.lock() {
-            findings.events.push(event);
+            findings.get_or_insert_default().events.push(event);
         }
     }
 
@@ -168,7 +169,17 @@ impl Report {
     pub fn take(&self) -> Findings {
         self.0
             .lock()
-            .map(|mut findings| std::mem::take(&mut *findings))
+            .map(|mut findings| unboxed(findings.take()))
             .unwrap_or_default()
     }
+
+    /// Takes what was reported, without the lock: nothing else can be reporting.
+    pub fn take_mut(&mut self) -> Findings {
+        let findings = self.0.get_mut().unwrap_or_else(|p| p.into_inner());
+        unboxed(findings.take())
+    }
+}
+
+fn unboxed(findings: Option<Box<Findings>>) -> Findings {
+    findings.map(|boxed| *boxed).unwrap_or_default()
 }
