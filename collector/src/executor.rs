@@ -345,7 +345,6 @@ impl<C: Collector> Shared<C> {
     }
 }
 
-/// What a panic said, for the status page.
 /// What a run's result means: its outcome, values and error, logged as the job's.
 fn outcome_of<P>(
     result: Result<std::thread::Result<Result<Vec<Value>, JobError>>, Elapsed>,
@@ -375,6 +374,7 @@ fn outcome_of<P>(
     }
 }
 
+/// What a panic said, for the status page.
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     let text = payload
         .downcast_ref::<&str>()

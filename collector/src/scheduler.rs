@@ -242,8 +242,8 @@ pub struct Scheduler<P> {
     /// Emptied bucket vectors, reused so a big due second does not grow a new one from scratch.
     spare: Vec<Vec<Ticket>>,
     /// The prepared jobs of `ready_second`, handed out once that second has come. The queue
-    /// is used again every second: a new one of 10,000 jobs was half a megabyte of fresh pages
-    /// to fault in.
+    /// is used again every second: a new one is nearly a megabyte at 10,000 jobs (88 bytes a
+    /// job), whose pages the allocator may have given back to the kernel since the last.
     ready: VecDeque<Prepared<P>>,
     ready_second: u64,
     /// Whether `ready_second` has come (checked once, not at every hand-out).

@@ -203,11 +203,12 @@ fn run_fping(addresses: &[Ipv4Addr]) -> Result<Figures, String> {
     // On CPU 0, where the bot runs too.
     let mut child = spawn_pinned(&mut command, 0)
         .map_err(|e| format!("cannot run fping (apt-get install fping): {e}"))?;
-    let mut stderr = String::new();
+    let mut output = Vec::new();
     if let Some(mut pipe) = child.stderr.take() {
-        pipe.read_to_string(&mut stderr)
+        pipe.read_to_end(&mut output)
             .map_err(|e| format!("reading fping's output: {e}"))?;
     }
+    let stderr = String::from_utf8_lossy(&output);
     let (status, cpu, max_rss_kib) =
         wait_with_usage(&child).map_err(|e| format!("waiting for fping: {e}"))?;
     let wall = started.elapsed();

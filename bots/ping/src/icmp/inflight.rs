@@ -138,8 +138,8 @@ impl InFlight {
 }
 
 impl Registration<'_> {
-    /// Waits for what arrives for this request (bound it with a deadline); what arrived frees
-    /// the slot.
+    /// Waits for what arrives for this request (bound it with a deadline). Once: what arrived
+    /// is taken, and the slot freed with it.
     pub async fn arrival(&self) -> Arrival {
         let mut first = true;
         poll_fn(|cx| {
