@@ -54,6 +54,11 @@ async fn main() {
     assert_eq!(summary.unchanged, jobs);
 
     let end = clock.now_secs() + seconds;
+    // Firings due before the first whole second after the set-up waited for it (creating and
+    // refreshing the jobs takes about 200 ms): they are counted apart, not in the lateness,
+    // or a run that starts just before a second boundary measures its set-up.
+    let measured_from = clock.now_secs() + 1;
+    let (mut during_set_up, mut set_up_wait_ms) = (0usize, 0.0f64);
     // Allocated and touched up front, so page faults of the measurement do not count as lateness.
     let mut lateness_ms: Vec<f64> = vec![0.0; jobs * seconds as usize];
     lateness_ms.clear();
@@ -79,6 +84,11 @@ async fn main() {
         let due = scheduler.next_due().await;
         now = clock.now_unix();
         let late = (now - due.firing.scheduled as f64) * 1000.0;
+        if due.firing.scheduled < measured_from {
+            during_set_up += 1;
+            set_up_wait_ms = set_up_wait_ms.max(late);
+            continue;
+        }
         if due.firing.scheduled != last_second {
             last_second = due.firing.scheduled;
             let next_list = empty_lists
@@ -120,6 +130,12 @@ async fn main() {
         pct(0.99),
         pct(1.0)
     );
+    if during_set_up > 0 {
+        println!(
+            "  left out: {during_set_up} firings due during the set-up, handed out up to \
+             {set_up_wait_ms:.2} ms late"
+        );
+    }
     println!(
         "  timer precision (first job of each due second): median {:.2} ms, max {:.2} ms",
         first_of_second_ms[first_of_second_ms.len() / 2],
