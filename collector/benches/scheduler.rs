@@ -87,6 +87,7 @@ async fn main() {
         if due.firing.scheduled < measured_from {
             during_set_up += 1;
             set_up_wait_ms = set_up_wait_ms.max(late);
+            running.push(due);
             continue;
         }
         if due.firing.scheduled != last_second {

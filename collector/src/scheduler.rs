@@ -88,11 +88,11 @@ impl<P> Due<P> {
     /// Prefetches what the run of this firing reads first: its state and its spec, and the
     /// job id's bytes. A firing waits for its start in the executor's queue for up to the
     /// pacer's spread (100 ms), by which time the scheduler's reads of them have left the caches.
-    /// Five lines of the spec: the ping bot's takes 280 bytes with its counts, and its run
-    /// reads the last of them.
+    /// The whole spec up to eight lines: a run reads its params, wherever they lie in it (the
+    /// ping bot's spec is five lines with its counts, and its run reads the last).
     pub fn prefetch(&self) {
         prefetch::arc(&self.state, 2);
-        prefetch::arc(&self.spec, 5);
+        prefetch::arc(&self.spec, 8);
         prefetch::line(self.spec.id.as_ptr());
     }
 }

@@ -576,8 +576,7 @@ fn round(args: &Args, addresses: &[Ipv4Addr]) -> Round {
 
 /// The median and the range of `figures` (not empty), as "median (min-max)".
 fn spread(figures: impl Iterator<Item = f64>, decimals: usize) -> String {
-    let mut sorted: Vec<f64> = figures.collect();
-    sorted.sort_by(f64::total_cmp);
+    let sorted = sorted(figures);
     let (Some(min), Some(max)) = (sorted.first(), sorted.last()) else {
         return "none".to_string();
     };
@@ -585,6 +584,13 @@ fn spread(figures: impl Iterator<Item = f64>, decimals: usize) -> String {
         "{:.decimals$} ({min:.decimals$}-{max:.decimals$})",
         median(&sorted)
     )
+}
+
+/// `figures` in ascending order, for their median and range.
+fn sorted(figures: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut sorted: Vec<f64> = figures.collect();
+    sorted.sort_by(f64::total_cmp);
+    sorted
 }
 
 /// The median of sorted figures (the mean of the middle two for an even count).
@@ -631,17 +637,15 @@ fn summary(rounds: &[Round]) {
     );
     let ratios: Vec<f64> = paired.iter().map(|&(ours, fping)| ours / fping).collect();
     let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
-    let mut ours_sorted: Vec<f64> = paired.iter().map(|&(ours, _)| ours).collect();
-    let mut fping_sorted: Vec<f64> = paired.iter().map(|&(_, fping)| fping).collect();
-    ours_sorted.sort_by(f64::total_cmp);
-    fping_sorted.sort_by(f64::total_cmp);
+    let ours = median(&sorted(paired.iter().map(|&(ours, _)| ours)));
+    let fping = median(&sorted(paired.iter().map(|&(_, fping)| fping)));
     println!(
         "  ratio  per round {}; {}; at or below 1.00 in {} of {}; median ours / median fping = {:.2}",
         listed.join(" "),
         spread(ratios.iter().copied(), 2),
         ratios.iter().filter(|&&r| r <= 1.0).count(),
         ratios.len(),
-        median(&ours_sorted) / median(&fping_sorted)
+        ours / fping
     );
 }
 
