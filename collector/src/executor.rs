@@ -163,31 +163,40 @@ impl<C: Collector> Executor<C> {
         self
     }
 
-    /// Starts a run of a job that fell due, unless its previous run is still going: at once
+    /// Starts runs of jobs that fell due, each unless its previous run is still going: at once
     /// when a permit is free and no pacing applies, else when its turn comes (in firing order).
-    pub fn fire(&self, due: Due<C::Params>) {
-        self.shared.metrics.framework.firings.inc();
-        if due.state.running.swap(true, Ordering::AcqRel) {
-            return self.skip(due);
-        }
-        let mut waiting = self
-            .shared
-            .waiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if waiting.queue.is_empty() && self.shared.pacer.is_none() {
-            if let Ok(permit) = self.shared.permits.clone().try_acquire_owned() {
-                drop(waiting);
-                self.tasks.spawn(self.shared.clone().run(due, permit));
-                return;
+    /// The scheduler hands a due second's jobs out together: the queue of waiting firings is
+    /// locked once for them all, not once each.
+    pub fn fire_all(&self, dues: impl IntoIterator<Item = Due<C::Params>>) {
+        let mut fired = 0;
+        let mut waiting = None;
+        for due in dues {
+            fired += 1;
+            if due.state.running.swap(true, Ordering::AcqRel) {
+                drop(waiting.take());
+                self.skip(due);
+                continue;
+            }
+            let waiting = waiting.get_or_insert_with(|| {
+                self.shared
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+            });
+            if waiting.queue.is_empty() && self.shared.pacer.is_none() {
+                if let Ok(permit) = self.shared.permits.clone().try_acquire_owned() {
+                    self.tasks.spawn(self.shared.clone().run(due, permit));
+                    continue;
+                }
+            }
+            waiting.queue.push_back(due);
+            if !waiting.dispatching {
+                waiting.dispatching = true;
+                self.tasks
+                    .spawn(self.shared.clone().dispatch(self.tasks.clone()));
             }
         }
-        waiting.queue.push_back(due);
-        if !waiting.dispatching {
-            waiting.dispatching = true;
-            self.tasks
-                .spawn(self.shared.clone().dispatch(self.tasks.clone()));
-        }
+        self.shared.metrics.framework.firings.inc_by(fired);
     }
 
     fn skip(&self, due: Due<C::Params>) {
@@ -509,7 +518,7 @@ mod tests {
         let (metrics, capture, delivery) = delivered();
         let limited = executor(2, &metrics, &delivery);
         for i in 0..100 {
-            limited.fire(due(&format!("j{i}"), "ok", &Arc::new(JobState::default())));
+            limited.fire_all([due(&format!("j{i}"), "ok", &Arc::new(JobState::default()))]);
         }
         assert_eq!(
             limited.tasks.len(),
@@ -522,7 +531,7 @@ mod tests {
         let paced = executor(100, &metrics, &delivery).with_pacing(Some(10));
         let started = tokio::time::Instant::now();
         for i in 0..20 {
-            paced.fire(due(&format!("p{i}"), "ok", &Arc::new(JobState::default())));
+            paced.fire_all([due(&format!("p{i}"), "ok", &Arc::new(JobState::default()))]);
         }
         assert_eq!(paced.tasks.len(), 1, "paced runs wait in the queue");
         assert!(paced.drain(Duration::from_secs(60)).await);
@@ -545,7 +554,7 @@ mod tests {
         );
         let (metrics, capture, delivery) = delivered();
         let executor = executor(1, &metrics, &delivery);
-        executor.fire(due("r", "reads", &Arc::new(JobState::default())));
+        executor.fire_all([due("r", "reads", &Arc::new(JobState::default()))]);
         assert!(executor.drain(Duration::from_secs(60)).await);
         drop(executor);
         assert!(delivery.close(Duration::from_secs(5)).await);
@@ -558,16 +567,16 @@ mod tests {
         let (metrics, capture, delivery) = delivered();
         let executor = executor(8, &metrics, &delivery);
         let slow = Arc::new(JobState::default());
-        executor.fire(due("slow", "slow", &slow));
+        executor.fire_all([due("slow", "slow", &slow)]);
         tokio::task::yield_now().await;
-        executor.fire(due("slow", "slow", &slow));
+        executor.fire_all([due("slow", "slow", &slow)]);
         assert_eq!(
             count(&metrics, "skip"),
             1,
             "a running job is not started again"
         );
         for (id, behaviour) in [("p", "panic"), ("f", "fail"), ("ok", "ok")] {
-            executor.fire(due(id, behaviour, &Arc::new(JobState::default())));
+            executor.fire_all([due(id, behaviour, &Arc::new(JobState::default()))]);
         }
         assert!(executor.drain(Duration::from_secs(60)).await);
         assert_eq!(

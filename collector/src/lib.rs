@@ -15,6 +15,7 @@ pub mod heap;
 pub mod job;
 pub mod metrics;
 pub mod notify;
+mod on_time;
 pub(crate) mod output;
 pub mod pacing;
 mod prefetch;

@@ -485,6 +485,10 @@ struct Running<C: Collector> {
     replayer: Option<(JoinHandle<()>, CancellationToken)>,
 }
 
+/// How many due jobs the scheduler hands the executor at a time: a burst of 10,000 is ten
+/// turns of the loop below, and the list that carries them stays small (about 64 KB).
+const FIRED_TOGETHER: usize = 1024;
+
 /// Starts delivery, the executor and the refresh loop, then fires due jobs and applies each
 /// refresh until shutdown.
 async fn schedule<C: Collector>(
@@ -546,6 +550,7 @@ async fn schedule<C: Collector>(
     ));
     let protocol = bot.protocol();
     let mut scheduler: Scheduler<C::Params> = Scheduler::new(clock);
+    let mut fired = Vec::with_capacity(FIRED_TOGETHER);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -561,7 +566,9 @@ async fn schedule<C: Collector>(
                     changed = summary.changed, removed = summary.removed,
                     kept_unreadable = summary.kept_unreadable, "jobs refreshed");
             }
-            due = scheduler.next_due(), if !scheduler.is_empty() => executor.fire(due),
+            _ = scheduler.next_batch(&mut fired, FIRED_TOGETHER), if !scheduler.is_empty() => {
+                executor.fire_all(fired.drain(..));
+            }
         }
     }
     Running {

@@ -3,6 +3,7 @@
 
 use crate::bot::{Firing, Intervals};
 use crate::job::{Anchor, JobSpec};
+use crate::on_time::OnTime;
 use crate::prefetch;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -250,6 +251,8 @@ pub struct Scheduler<P> {
     ready_opened: bool,
     /// Whether a refresh ran since `ready` was prepared (then each ticket is checked again).
     updated_since_prepared: bool,
+    /// Wakes the hand-out at its second to the tens of microseconds (tokio's timer: 1-2 ms).
+    on_time: OnTime,
     slots: Vec<Option<Entry<P>>>,
     free: Vec<usize>,
     ids: HashMap<String, usize>,
@@ -267,6 +270,7 @@ impl<P: PartialEq> Scheduler<P> {
             ready_second: 0,
             ready_opened: false,
             updated_since_prepared: false,
+            on_time: OnTime::default(),
             slots: Vec::new(),
             free: Vec::new(),
             ids: HashMap::new(),
@@ -399,15 +403,40 @@ impl<P: PartialEq> Scheduler<P> {
     /// call with [`Scheduler::is_empty`] in a `select!`. Cancel-safe: what was prepared stays.
     pub async fn next_due(&mut self) -> Due<P> {
         loop {
+            self.due_second().await;
+            if let Some(due) = self.hand_out() {
+                return due;
+            }
+        }
+    }
+
+    /// Waits for jobs to fall due, then moves up to `max` of them (at least one) into `batch`,
+    /// which the caller has emptied. A burst of 10,000 jobs is then one turn of the caller's
+    /// `select!` loop per `max` jobs, not per job. Guarded and cancel-safe like
+    /// [`Scheduler::next_due`]: nothing is moved until the jobs are due.
+    pub async fn next_batch(&mut self, batch: &mut Vec<Due<P>>, max: usize) {
+        loop {
+            self.due_second().await;
+            while batch.len() < max.max(1) {
+                let Some(due) = self.hand_out() else { break };
+                batch.push(due);
+            }
+            if !batch.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Waits until a due second's jobs are prepared and that second has come.
+    async fn due_second(&mut self) {
+        loop {
             if !self.ready.is_empty() {
                 if !self.ready_opened && self.clock.now_unix() < self.ready_second as f64 {
-                    tokio::time::sleep_until(self.clock.instant_at(self.ready_second)).await;
+                    let second = self.clock.instant_at(self.ready_second);
+                    self.on_time.sleep_until(second).await;
                 }
                 self.ready_opened = true;
-                if let Some(due) = self.hand_out() {
-                    return due;
-                }
-                continue;
+                return;
             }
             let expired = std::future::poll_fn(|cx| self.timers.poll_expired(cx)).await;
             match expired {
@@ -674,6 +703,36 @@ mod tests {
         assert_eq!(summary.removed, 1);
         assert_eq!(summary.kept_unreadable, 1);
         assert_eq!(s.job_ids().collect::<Vec<_>>(), vec!["a2"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_due_second_is_handed_out_in_batches_of_at_most_max() {
+        let clock = Clock::new();
+        let mut s = Scheduler::new(clock);
+        let ids = ["a", "b", "c", "d", "e"];
+        s.update(
+            ids.iter().map(|id| spec(id, vec![10], 0)).collect(),
+            &HashSet::new(),
+        );
+        let (_, first) = s.timing("a").unwrap();
+        let mut batch = Vec::new();
+        let mut sizes = Vec::new();
+        let mut handed = Vec::new();
+        while handed.len() < 2 * ids.len() {
+            s.next_batch(&mut batch, 3).await;
+            sizes.push(batch.len());
+            for due in batch.drain(..) {
+                assert_eq!(clock.now_secs(), due.firing.scheduled, "handed out at its second");
+                handed.push((due.firing.scheduled, due.spec.id.clone()));
+            }
+        }
+        assert_eq!(sizes, vec![3, 2, 3, 2], "a batch holds one second's jobs");
+        handed.sort();
+        let expected: Vec<_> = [first, first + 10]
+            .iter()
+            .flat_map(|&at| ids.iter().map(move |id| (at, id.to_string())))
+            .collect();
+        assert_eq!(handed, expected);
     }
 
     #[tokio::test(start_paused = true)]
