@@ -5,6 +5,7 @@ use crate::bot::{Firing, Intervals};
 use crate::job::{Anchor, JobSpec};
 use crate::on_time::OnTime;
 use crate::prefetch;
+use rustc_hash::FxHashMap;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::AtomicBool;
@@ -108,6 +109,12 @@ pub struct UpdateSummary {
     pub kept_unreadable: usize,
 }
 
+/// Whether intervals are already as [`normalized`] makes them (a refresh then copies nothing).
+fn is_normalized(intervals: &[u64]) -> bool {
+    intervals.first().is_some_and(|&first| first > 0)
+        && intervals.windows(2).all(|pair| pair[0] < pair[1])
+}
+
 /// Sorted, de-duplicated, non-zero intervals.
 fn normalized(intervals: &[u64]) -> Vec<u64> {
     let mut intervals: Vec<u64> = intervals.iter().copied().filter(|&i| i > 0).collect();
@@ -183,6 +190,8 @@ struct Entry<P> {
     next: u64,
     /// Bumped when the slot is reused, so stale bucket entries are recognised and skipped.
     generation: u64,
+    /// The last refresh that wanted this job (see [`Scheduler::update`]).
+    refreshed: u64,
     state: Arc<JobState>,
 }
 
@@ -255,8 +264,10 @@ pub struct Scheduler<P> {
     on_time: OnTime,
     slots: Vec<Option<Entry<P>>>,
     free: Vec<usize>,
-    ids: HashMap<String, usize>,
+    ids: FxHashMap<String, usize>,
     generations: u64,
+    /// How many refreshes [`Scheduler::update`] has applied.
+    refreshes: u64,
 }
 
 impl<P: PartialEq> Scheduler<P> {
@@ -273,8 +284,9 @@ impl<P: PartialEq> Scheduler<P> {
             on_time: OnTime::default(),
             slots: Vec::new(),
             free: Vec::new(),
-            ids: HashMap::new(),
+            ids: FxHashMap::default(),
             generations: 0,
+            refreshes: 0,
         }
     }
 
@@ -311,28 +323,39 @@ impl<P: PartialEq> Scheduler<P> {
     /// Replaces the wanted jobs. A job with the same id and equal spec keeps its timer; a changed
     /// one is re-anchored now; a job no longer wanted is cancelled unless it belongs to an
     /// account in `unreadable` (an account whose configs could not be fetched this time).
+    ///
+    /// Firings wait while this runs, so it does little per unchanged job (the usual case): one
+    /// lookup and one comparison, no allocation. A job's slot is stamped with the refresh that
+    /// last wanted it, so the jobs no longer wanted are found in one pass over the slots.
     pub fn update(&mut self, specs: Vec<JobSpec<P>>, unreadable: &HashSet<u64>) -> UpdateSummary {
         let now = self.clock.now_secs();
         self.updated_since_prepared = true;
+        self.refreshes += 1;
+        let refresh = self.refreshes;
         let mut summary = UpdateSummary::default();
-        let mut wanted: HashSet<String> = HashSet::with_capacity(specs.len());
         for mut spec in specs {
-            spec.intervals = normalized(&spec.intervals);
+            if !is_normalized(&spec.intervals) {
+                spec.intervals = normalized(&spec.intervals);
+            }
             if spec.intervals.is_empty() {
                 tracing::warn!(job = %spec.id, "job has no usable interval; not scheduled");
                 continue;
             }
-            if !wanted.insert(spec.id.clone()) {
-                tracing::warn!(job = %spec.id, "two jobs with the same id; the later one wins");
-            }
-            let state = match self.entry(&spec.id) {
-                Some(entry) if *entry.spec == spec => {
-                    summary.unchanged += 1;
-                    continue;
-                }
-                Some(_) => {
+            let state = match self.ids.get(spec.id.as_str()).copied() {
+                Some(slot) => {
+                    let Some(entry) = self.slots[slot].as_mut() else {
+                        continue;
+                    };
+                    if entry.refreshed == refresh {
+                        tracing::warn!(job = %spec.id, "two jobs with the same id; the later one wins");
+                    }
+                    if *entry.spec == spec {
+                        entry.refreshed = refresh;
+                        summary.unchanged += 1;
+                        continue;
+                    }
                     summary.changed += 1;
-                    self.remove(&spec.id).map(|e| e.state).unwrap_or_default()
+                    self.remove(slot).map(|e| e.state).unwrap_or_default()
                 }
                 None => {
                     summary.added += 1;
@@ -341,27 +364,25 @@ impl<P: PartialEq> Scheduler<P> {
             };
             self.insert(spec, state, now);
         }
-        let gone: Vec<String> = self
-            .ids
-            .iter()
-            .filter(|(id, _)| !wanted.contains(*id))
-            .map(|(id, _)| id.clone())
+        let gone: Vec<usize> = (0..self.slots.len())
+            .filter(|&slot| matches!(&self.slots[slot], Some(e) if e.refreshed != refresh))
             .collect();
-        for id in gone {
-            let account = self.entry(&id).and_then(|e| e.spec.account_id);
+        for slot in gone {
+            let account = self.slots[slot].as_ref().and_then(|e| e.spec.account_id);
             if account.is_some_and(|a| unreadable.contains(&a)) {
                 summary.kept_unreadable += 1;
-            } else if self.remove(&id).is_some() {
+            } else if self.remove(slot).is_some() {
                 summary.removed += 1;
             }
         }
         summary
     }
 
-    fn remove(&mut self, id: &str) -> Option<Entry<P>> {
-        let slot = self.ids.remove(id)?;
+    fn remove(&mut self, slot: usize) -> Option<Entry<P>> {
+        let entry = self.slots[slot].take()?;
+        self.ids.remove(entry.spec.id.as_str());
         self.free.push(slot);
-        self.slots[slot].take()
+        Some(entry)
     }
 
     fn insert(&mut self, spec: JobSpec<P>, state: Arc<JobState>, now: u64) {
@@ -382,6 +403,7 @@ impl<P: PartialEq> Scheduler<P> {
             anchor,
             next,
             generation,
+            refreshed: self.refreshes,
             state,
         });
         self.file(next, (slot, generation));
@@ -690,6 +712,40 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_repeated_id_keeps_the_later_spec_and_unsorted_intervals_compare_equal() {
+        let mut s = Scheduler::new(Clock::new());
+        let first = s.update(
+            vec![
+                spec("twice", vec![10], 1),
+                spec("twice", vec![10], 2),
+                spec("unsorted", vec![20, 0, 10, 10], 0),
+            ],
+            &HashSet::new(),
+        );
+        assert_eq!((first.added, first.changed, first.removed), (2, 1, 0));
+        assert_eq!(s.len(), 2);
+        let kept = s.jobs().find(|(spec, _, _)| spec.id == "twice").unwrap();
+        assert_eq!(kept.0.params, 2, "the later one wins");
+        let again = s.update(
+            vec![
+                spec("twice", vec![10], 2),
+                spec("unsorted", vec![10, 20, 10], 0),
+            ],
+            &HashSet::new(),
+        );
+        assert_eq!(
+            again,
+            UpdateSummary {
+                unchanged: 2,
+                ..UpdateSummary::default()
+            }
+        );
+        let gone = s.update(vec![spec("unsorted", vec![10, 20], 0)], &HashSet::new());
+        assert_eq!((gone.unchanged, gone.removed), (1, 1));
+        assert_eq!(s.job_ids().collect::<Vec<_>>(), vec!["unsorted"]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn jobs_of_an_unreadable_account_are_kept() {
         let mut s = Scheduler::new(Clock::new());
         s.update(
@@ -722,7 +778,11 @@ mod tests {
             s.next_batch(&mut batch, 3).await;
             sizes.push(batch.len());
             for due in batch.drain(..) {
-                assert_eq!(clock.now_secs(), due.firing.scheduled, "handed out at its second");
+                assert_eq!(
+                    clock.now_secs(),
+                    due.firing.scheduled,
+                    "handed out at its second"
+                );
                 handed.push((due.firing.scheduled, due.spec.id.clone()));
             }
         }
