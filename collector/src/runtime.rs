@@ -556,6 +556,7 @@ async fn schedule<C: Collector>(
             _ = shutdown.cancelled() => break,
             update = updates_rx.recv() => {
                 let Some((specs, unreadable, report)) = update else { break };
+                let applying = Instant::now();
                 let summary = scheduler.update(assignment.keep_owned(specs), &unreadable);
                 metrics.framework.jobs_scheduled.set(scheduler.len() as i64);
                 services.status.set_entities(report, &unreadable);
@@ -564,7 +565,10 @@ async fn schedule<C: Collector>(
                 crate::heap::give_back();
                 tracing::info!(protocol, jobs = scheduler.len(), added = summary.added,
                     changed = summary.changed, removed = summary.removed,
-                    kept_unreadable = summary.kept_unreadable, "jobs refreshed");
+                    kept_unreadable = summary.kept_unreadable,
+                    // Firings waited this long: the loop fires nothing while it applies a refresh.
+                    applied_ms = %format!("{:.1}", applying.elapsed().as_secs_f64() * 1e3),
+                    "jobs refreshed");
             }
             _ = scheduler.next_batch(&mut fired, FIRED_TOGETHER), if !scheduler.is_empty() => {
                 executor.fire_all(fired.drain(..));

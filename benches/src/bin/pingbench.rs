@@ -59,6 +59,11 @@ struct Args {
     /// what users run.
     #[arg(long)]
     grafolean: bool,
+    /// The bot's `JOBS_REFRESH_INTERVAL` in Grafolean mode, in seconds (the bot's default, 120,
+    /// if not given): shorter than `--seconds`, the window holds refreshes, whose parsed entities
+    /// and new jobs count in the peak RSS.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    refresh_interval: Option<u64>,
     /// Runs the whole comparison this many times, one round after the other, and ends with the
     /// median and range of each figure and of the ratio: a short fping burst is easily
     /// disturbed on a shared host, and one round can mislead.
@@ -383,6 +388,9 @@ fn run_grafolean_bot(args: &Args, addresses: &[Ipv4Addr]) -> Result<(Figures, De
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
+    if let Some(every) = args.refresh_interval {
+        command.env("JOBS_REFRESH_INTERVAL", every.to_string());
+    }
     let mut child = spawn_pinned(&mut command, 0)
         .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
     let pid = child.id();
