@@ -1,7 +1,9 @@
 //! The Grafolean backend client: every request a bot makes goes through here, with the token in
 //! the `b` query parameter only (never an `Authorization` header) and never in an error message.
 
-use crate::entity::{AccountData, CredentialRecord, EntityRecord, SensorRecord};
+use crate::entity::{
+    BuiltConfigs, ConfigBuilder, CredentialRecord, EntityRecord, Protocol, SensorRecord,
+};
 use crate::metrics::{label, Metrics};
 use crate::redact::scrub;
 use bytes::Bytes;
@@ -332,30 +334,29 @@ impl BackendClient {
             .map_err(|message| BackendError::Decode { operation, message })
     }
 
-    /// Entities, credentials and sensors of an account: three requests, made concurrently.
-    /// Only the entities `protocol` can poll or report on are kept: devices, and any entity
-    /// with `protocol` enabled.
-    pub async fn account_data(
+    /// The job configs of an account for `protocol`: its credentials and sensors first (two
+    /// requests, made concurrently), then its entities, each made into its config as it is
+    /// parsed (see [`ConfigBuilder`]).
+    pub async fn account_configs(
         &self,
         account: u64,
-        protocol: &str,
-    ) -> Result<AccountData, BackendError> {
+        protocol: Protocol<'_>,
+        bot_id: Option<u64>,
+    ) -> Result<BuiltConfigs, BackendError> {
         let credentials_path = format!("/accounts/{account}/credentials/");
         let sensors_path = format!("/accounts/{account}/sensors/");
-        let relevant = |entity: EntityRecord| {
-            (entity.entity_type == "device" || entity.protocols.contains_key(protocol))
-                .then_some(entity)
-        };
-        let (entities, credentials, sensors) = tokio::try_join!(
-            self.list_entities_kept(account, relevant),
+        let (credentials, sensors) = tokio::try_join!(
             self.get::<List<CredentialRecord>>(&credentials_path),
             self.get::<List<SensorRecord>>(&sensors_path),
         )?;
-        Ok(AccountData {
-            entities,
-            credentials: credentials.list,
-            sensors: sensors.list,
+        let mut builder =
+            ConfigBuilder::new(protocol, bot_id, account, credentials.list, sensors.list);
+        self.list_entities_kept(account, |entity| {
+            builder.add(entity);
+            None::<()>
         })
+        .await?;
+        Ok(builder.finish())
     }
 
     /// Creates an entity (contract §4.10) and returns its id.

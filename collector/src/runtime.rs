@@ -5,7 +5,7 @@ use crate::backend::BackendClient;
 use crate::bot::{Collector, Context, StartError};
 use crate::cluster::{Assignment, Membership};
 use crate::delivery::{BackendSink, Delivery, Sink, StdoutSink};
-use crate::entity::{build_configs_explained, AccountData, ConfigProblem, EntityConfig, Protocol};
+use crate::entity::{build_configs_explained, BuiltConfigs, ConfigProblem, EntityConfig, Protocol};
 use crate::executor::Executor;
 use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
@@ -771,13 +771,10 @@ async fn refresh(
                 None => (embedded.to_string(), "embedded example jobs".to_string()),
             };
             let accounts = parse_jobs_file(&text).map_err(|e| format!("jobs file {name}: {e}"))?;
-            Ok(configs_of(
-                protocol,
-                None,
-                accounts,
-                HashSet::new(),
-                metrics,
-            ))
+            let built = accounts
+                .into_iter()
+                .map(|(account, data)| build_configs_explained(protocol, None, account, data));
+            Ok(configs_of(built, HashSet::new(), metrics))
         }
     }
 }
@@ -795,9 +792,13 @@ pub async fn fetch_from_backend<'a>(
         .await
         .map_err(|e| format!("cannot list accounts: {e}"))?;
     // `buffered` keeps the backend's account order, so configs come out in that order.
-    let name = protocol.name;
-    let fetched: Vec<(u64, Result<AccountData, _>)> = futures::stream::iter(accounts)
-        .map(|account| async move { (account, client.account_data(account, name).await) })
+    let fetched: Vec<(u64, Result<BuiltConfigs, _>)> = futures::stream::iter(accounts)
+        .map(|account| async move {
+            let built = client
+                .account_configs(account, protocol, Some(bot_id))
+                .await;
+            (account, built)
+        })
         .buffered(ACCOUNTS_IN_PARALLEL)
         .collect()
         .await;
@@ -805,7 +806,7 @@ pub async fn fetch_from_backend<'a>(
     let mut unreadable = HashSet::new();
     for (account, result) in fetched {
         match result {
-            Ok(account_data) => readable.push((account, account_data)),
+            Ok(built) => readable.push(built),
             Err(e) => {
                 tracing::warn!(
                     account,
@@ -816,31 +817,21 @@ pub async fn fetch_from_backend<'a>(
             }
         }
     }
-    Ok(configs_of(
-        protocol,
-        Some(bot_id),
-        readable,
-        unreadable,
-        metrics,
-    ))
+    Ok(configs_of(readable, unreadable, metrics))
 }
 
-fn configs_of<'a>(
-    protocol: impl Into<Protocol<'a>>,
-    bot_id: Option<u64>,
-    accounts: impl IntoIterator<Item = (u64, AccountData)>,
+/// One refresh's configs from each account's, each problem logged and counted.
+fn configs_of(
+    accounts: impl IntoIterator<Item = BuiltConfigs>,
     unreadable: HashSet<u64>,
     metrics: &Metrics,
 ) -> Refresh {
-    let protocol = protocol.into();
     let mut configs = Vec::new();
     let mut skipped = Vec::new();
     let mut all_problems = Vec::new();
-    for (account, data) in accounts {
-        let mut built = build_configs_explained(protocol, bot_id, account, data);
+    for mut built in accounts {
         skipped.append(&mut built.skipped);
-        let (mut found, problems) = (built.configs, built.problems);
-        for p in &problems {
+        for p in &built.problems {
             tracing::warn!(
                 account = p.account_id,
                 entity = p.entity_id,
@@ -849,8 +840,12 @@ fn configs_of<'a>(
             );
             metrics.framework.config_problems.inc();
         }
-        all_problems.extend(problems);
-        configs.append(&mut found);
+        all_problems.append(&mut built.problems);
+        if configs.is_empty() {
+            configs = built.configs;
+        } else {
+            configs.append(&mut built.configs);
+        }
     }
     Refresh {
         configs,
