@@ -51,10 +51,11 @@ pub fn own_usage(who: Who) -> (CpuTime, u64) {
     usage_figures(&usage)
 }
 
-/// Waits for `child` to end; returns its raw wait status, its CPU time and its peak RSS (KiB),
-/// its own alone: `getrusage(RUSAGE_CHILDREN)` keeps the largest peak of every child waited for
-/// so far, a bot's of an earlier round included. Read the child's pipes before.
-pub fn wait_with_usage(child: &Child) -> std::io::Result<(i32, CpuTime, u64)> {
+/// Waits for `child` to end; returns its raw wait status and its CPU time, its own alone:
+/// `getrusage(RUSAGE_CHILDREN)` sums every child waited for so far. Read the child's pipes
+/// before. Not its peak RSS: the kernel's figure keeps the high-water mark of the memory the
+/// child shared with this process before its `exec` (see [`watch_peak_rss`]).
+pub fn wait_with_usage(child: &Child) -> std::io::Result<(i32, CpuTime)> {
     let mut status = 0;
     // SAFETY: rusage is plain data that wait4 fills; the pid is our own unwaited child's.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -62,8 +63,31 @@ pub fn wait_with_usage(child: &Child) -> std::io::Result<(i32, CpuTime, u64)> {
     if waited < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let (cpu, max_rss_kib) = usage_figures(&usage);
-    Ok((status, cpu, max_rss_kib))
+    let (cpu, _inherited_peak) = usage_figures(&usage);
+    Ok((status, cpu))
+}
+
+/// Follows a running child's peak RSS (`VmHWM`, KiB) once it runs `program` (its name as
+/// `/proc/<pid>/comm` shows it) until it ends; the thread returns the last figure read, within
+/// 2 ms of the end. `wait4`'s peak is no use for a spawned peer: it counts this process's
+/// pages, shared until the `exec` (a later round of a benchmark grown to 100 MiB made fping's
+/// few MiB read as 100), and so does `VmHWM` before the `exec`.
+pub fn watch_peak_rss(pid: u32, program: &'static str) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0;
+        loop {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            // Gone, or ended and not yet reaped (no memory left, so no `VmHWM` line).
+            let now = process_memory_kib(pid, "VmHWM:");
+            if comm.is_empty() || (now == 0 && peak > 0) {
+                return peak;
+            }
+            if comm.trim_end() == program {
+                peak = peak.max(now);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    })
 }
 
 /// CPU time and peak RSS (KiB) of a `rusage`.

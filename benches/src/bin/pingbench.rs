@@ -13,8 +13,8 @@ use benches::counting_backend::{
     lateness_percentile, AccountConfigs, CountingBackend, Counts, BOT_ID, TOKEN,
 };
 use benches::measure::{
-    own_usage, process_cpu, process_memory_kib, spawn_pinned, thread_cpu, wait_with_usage, CpuTime,
-    ScratchDir, Who,
+    own_usage, process_cpu, process_memory_kib, spawn_pinned, thread_cpu, wait_with_usage,
+    watch_peak_rss, CpuTime, ScratchDir, Who,
 };
 use clap::Parser;
 use pingbot::credential::ProbeSettings;
@@ -208,14 +208,15 @@ fn run_fping(addresses: &[Ipv4Addr]) -> Result<Figures, String> {
     // On CPU 0, where the bot runs too.
     let mut child = spawn_pinned(&mut command, 0)
         .map_err(|e| format!("cannot run fping (apt-get install fping): {e}"))?;
+    let peak_rss = watch_peak_rss(child.id(), "fping");
     let mut output = Vec::new();
     if let Some(mut pipe) = child.stderr.take() {
         pipe.read_to_end(&mut output)
             .map_err(|e| format!("reading fping's output: {e}"))?;
     }
     let stderr = String::from_utf8_lossy(&output);
-    let (status, cpu, max_rss_kib) =
-        wait_with_usage(&child).map_err(|e| format!("waiting for fping: {e}"))?;
+    let (status, cpu) = wait_with_usage(&child).map_err(|e| format!("waiting for fping: {e}"))?;
+    let max_rss_kib = peak_rss.join().unwrap_or(0);
     let wall = started.elapsed();
     // "127.10.0.1 : xmt/rcv/%loss = 3/3/0%, min/avg/max = 0.01/0.02/0.03"
     let (mut sent, mut replies) = (0u64, 0u64);
