@@ -64,6 +64,16 @@ fn pingbench_grafolean_measures_the_real_bot_beside_fping() {
     assert!(number_after(&out, "to the account,") > 0.0, "values: {out}");
     assert_eq!(number_after(&out, "refused POSTs"), 0.0, "{out}");
     assert!(number_after(&out, "fping cpu per ping =") > 0.0, "{out}");
+    // fping's own peak RSS, read after its exec: a few MiB, not the benchmark's pages.
+    let fping = out
+        .lines()
+        .find(|line| line.starts_with("fping    sent"))
+        .unwrap_or_default();
+    let fping_rss = number_after(fping, "peak RSS");
+    assert!(
+        fping_rss > 0.0 && fping_rss < 40.0,
+        "fping peak RSS: {fping}"
+    );
     // Two rounds, then their summary with the ratio of the medians.
     assert!(out.contains("round    2 of 2"), "{out}");
     assert!(out.contains("summary  2 rounds"), "{out}");
