@@ -55,6 +55,8 @@ fn pingbench_grafolean_measures_the_real_bot_beside_fping() {
             "--grafolean",
             "--repeat",
             "2",
+            "--refresh-interval",
+            "1",
         ],
     );
     assert!(
