@@ -486,7 +486,7 @@ struct Running<C: Collector> {
 }
 
 /// How many due jobs the scheduler hands the executor at a time: a burst of 10,000 is ten
-/// turns of the loop below, and the list that carries them stays small (about 64 KB).
+/// turns of the loop below, and the list that carries them stays small (about 100 KB).
 const FIRED_TOGETHER: usize = 1024;
 
 /// Starts delivery, the executor and the refresh loop, then fires due jobs and applies each

@@ -341,11 +341,9 @@ impl<P: PartialEq> Scheduler<P> {
                 tracing::warn!(job = %spec.id, "job has no usable interval; not scheduled");
                 continue;
             }
-            let state = match self.ids.get(spec.id.as_str()).copied() {
-                Some(slot) => {
-                    let Some(entry) = self.slots[slot].as_mut() else {
-                        continue;
-                    };
+            let slot = self.ids.get(spec.id.as_str()).copied();
+            let state = match slot.and_then(|slot| Some(slot).zip(self.slots[slot].as_mut())) {
+                Some((slot, entry)) => {
                     if entry.refreshed == refresh {
                         tracing::warn!(job = %spec.id, "two jobs with the same id; the later one wins");
                     }
