@@ -15,7 +15,7 @@ use crate::scheduler::{Clock, Scheduler};
 use crate::settings::{LogFormat, Mode, Settings, ValuesOutput};
 use crate::spool::Spool;
 use crate::standalone::parse_jobs_file;
-use crate::status::{EntityReport, SkippedEntity, StatusBoard};
+use crate::status::{EntityInfo, EntityReport, SkippedEntity, StatusBoard};
 use crate::store::Store;
 use crate::task_record::TaskRecords;
 use crate::telemetry::{self, LastValues, Readiness};
@@ -705,14 +705,14 @@ async fn refresh_loop<C: Collector>(
                     .get_or_create(&label("outcome", "ok"))
                     .inc();
                 bot.configs_refreshed(&result.configs, &result.unreadable);
-                let specs = bot.jobs(&result.configs);
-                let left_out = bot.left_out(&result.configs);
                 let report = EntityReport {
-                    configs: result.configs,
+                    entities: EntityInfo::of_configs(&result.configs),
                     skipped: result.skipped,
                     problems: result.problems,
-                    left_out,
+                    left_out: bot.left_out(&result.configs),
                 };
+                // Last, and by value: a bot may drop each config as it makes its jobs.
+                let specs = bot.jobs_from(result.configs);
                 if updates
                     .send((specs, result.unreadable, report))
                     .await

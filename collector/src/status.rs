@@ -252,10 +252,28 @@ pub struct EntityInfo {
     pub address: Option<String>,
 }
 
+impl EntityInfo {
+    /// The entities of `configs` as the status page keeps them.
+    pub fn of_configs(configs: &[EntityConfig]) -> Vec<((u64, u64), EntityInfo)> {
+        configs
+            .iter()
+            .map(|config| {
+                let info = EntityInfo {
+                    name: config.name.clone(),
+                    address: config.address().map(str::to_string),
+                };
+                ((config.account_id, config.entity_id), info)
+            })
+            .collect()
+    }
+}
+
 /// What one refresh said about entities.
 #[derive(Debug, Default)]
 pub struct EntityReport {
-    pub configs: Vec<EntityConfig>,
+    /// The name and address of each entity that got a config, by (account, entity): all the
+    /// page keeps of the configs, taken before they are made into jobs.
+    pub entities: Vec<((u64, u64), EntityInfo)>,
     pub skipped: Vec<SkippedEntity>,
     pub problems: Vec<ConfigProblem>,
     pub left_out: Vec<LeftOut>,
@@ -304,15 +322,7 @@ impl StatusBoard {
         board.entities.retain(|(a, _), _| unreadable.contains(a));
         board.skipped.retain(|s| unreadable.contains(&s.account_id));
         board.notes.retain(|(a, _), _| unreadable.contains(a));
-        for config in &report.configs {
-            let info = EntityInfo {
-                name: config.name.clone(),
-                address: config.address().map(str::to_string),
-            };
-            board
-                .entities
-                .insert((config.account_id, config.entity_id), info);
-        }
+        board.entities.extend(report.entities);
         board.skipped.extend(report.skipped);
         for left in report.left_out {
             let info = board.entities.get(&(left.account_id, left.entity_id));

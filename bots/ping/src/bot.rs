@@ -162,6 +162,13 @@ impl Collector for PingBot {
         configs.iter().filter_map(job_of).collect()
     }
 
+    /// One entity's job from its config alone: each config goes as its job is made.
+    fn jobs_from(&self, configs: Vec<EntityConfig>) -> Vec<JobSpec<PingParams>> {
+        let mut jobs = Vec::with_capacity(configs.len());
+        jobs.extend(configs.into_iter().filter_map(|config| job_of(&config)));
+        jobs
+    }
+
     async fn perform(
         &self,
         job: &JobSpec<PingParams>,
@@ -325,12 +332,18 @@ mod tests {
                 .block_on(async { Pinger::open(&PingerConfig::default(), PingCounters::default()) })
                 .unwrap(),
         ));
-        let jobs = bot.jobs(&[
+        let configs = vec![
             entity(1, "127.0.0.1", json!({"timeout": "soon"}), &[Some(10)]),
             entity(2, "999.1.1.1", json!({}), &[Some(10)]),
+            entity(4, "127.0.0.1", json!({}), &[None]),
             entity(3, "127.0.0.1", json!({}), &[Some(10)]),
-        ]);
-        assert_eq!(jobs.len(), 3);
+        ];
+        let jobs = bot.jobs(&configs);
+        assert_eq!(jobs.len(), 3, "the entity without an interval has no job");
+        assert!(
+            bot.jobs_from(configs) == jobs,
+            "a refresh's jobs (configs by value) are the same"
+        );
         let problem = |job: &JobSpec<PingParams>| job.params.plan.clone().err();
         assert!(problem(&jobs[0]).unwrap().contains("`timeout`"));
         assert!(problem(&jobs[1]).unwrap().contains("999.1.1.1"));
