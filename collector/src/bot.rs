@@ -42,7 +42,7 @@ pub trait Collector: Send + Sync + 'static {
         self.jobs(&configs)
     }
 
-    /// Called on every successful refresh, just before [`Collector::jobs`], with the same
+    /// Called on every successful refresh, before [`Collector::jobs_from`], with the same
     /// configs and the accounts that could not be read (whose jobs are kept). For state that
     /// must follow the configs as soon as they are known rather than when a job runs (the
     /// NetFlow listener's set of exporters).
