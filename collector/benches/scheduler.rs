@@ -4,7 +4,7 @@
 //!
 //! `cargo bench -p collector --bench scheduler` (env `JOBS`, `SECONDS` to change the size).
 
-use collector::scheduler::{Clock, Scheduler};
+use collector::scheduler::{Clock, Scheduler, HAND_OUT_BATCH};
 use collector::JobSpec;
 use std::collections::HashSet;
 use std::time::Instant;
@@ -79,14 +79,14 @@ async fn main() {
         }
     });
     let mut running = Vec::with_capacity(jobs);
-    // Handed out as the bot's runtime takes them: up to 1,024 at a time.
-    let mut batch = Vec::with_capacity(1024);
+    // Handed out as the bot's runtime takes them.
+    let mut batch = Vec::with_capacity(HAND_OUT_BATCH);
     // One clock reading a batch, when it is handed out (the scheduler's own clock: Unix time
     // kept by tokio's). The benchmark's own work on a batch's jobs delays the next batch, as
     // the executor's does in the bot.
     let mut now = clock.now_unix();
     while now < end as f64 {
-        scheduler.next_batch(&mut batch, 1024).await;
+        scheduler.next_batch(&mut batch, HAND_OUT_BATCH).await;
         now = clock.now_unix();
         for due in batch.drain(..) {
             let late = (now - due.firing.scheduled as f64) * 1000.0;

@@ -11,7 +11,7 @@ use crate::job::JobSpec;
 use crate::metrics::{label, Metrics};
 use crate::notify::{Notifier, NotifierTasks};
 use crate::output::say;
-use crate::scheduler::{Clock, Scheduler};
+use crate::scheduler::{Clock, Scheduler, HAND_OUT_BATCH};
 use crate::settings::{LogFormat, Mode, Settings, ValuesOutput};
 use crate::spool::Spool;
 use crate::standalone::parse_jobs_file;
@@ -485,10 +485,6 @@ struct Running<C: Collector> {
     replayer: Option<(JoinHandle<()>, CancellationToken)>,
 }
 
-/// How many due jobs the scheduler hands the executor at a time: a burst of 10,000 is ten
-/// turns of the loop below, and the list that carries them stays small (about 100 KB).
-const FIRED_TOGETHER: usize = 1024;
-
 /// Starts delivery, the executor and the refresh loop, then fires due jobs and applies each
 /// refresh until shutdown.
 async fn schedule<C: Collector>(
@@ -550,7 +546,7 @@ async fn schedule<C: Collector>(
     ));
     let protocol = bot.protocol();
     let mut scheduler: Scheduler<C::Params> = Scheduler::new(clock);
-    let mut fired = Vec::with_capacity(FIRED_TOGETHER);
+    let mut fired = Vec::with_capacity(HAND_OUT_BATCH);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -570,7 +566,7 @@ async fn schedule<C: Collector>(
                     applied_ms = %format!("{:.1}", applying.elapsed().as_secs_f64() * 1e3),
                     "jobs refreshed");
             }
-            _ = scheduler.next_batch(&mut fired, FIRED_TOGETHER), if !scheduler.is_empty() => {
+            _ = scheduler.next_batch(&mut fired, HAND_OUT_BATCH), if !scheduler.is_empty() => {
                 executor.fire_all(fired.drain(..));
             }
         }
@@ -841,6 +837,8 @@ fn configs_of(
             metrics.framework.config_problems.inc();
         }
         all_problems.append(&mut built.problems);
+        // The first account's list is taken whole, not copied into a new one: a refresh's
+        // configs are its memory peak.
         if configs.is_empty() {
             configs = built.configs;
         } else {

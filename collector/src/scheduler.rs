@@ -223,6 +223,11 @@ const PREFETCH_AHEAD: usize = 16;
 /// A job's place in a due-second bucket: its slot and the generation it was filed under.
 type Ticket = (usize, u64);
 
+/// How many due jobs the bot's runtime takes from [`Scheduler::next_batch`] at a time: a burst
+/// of 10,000 is ten turns of its loop, and the list that carries them stays small (about
+/// 100 KB, 104 bytes a job).
+pub const HAND_OUT_BATCH: usize = 1024;
+
 /// How long before its second a due second's jobs are prepared (see [`Scheduler`]). Preparing
 /// takes up to a few hundred nanoseconds a job, so this covers a burst of 300,000 jobs.
 const PREPARE_AHEAD: Duration = Duration::from_millis(100);
@@ -419,21 +424,11 @@ impl<P: PartialEq> Scheduler<P> {
         bucket.push(ticket);
     }
 
-    /// Waits for the next job to fall due. Never returns while no job is scheduled: guard the
-    /// call with [`Scheduler::is_empty`] in a `select!`. Cancel-safe: what was prepared stays.
-    pub async fn next_due(&mut self) -> Due<P> {
-        loop {
-            self.due_second().await;
-            if let Some(due) = self.hand_out() {
-                return due;
-            }
-        }
-    }
-
     /// Waits for jobs to fall due, then moves up to `max` of them (at least one) into `batch`,
     /// which the caller has emptied. A burst of 10,000 jobs is then one turn of the caller's
-    /// `select!` loop per `max` jobs, not per job. Guarded and cancel-safe like
-    /// [`Scheduler::next_due`]: nothing is moved until the jobs are due.
+    /// `select!` loop per `max` jobs ([`HAND_OUT_BATCH`] in the bot), not per job. Never
+    /// returns while no job is scheduled: guard the call with [`Scheduler::is_empty`] in a
+    /// `select!`. Cancel-safe: what was prepared stays, and nothing is moved until it is due.
     pub async fn next_batch(&mut self, batch: &mut Vec<Due<P>>, max: usize) {
         loop {
             self.due_second().await;
@@ -595,6 +590,13 @@ mod tests {
         }
     }
 
+    /// The next due job, taken as the runtime takes them (in a batch), one at a time.
+    async fn next_due(s: &mut Scheduler<u32>) -> Due<u32> {
+        let mut batch = Vec::with_capacity(1);
+        s.next_batch(&mut batch, 1).await;
+        batch.pop().expect("next_batch returns with a job")
+    }
+
     fn spec(id: &str, intervals: Vec<u64>, params: u32) -> JobSpec<u32> {
         JobSpec::new(id, intervals, params).account(1)
     }
@@ -608,7 +610,7 @@ mod tests {
         assert_eq!(first, anchor + 10);
         let mut seen = Vec::new();
         for _ in 0..4 {
-            let due = s.next_due().await;
+            let due = next_due(&mut s).await;
             assert_eq!(clock.now_secs(), due.firing.scheduled, "fires on time");
             seen.push((due.firing.scheduled - anchor, due.firing.affecting.to_vec()));
         }
@@ -675,7 +677,7 @@ mod tests {
         let mut fired = HashSet::new();
         let deadline = clock.now_secs() + 70;
         while clock.now_secs() < deadline {
-            fired.insert(s.next_due().await.spec.id.clone());
+            fired.insert(next_due(&mut s).await.spec.id.clone());
         }
         assert!(!fired.contains("gone"));
         assert!(fired.contains("keep") && fired.contains("change") && fired.contains("new"));
@@ -691,7 +693,7 @@ mod tests {
         );
         let (_, first) = s.timing("kept").unwrap();
         let just_before = clock.instant_at(first) - PREPARE_AHEAD / 4;
-        let early = tokio::time::timeout_at(just_before, s.next_due()).await;
+        let early = tokio::time::timeout_at(just_before, next_due(&mut s)).await;
         assert!(early.is_err(), "nothing is handed out before its second");
         assert_eq!(
             s.timing("kept").unwrap().1,
@@ -700,7 +702,7 @@ mod tests {
         );
         s.update(vec![spec("kept", vec![10], 0)], &HashSet::new());
         for expected in [first, first + 10] {
-            let due = s.next_due().await;
+            let due = next_due(&mut s).await;
             assert_eq!(
                 (due.spec.id.as_str(), due.firing.scheduled),
                 ("kept", expected)
@@ -801,7 +803,7 @@ mod tests {
             vec![JobSpec::new("m", vec![3600], 0).anchored(Anchor::Unix(50))],
             &HashSet::new(),
         );
-        let due = s.next_due().await;
+        let due = next_due(&mut s).await;
         assert_eq!(due.firing.scheduled % 3600, 50);
         assert!(due.firing.scheduled > clock.now_secs() - 3600);
     }
